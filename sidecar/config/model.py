@@ -1,0 +1,258 @@
+"""Typed configuration model.
+
+The dataclass nesting mirrors the YAML layout one-to-one, so a dotted path such as
+``receivers.otlp.grpc.endpoint`` names both a YAML key and an attribute chain. Defaults live here
+and only here; ``config/sidecar.yaml`` is checked against them by a unit test so it cannot drift.
+
+Each section has ``validate(path)`` returning human-readable ``"dotted.path: reason"`` strings
+instead of raising, so the loader can report every problem in one go.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+COMPRESSIONS: tuple[str, ...] = ("lz4", "zstd", "none")
+MAX_MSG_SIZE_MIB = 2047  # gRPC and aiohttp both keep sizes in a signed 32-bit int (bytes)
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+
+
+def join_path(prefix: str, name: str) -> str:
+    """Dotted path of ``name`` inside section ``prefix`` (the root section has an empty prefix)."""
+    return f"{prefix}.{name}" if prefix else name
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (IPv6 as ``[::1]:PORT``) into host and port, or raise ``ValueError``.
+
+    Shared by validation and the servers so that what validates is exactly what gets bound.
+    The returned host has IPv6 brackets removed, ready for ``socket.bind``.
+    """
+    if any(c.isspace() for c in endpoint):
+        raise ValueError("must not contain whitespace")
+    if endpoint.startswith("["):
+        host, sep, port_text = endpoint[1:].partition("]:")
+        if not sep or not host:
+            raise ValueError("expected [IPV6]:PORT, e.g. [::1]:4317")
+    else:
+        host, sep, port_text = endpoint.rpartition(":")
+        if not sep:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:4317")
+        if not host:
+            raise ValueError("missing host (use 0.0.0.0 to listen on all interfaces)")
+        if ":" in host:
+            raise ValueError("IPv6 addresses must be bracketed, e.g. [::1]:4317")
+    if not port_text.isascii() or not port_text.isdigit():
+        raise ValueError(f"port {port_text!r} is not a number")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return host, port
+
+
+def _check_endpoint(path: str, endpoint: str) -> list[str]:
+    try:
+        split_endpoint(endpoint)
+    except ValueError as exc:
+        return [f"{path}: invalid endpoint {endpoint!r}: {exc}"]
+    return []
+
+
+def _check_int_range(path: str, value: int, low: int, high: int | None = None) -> list[str]:
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        return [f"{path}: must be {bound}, got {value}"]
+    return []
+
+
+def _check_choice(path: str, value: str, choices: tuple[str, ...]) -> list[str]:
+    if value not in choices:
+        return [f"{path}: must be one of {', '.join(choices)}; got {value!r}"]
+    return []
+
+
+@dataclass(frozen=True)
+class GrpcReceiverConfig:
+    """OTLP/gRPC receiver."""
+
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:4317"
+    max_recv_msg_size_mib: int = 64
+
+    def validate(self, path: str) -> list[str]:
+        """Endpoint syntax and message size; a disabled receiver is still checked to catch typos early."""
+        return _check_endpoint(join_path(path, "endpoint"), self.endpoint) + _check_int_range(
+            join_path(path, "max_recv_msg_size_mib"), self.max_recv_msg_size_mib, 1, MAX_MSG_SIZE_MIB
+        )
+
+
+@dataclass(frozen=True)
+class HttpReceiverConfig:
+    """OTLP/HTTP receiver; the body limit applies after decompression (zip-bomb guard)."""
+
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:4318"
+    max_request_body_size_mib: int = 64
+
+    def validate(self, path: str) -> list[str]:
+        """Endpoint syntax and body size limit."""
+        return _check_endpoint(join_path(path, "endpoint"), self.endpoint) + _check_int_range(
+            join_path(path, "max_request_body_size_mib"), self.max_request_body_size_mib, 1, MAX_MSG_SIZE_MIB
+        )
+
+
+@dataclass(frozen=True)
+class OtlpReceiversConfig:
+    """Both OTLP transports."""
+
+    grpc: GrpcReceiverConfig = field(default_factory=GrpcReceiverConfig)
+    http: HttpReceiverConfig = field(default_factory=HttpReceiverConfig)
+
+    def validate(self, path: str) -> list[str]:
+        """Delegates to each transport."""
+        return self.grpc.validate(join_path(path, "grpc")) + self.http.validate(join_path(path, "http"))
+
+
+@dataclass(frozen=True)
+class ReceiversConfig:
+    """All receivers (only OTLP today; the extra level leaves room for others)."""
+
+    otlp: OtlpReceiversConfig = field(default_factory=OtlpReceiversConfig)
+
+    def validate(self, path: str) -> list[str]:
+        """Delegates to the OTLP section."""
+        return self.otlp.validate(join_path(path, "otlp"))
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Jaeger-compatible query API."""
+
+    endpoint: str = "127.0.0.1:16686"
+    default_search_limit: int = 20
+    max_search_limit: int = 1500
+
+    def validate(self, path: str) -> list[str]:
+        """Endpoint syntax; the default limit must be servable under the maximum."""
+        errors = _check_endpoint(join_path(path, "endpoint"), self.endpoint)
+        errors += _check_int_range(join_path(path, "max_search_limit"), self.max_search_limit, 1)
+        default_path, ceiling = join_path(path, "default_search_limit"), max(self.max_search_limit, 1)
+        errors += _check_int_range(default_path, self.default_search_limit, 1, ceiling)
+        return errors
+
+
+@dataclass(frozen=True)
+class TracesStorageConfig:
+    """Trace data retention."""
+
+    retention_days: int = 7
+
+    def validate(self, path: str) -> list[str]:
+        """Retention between one day and ten years."""
+        return _check_int_range(join_path(path, "retention_days"), self.retention_days, 1, 3650)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """RocksDB tuning; sizes are MiB so the YAML stays readable."""
+
+    traces: TracesStorageConfig = field(default_factory=TracesStorageConfig)
+    block_cache_mib: int = 32
+    write_buffer_mib: int = 16
+    max_write_buffers: int = 3
+    compression: str = "lz4"
+    bloom_bits_per_key: int = 10
+    wal_sync: bool = False
+    retention_check_interval_s: int = 60
+
+    @property
+    def memtable_cap_mib(self) -> int:
+        """Upper bound of memtable memory, for sizing the process."""
+        return self.write_buffer_mib * self.max_write_buffers
+
+    def validate(self, path: str) -> list[str]:
+        """Ranges RocksDB itself would reject or misbehave with."""
+        p = path
+        return (
+            self.traces.validate(join_path(p, "traces"))
+            + _check_int_range(join_path(p, "block_cache_mib"), self.block_cache_mib, 1)
+            + _check_int_range(join_path(p, "write_buffer_mib"), self.write_buffer_mib, 1)
+            + _check_int_range(join_path(p, "max_write_buffers"), self.max_write_buffers, 2)
+            + _check_choice(join_path(p, "compression"), self.compression, COMPRESSIONS)
+            + _check_int_range(join_path(p, "bloom_bits_per_key"), self.bloom_bits_per_key, 0, 32)
+            + _check_int_range(join_path(p, "retention_check_interval_s"), self.retention_check_interval_s, 1)
+        )
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Batching and back-pressure between receivers and storage."""
+
+    max_batch_spans: int = 16384
+    max_queue_spans: int = 262144
+
+    def validate(self, path: str) -> list[str]:
+        """The queue must hold at least one full batch, or batches could never form."""
+        errors = _check_int_range(join_path(path, "max_batch_spans"), self.max_batch_spans, 1)
+        if self.max_queue_spans < max(self.max_batch_spans, 1):
+            errors.append(
+                f"{join_path(path, 'max_queue_spans')}: must be >= ingest.max_batch_spans "
+                f"({self.max_batch_spans}), got {self.max_queue_spans}"
+            )
+        return errors
+
+
+@dataclass(frozen=True)
+class Config:
+    """Root of the sidecar configuration."""
+
+    data_dir: str = "./data"
+    log_level: str = "info"
+    shutdown_timeout_s: float = 8.0
+    receivers: ReceiversConfig = field(default_factory=ReceiversConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    def validate(self, path: str = "") -> list[str]:
+        """Checks every section plus cross-section rules (listeners must not collide)."""
+        errors: list[str] = []
+        if not self.data_dir.strip():
+            errors.append(f"{join_path(path, 'data_dir')}: must not be empty")
+        errors += _check_choice(join_path(path, "log_level"), self.log_level, LOG_LEVELS)
+        timeout = self.shutdown_timeout_s
+        if math.isnan(timeout) or not 0 < timeout <= 60:
+            errors.append(f"{join_path(path, 'shutdown_timeout_s')}: must be > 0 and <= 60, got {timeout}")
+        errors += self.receivers.validate(join_path(path, "receivers"))
+        errors += self.api.validate(join_path(path, "api"))
+        errors += self.storage.validate(join_path(path, "storage"))
+        errors += self.ingest.validate(join_path(path, "ingest"))
+        return errors + self._listener_conflicts(path)
+
+    def _listener_conflicts(self, path: str) -> list[str]:
+        """Two enabled listeners on one port would fail at bind time with a less helpful message."""
+        otlp = self.receivers.otlp
+        listeners = [
+            ("receivers.otlp.grpc.endpoint", otlp.grpc.endpoint, otlp.grpc.enabled),
+            ("receivers.otlp.http.endpoint", otlp.http.endpoint, otlp.http.enabled),
+            ("api.endpoint", self.api.endpoint, True),
+        ]
+        seen: list[tuple[str, str, int]] = []
+        errors: list[str] = []
+        for name, endpoint, enabled in listeners:
+            if not enabled:
+                continue
+            try:
+                host, port = split_endpoint(endpoint)
+            except ValueError:
+                continue  # already reported by the section's own validation
+            for other_name, other_host, other_port in seen:
+                same_host = host == other_host or host in _WILDCARD_HOSTS or other_host in _WILDCARD_HOSTS
+                if port == other_port and same_host:
+                    errors.append(
+                        f"{join_path(path, name)}: {endpoint} conflicts with {join_path(path, other_name)}"
+                    )
+            seen.append((name, host, port))
+        return errors

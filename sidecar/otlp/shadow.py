@@ -1,0 +1,104 @@
+"""Shadow schemas: wire-compatible views of OTLP messages for the hot ingest path.
+
+Parsing ``ExportTraceServiceRequest`` with the official classes and re-serialising every span costs
+more than the rest of ingest together. These messages share field numbers with OTLP but declare the
+parts we never inspect as ``bytes``, so upb hands us the original encodings untouched: span bytes
+for storage, KeyValue bytes as index terms, resource and scope bytes for de-duplication.
+Fields we do not declare survive as unknown fields, so nothing a client sent is lost.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
+
+_F = descriptor_pb2.FieldDescriptorProto
+_PKG = "sidecar.shadow"
+
+# (message, [(field, number, type, repeated, message type)])
+_SCHEMA: list[tuple[str, list[tuple[str, int, int, bool, str | None]]]] = [
+    ("Status", [("code", 3, _F.TYPE_INT32, False, None)]),
+    (
+        "Span",
+        [
+            ("trace_id", 1, _F.TYPE_BYTES, False, None),
+            ("span_id", 2, _F.TYPE_BYTES, False, None),
+            ("parent_span_id", 4, _F.TYPE_BYTES, False, None),
+            ("name", 5, _F.TYPE_BYTES, False, None),
+            ("kind", 6, _F.TYPE_INT32, False, None),
+            ("start_time_unix_nano", 7, _F.TYPE_FIXED64, False, None),
+            ("end_time_unix_nano", 8, _F.TYPE_FIXED64, False, None),
+            ("attributes", 9, _F.TYPE_BYTES, True, None),
+            ("status", 15, _F.TYPE_MESSAGE, False, "Status"),
+        ],
+    ),
+    ("ScopeSpans", [("scope", 1, _F.TYPE_BYTES, False, None), ("spans", 2, _F.TYPE_MESSAGE, True, "Span")]),
+    (
+        "ResourceSpans",
+        [
+            ("resource", 1, _F.TYPE_BYTES, False, None),
+            ("scope_spans", 2, _F.TYPE_MESSAGE, True, "ScopeSpans"),
+        ],
+    ),
+    ("TraceRequest", [("resource_spans", 1, _F.TYPE_MESSAGE, True, "ResourceSpans")]),
+    # The same request with every span left as its original bytes.
+    ("RawScopeSpans", [("scope", 1, _F.TYPE_BYTES, False, None), ("spans", 2, _F.TYPE_BYTES, True, None)]),
+    (
+        "RawResourceSpans",
+        [
+            ("resource", 1, _F.TYPE_BYTES, False, None),
+            ("scope_spans", 2, _F.TYPE_MESSAGE, True, "RawScopeSpans"),
+        ],
+    ),
+    ("RawTraceRequest", [("resource_spans", 1, _F.TYPE_MESSAGE, True, "RawResourceSpans")]),
+    # Resource{attributes=1}, InstrumentationScope{name=1, version=2, attributes=3}.
+    ("Resource", [("attributes", 1, _F.TYPE_BYTES, True, None)]),
+    (
+        "Scope",
+        [
+            ("name", 1, _F.TYPE_STRING, False, None),
+            ("version", 2, _F.TYPE_STRING, False, None),
+            ("attributes", 3, _F.TYPE_BYTES, True, None),
+        ],
+    ),
+    # Storage chunk: the spans of one trace from one write, resource and scope stored by reference.
+    (
+        "ChunkGroup",
+        [
+            ("resource_ref", 1, _F.TYPE_BYTES, False, None),
+            ("scope_ref", 2, _F.TYPE_BYTES, False, None),
+            ("spans", 3, _F.TYPE_BYTES, True, None),
+        ],
+    ),
+    ("Chunk", [("groups", 1, _F.TYPE_MESSAGE, True, "ChunkGroup")]),
+]
+
+
+def _build() -> dict[str, type[Message]]:
+    fdp = descriptor_pb2.FileDescriptorProto(name="sidecar_shadow.proto", package=_PKG, syntax="proto3")
+    for name, fields in _SCHEMA:
+        msg = fdp.message_type.add(name=name)
+        for fname, number, ftype, repeated, type_name in fields:
+            field = msg.field.add(
+                name=fname,
+                number=number,
+                type=ftype,
+                label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
+            )
+            if type_name:
+                field.type_name = f".{_PKG}.{type_name}"
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PKG}.{name}"))
+        for name, _ in _SCHEMA
+    }
+
+
+_CLASSES = _build()
+TraceRequest = _CLASSES["TraceRequest"]
+RawTraceRequest = _CLASSES["RawTraceRequest"]
+RawResourceSpans = _CLASSES["RawResourceSpans"]
+ShadowResource = _CLASSES["Resource"]
+ShadowScope = _CLASSES["Scope"]
+Chunk = _CLASSES["Chunk"]

@@ -1,0 +1,71 @@
+"""The one Export entry point both OTLP transports call (the Collector's internal/trace/otlp.go idea).
+
+It maps outcomes to transport-neutral results; the gRPC and HTTP receivers only translate those
+into status codes. Acknowledgement waits for the writer, i.e. for the WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from sidecar.ingest.traces import RequestDecodeError, prepare_traces
+from sidecar.storage.api import Overloaded, SpanWriter, StoreClosed
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = 1
+
+
+class Outcome(Enum):
+    OK = "ok"
+    BAD_REQUEST = "bad_request"  # 400 / INVALID_ARGUMENT
+    UNAVAILABLE = "unavailable"  # 503 / UNAVAILABLE, retryable
+    INTERNAL = "internal"  # 500 / INTERNAL
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    outcome: Outcome
+    message: str = ""
+    response: ExportTraceServiceResponse | None = None
+    accepted: int = 0
+    rejected: int = 0
+
+
+class TraceExporter:
+    """Decode, validate, queue, await durability."""
+
+    def __init__(self, writer: SpanWriter) -> None:
+        self._writer = writer
+        self.accepted_spans = 0
+        self.rejected_spans = 0
+
+    async def export(self, body: bytes) -> ExportResult:
+        try:
+            prepared = prepare_traces(body)
+        except RequestDecodeError as exc:
+            return ExportResult(Outcome.BAD_REQUEST, str(exc))
+        self.rejected_spans += prepared.rejected
+        try:
+            future = self._writer.submit(prepared)
+        except Overloaded as exc:
+            return ExportResult(Outcome.UNAVAILABLE, f"sidecar overloaded, retry later: {exc}")
+        except StoreClosed as exc:
+            return ExportResult(Outcome.UNAVAILABLE, str(exc))
+        try:
+            await asyncio.wrap_future(future)
+        except Exception as exc:
+            log.error("storing %d spans failed: %s", prepared.accepted, exc)
+            return ExportResult(Outcome.INTERNAL, f"storage failure: {exc}")
+        self.accepted_spans += prepared.accepted
+        response = ExportTraceServiceResponse()
+        if prepared.rejected:
+            response.partial_success.rejected_spans = prepared.rejected
+            response.partial_success.error_message = prepared.error_message()
+        return ExportResult(
+            Outcome.OK, response=response, accepted=prepared.accepted, rejected=prepared.rejected
+        )

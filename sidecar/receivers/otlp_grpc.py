@@ -1,0 +1,68 @@
+"""OTLP/gRPC receiver (TraceService/Export on :4317).
+
+Requests arrive as raw bytes (no deserializer) so the ingest path parses them once, its own way.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from sidecar.receivers.export import RETRY_AFTER_S, Outcome, TraceExporter
+
+log = logging.getLogger(__name__)
+TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+class OtlpGrpcReceiver:
+    def __init__(self, endpoint: str, max_recv_mib: int, exporter: TraceExporter) -> None:
+        self._endpoint = endpoint
+        self._exporter = exporter
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_recv_mib << 20),
+                ("grpc.max_send_message_length", 4 << 20),
+            ]
+        )
+        handler = grpc.unary_unary_rpc_method_handler(self._export)  # raw bytes in and out
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),)
+        )
+        self.port = 0
+        self._started = False
+
+    async def start(self) -> None:
+        self.port = self._server.add_insecure_port(self._endpoint)
+        if not self.port:
+            raise OSError(f"cannot listen for OTLP/gRPC on {self._endpoint}")
+        await self._server.start()
+        self._started = True
+        log.info("OTLP/gRPC receiver listening on %s", self._endpoint)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting and let in-flight calls finish within ``grace``; safe to call twice."""
+        if self._started:
+            self._started = False
+            await self._server.stop(grace)
+
+    async def _export(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        result = await self._exporter.export(body)
+        if result.outcome is Outcome.OK:
+            assert result.response is not None
+            return result.response.SerializeToString()
+        if result.outcome is Outcome.BAD_REQUEST:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.message)
+        if result.outcome is Outcome.UNAVAILABLE:
+            retry = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=RETRY_AFTER_S))
+            status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=result.message)
+            status.details.add().Pack(retry)
+            rich = rpc_status.to_status(status)
+            # Go clients read the rich status details; the Python exporter reads the RetryInfo trailer.
+            trailers = (*rich.trailing_metadata, ("google.rpc.retryinfo-bin", retry.SerializeToString()))
+            await context.abort(rich.code, rich.details, trailing_metadata=trailers)
+        await context.abort(grpc.StatusCode.INTERNAL, result.message)
+        raise AssertionError("unreachable")

@@ -1,0 +1,128 @@
+"""Storage contracts (after Jaeger's spanstore.Writer / Reader): what the rest of the code may rely on.
+
+Receivers and the query layer depend on these protocols, never on RocksDB. Each method states what
+it returns when nothing matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sidecar.ingest.traces import PreparedTraces
+
+
+class StorageError(Exception):
+    """Base class for storage failures."""
+
+
+class Overloaded(StorageError):
+    """The write queue is full; the client should retry later (OTLP 503 / UNAVAILABLE)."""
+
+
+class StoreClosed(StorageError):
+    """The store is shutting down and accepts no more writes."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStats:
+    name: str
+    span_count: int
+    error_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    trace_id: bytes
+    root_service: str
+    root_name: str
+    start_ns: int
+    end_ns: int
+    span_count: int
+    error_count: int
+    services: tuple[ServiceStats, ...]
+    min_span_ns: int
+    max_span_ns: int
+    operations: frozenset[str] = frozenset()
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_ns - self.start_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    """A search. ``tags`` values are strings compared like Jaeger does (``500`` matches int 500)."""
+
+    service: str | None = None
+    operation: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    start_ns: int = 0
+    end_ns: int = (1 << 63) - 1
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    min_trace_duration_ns: int | None = None
+    max_trace_duration_ns: int | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    name: str
+    span_kind: str  # lowercase Jaeger name, "" when unspecified
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyLink:
+    parent: str
+    child: str
+    call_count: int
+
+
+@dataclass(slots=True)
+class StoredTrace:
+    """A trace as stored: OTLP ``TracesData`` bytes plus its summary."""
+
+    summary: TraceSummary | None
+    traces_data: bytes
+    chunks: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class SpanWriter(Protocol):
+    def submit(self, prepared: PreparedTraces) -> Future[None]:
+        """Queue spans; the future resolves once they are durable (in the WAL).
+
+        Raises Overloaded when the queue is full and StoreClosed during shutdown.
+        """
+        ...
+
+
+class SpanReader(Protocol):
+    def get_trace(self, trace_id: bytes) -> StoredTrace | None:
+        """All stored spans of one trace; None when unknown."""
+        ...
+
+    def find_candidates(self, query: TraceQuery) -> Iterator[TraceSummary]:
+        """Traces that may match, newest first, each once; empty when nothing matches.
+
+        The index and the summary decide service, operation, the first indexable tag, time range,
+        trace duration and the span-duration bounds. The caller verifies what they cannot decide
+        (several span-level predicates that must hold on one span) and stops when it has enough.
+        """
+        ...
+
+    def get_services(self) -> list[str]:
+        """Service names, sorted; [] when none."""
+        ...
+
+    def get_operations(self, service: str, span_kind: str | None = None) -> list[Operation]:
+        """Operations of a service, optionally of one span kind; [] for an unknown service."""
+        ...
+
+    def get_dependencies(self, end_ns: int, lookback_ns: int) -> list[DependencyLink]:
+        """Calls between services in the window, summed per (parent, child); [] when none."""
+        ...

@@ -1,0 +1,290 @@
+"""Reads for the query layer: trace by ID, candidate search over postings, registries, edges."""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+from collections.abc import Iterator
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from rocksdict import ReadOptions
+
+from sidecar.otlp.shadow import Chunk, RawTraceRequest
+from sidecar.storage.api import DependencyLink, Operation, ServiceStats, StoredTrace, TraceQuery, TraceSummary
+from sidecar.storage.rocks import keys
+from sidecar.storage.rocks.db import Partition, RocksStore
+from sidecar.storage.rocks.registry import SPAN_KINDS, Registry
+from sidecar.storage.rocks.summary import NO_SERVICE, Summary
+
+# Tags Jaeger derives from span fields rather than attributes: never looked up in the term index.
+DERIVED_TAGS = frozenset(
+    {
+        "error",
+        "span.kind",
+        "span.status",
+        "otel.status_code",
+        "otel.status_description",
+        "otel.scope.name",
+        "otel.scope.version",
+        "otel.library.name",
+        "otel.library.version",
+        "scope.name",
+        "scope.version",
+        "w3c.tracestate",
+    }
+)
+# Spans normally reach us within seconds; postings written this long after a search window's end
+# are still scanned so late spans of traces that started inside the window are found.
+INGEST_SLACK_NS = 3_600 * 1_000_000_000
+_SUMMARY_BATCH = 64
+
+
+def tag_terms(key: str, value: str) -> list[bytes]:
+    """Every KeyValue encoding whose Jaeger string form equals ``value``."""
+    if key.startswith("resource."):
+        key = key[len("resource.") :]
+    candidates = [AnyValue(string_value=value)]
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        candidates.append(AnyValue(bool_value=lowered == "true"))
+    with contextlib.suppress(ValueError):
+        candidates.append(AnyValue(int_value=int(value)))
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        candidates.append(AnyValue(double_value=number))
+    return list(dict.fromkeys(keys.term(KeyValue(key=key, value=v).SerializeToString()) for v in candidates))
+
+
+def is_indexed_tag(key: str) -> bool:
+    return key not in DERIVED_TAGS
+
+
+class RocksReader:
+    def __init__(self, store: RocksStore, registry: Registry) -> None:
+        self._store = store
+        self._registry = registry
+        self._blob_cache: dict[bytes, bytes] = {}
+
+    # -- trace by id ---------------------------------------------------------------------
+    def get_trace(self, trace_id: bytes) -> StoredTrace | None:
+        prefix = keys.chunk_prefix(trace_id)
+        end = keys.prefix_end(prefix)
+        request = RawTraceRequest()
+        groups: dict[tuple[bytes, bytes], object] = {}
+        summary: TraceSummary | None = None
+        n_chunks = 0
+        for part in self._store.partitions(newest_first=False):
+            stored = part.data.get(keys.summary_key(trace_id))
+            if stored is not None:
+                summary = self._to_summary(trace_id, Summary.decode(stored))
+            ro = ReadOptions()
+            ro.set_iterate_upper_bound(end)
+            it = part.data.iter(ro)
+            it.seek(prefix)
+            while it.valid():
+                n_chunks += 1
+                for group in Chunk.FromString(it.value()).groups:
+                    ref = (group.resource_ref, group.scope_ref)
+                    scope_spans = groups.get(ref)
+                    if scope_spans is None:
+                        rs = request.resource_spans.add(resource=self._blob(part, b"r", group.resource_ref))
+                        scope_spans = groups[ref] = rs.scope_spans.add(
+                            scope=self._blob(part, b"s", group.scope_ref)
+                        )
+                    scope_spans.spans.extend(group.spans)  # type: ignore[attr-defined]
+                it.next()
+            del it
+        if not n_chunks:
+            return None
+        return StoredTrace(summary, request.SerializeToString(), n_chunks)
+
+    def _blob(self, part: Partition, kind: bytes, ref: bytes) -> bytes:
+        key = keys.BLOB + kind + ref
+        data = self._blob_cache.get(key)
+        if data is None:
+            data = part.data.get(key)
+            if data is None:
+                for other in self._store.partitions():
+                    data = other.data.get(key)
+                    if data is not None:
+                        break
+            data = data or b""
+            if len(self._blob_cache) > 4096:
+                self._blob_cache.clear()
+            self._blob_cache[key] = data
+        return data
+
+    # -- summaries -----------------------------------------------------------------------
+    def _to_summary(self, trace_id: bytes, s: Summary) -> TraceSummary:
+        names = self._registry.services
+        ops = self._registry.operations
+        return TraceSummary(
+            trace_id=trace_id,
+            root_service=names.get(s.root_service, "") if s.root_service != NO_SERVICE else "",
+            root_name=s.root_name.decode("utf-8", "replace"),
+            start_ns=s.start,
+            end_ns=s.end,
+            span_count=s.spans,
+            error_count=s.errors,
+            services=tuple(
+                ServiceStats(names.get(sid, "?"), c[0], c[1])
+                for sid, c in sorted(s.services.items(), key=lambda kv: names.get(kv[0], ""))
+            ),
+            min_span_ns=s.min_span,
+            max_span_ns=s.max_span,
+            operations=frozenset(ops[op][1] for op in s.operations if op in ops),
+        )
+
+    def get_summaries(self, trace_ids: list[bytes]) -> dict[bytes, Summary]:
+        """Newest stored summary of each trace (the writer carries them forward across days)."""
+        found: dict[bytes, Summary] = {}
+        missing = trace_ids
+        for part in self._store.partitions():
+            if not missing:
+                break
+            values = part.data.get([keys.summary_key(t) for t in missing])
+            still = []
+            for tid, value in zip(missing, values, strict=True):
+                if value is None:
+                    still.append(tid)
+                else:
+                    found[tid] = Summary.decode(value)
+            missing = still
+        return found
+
+    # -- search --------------------------------------------------------------------------
+    def _scan(self, prefix: bytes, lo_ns: int, hi_ns: int) -> Iterator[tuple[int, bytes]]:
+        """Posting values under ``prefix`` with ingest time in [lo_ns, hi_ns], newest first."""
+        lo_day, hi_day = lo_ns // keys.DAY_NS, hi_ns // keys.DAY_NS
+        start_key = prefix + keys.rev(min(hi_ns, keys.MAX_U64))
+        end_key = prefix + keys.rev(max(lo_ns, 0))
+        offset = len(prefix)
+        for part in self._store.partitions():
+            if part.day > hi_day or part.day < lo_day:
+                continue
+            ro = ReadOptions()
+            ro.set_iterate_upper_bound(end_key + b"\x00")
+            it = part.data.iter(ro)
+            it.seek(start_key)
+            try:
+                while it.valid():
+                    yield keys.unrev(it.key(), offset), it.value()
+                    it.next()
+            finally:
+                del it
+
+    def _streams(self, query: TraceQuery, service_ids: list[int]) -> list[Iterator[tuple[int, bytes]]]:
+        lo = query.start_ns
+        hi = min(query.end_ns + INGEST_SLACK_NS, keys.MAX_U64)
+        indexed = [(k, v) for k, v in query.tags if is_indexed_tag(k)]
+        if indexed:
+            key, value = indexed[0]
+            return [
+                self._scan(keys.attribute_posting_prefix(svc, term), lo, hi)
+                for svc in service_ids
+                for term in tag_terms(key, value)
+            ]
+        if query.operation is not None:
+            ops = [
+                op for svc in service_ids for op in self._registry.operation_ids_named(query.operation, svc)
+            ]
+            return [self._scan(keys.operation_posting_prefix(op), lo, hi) for op in ops]
+        return [self._scan(keys.service_posting_prefix(svc), lo, hi) for svc in service_ids]
+
+    def _passes(self, query: TraceQuery, s: Summary, op_ids: set[int] | None) -> bool:
+        if s.start > query.end_ns or s.end < query.start_ns:
+            return False
+        duration = s.end - s.start
+        if query.min_trace_duration_ns is not None and duration < query.min_trace_duration_ns:
+            return False
+        if query.max_trace_duration_ns is not None and duration > query.max_trace_duration_ns:
+            return False
+        if query.min_duration_ns is not None and s.max_span < query.min_duration_ns:
+            return False
+        if query.max_duration_ns is not None and s.min_span > query.max_duration_ns:
+            return False
+        if op_ids is not None and not (s.operations & op_ids):
+            return False
+        for key, value in query.tags:
+            if key == "error":
+                wanted = value.strip().lower() == "true"
+                if (wanted and not s.errors) or (not wanted and s.errors >= s.spans):
+                    return False
+        return True
+
+    def find_candidates(self, query: TraceQuery) -> Iterator[TraceSummary]:
+        registry = self._registry
+        if query.service is not None:
+            sid = registry.service_ids.get(query.service)
+            if sid is None:
+                return
+            service_ids = [sid]
+        else:
+            service_ids = sorted(registry.services)
+        op_ids: set[int] | None = None
+        if query.operation is not None:
+            op_ids = {op for svc in service_ids for op in registry.operation_ids_named(query.operation, svc)}
+            if not op_ids:
+                return
+        streams = self._streams(query, service_ids)
+        merged = (
+            heapq.merge(*streams, key=lambda item: -item[0])
+            if len(streams) > 1
+            else iter(streams[0])
+            if streams
+            else iter(())
+        )
+        seen: set[bytes] = set()
+        try:
+            for _ns, packed in merged:
+                fresh = [t for t in keys.split_ids(packed) if t not in seen]
+                seen.update(fresh)
+                for i in range(0, len(fresh), _SUMMARY_BATCH):
+                    batch = fresh[i : i + _SUMMARY_BATCH]
+                    found = self.get_summaries(batch)
+                    for tid in batch:
+                        s = found.get(tid)
+                        if s is not None and self._passes(query, s, op_ids):
+                            yield self._to_summary(tid, s)
+        finally:
+            for stream in streams:
+                stream.close()  # type: ignore[attr-defined]
+
+    # -- registries and dependencies -----------------------------------------------------
+    def get_services(self) -> list[str]:
+        return self._registry.service_names()
+
+    def get_operations(self, service: str, span_kind: str | None = None) -> list[Operation]:
+        sid = self._registry.service_ids.get(service)
+        if sid is None:
+            return []
+        result: set[Operation] = set()
+        for _op, name, kinds in self._registry.operations_of(sid):
+            for kind_value, kind_name in enumerate(SPAN_KINDS):
+                if kinds & (1 << kind_value) and (span_kind is None or span_kind == kind_name):
+                    result.add(Operation(name, kind_name))
+        return sorted(result, key=lambda o: (o.name, o.span_kind))
+
+    def get_dependencies(self, end_ns: int, lookback_ns: int) -> list[DependencyLink]:
+        start_ns = max(0, end_ns - lookback_ns)
+        lo_hour, hi_hour = start_ns // keys.HOUR_NS, end_ns // keys.HOUR_NS
+        totals: dict[tuple[int, int], int] = {}
+        for part in self._store.partitions():
+            if part.day < start_ns // keys.DAY_NS or part.day > end_ns // keys.DAY_NS:
+                continue
+            ro = ReadOptions()
+            ro.set_iterate_upper_bound(keys.EDGE + keys.u32(hi_hour + 1))
+            it = part.data.iter(ro)
+            it.seek(keys.EDGE + keys.u32(lo_hour))
+            while it.valid():
+                _hour, parent, child = keys.parse_edge_key(it.key())
+                totals[(parent, child)] = totals.get((parent, child), 0) + keys.read_u64(it.value())
+                it.next()
+            del it
+        names = self._registry.services
+        return [
+            DependencyLink(names.get(p, "?"), names.get(c, "?"), n) for (p, c), n in sorted(totals.items())
+        ]

@@ -1,0 +1,319 @@
+"""The single writer thread: merges prepared requests into one WriteBatch and acknowledges them.
+
+Key layout (all big-endian; ids are registry ids; ``rev`` = 2**64-1 - ns so scans run newest first).
+
+Partition column family ``tYYYYMMDD`` (UTC day of arrival; retention drops the whole family):
+    C | trace_id(16) | ingest_ns(8)                    -> Chunk{groups{resource_ref, scope_ref, spans[]}}
+    M | trace_id(16)                                   -> trace summary (summary.py)
+    S | service_id(4) | rev_ingest_ns(8)               -> trace ids of that service in that write
+    O | operation_id(4) | rev_ingest_ns(8)             -> trace ids with that (service, span name)
+    A | service_id(4) | len(2) | term | rev_ingest_ns(8) -> trace ids carrying that attribute
+    R | 'r'|'s' | blake2b-128(bytes)                   -> resource / scope bytes (once per partition)
+    G | hour(4) | parent_service(4) | child_service(4) -> calls between services in that hour (u64)
+Default column family (registries, loaded whole at start-up):
+    N | service_id(4) -> name;  P | operation_id(4) -> service_id | kinds | name;  K | key -> ""
+
+A term is the span attribute's own KeyValue encoding (a digest when longer than 128 bytes), so the
+hot path never decodes attribute values. Trace-by-ID is one ``C|trace_id`` range per partition.
+Postings hold many traces per key: one key per distinct term per write, not per span, which keeps
+RocksDB's per-key cost (held under the GIL) off the per-span budget.
+
+Everything for one write - chunks, summaries, postings, registry entries, edges - goes in the same
+WriteBatch, so an acknowledged span is always searchable and nothing is half-indexed after a kill.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Iterable
+from concurrent.futures import Future
+from itertools import islice, repeat
+
+from rocksdict import WriteBatch, WriteOptions
+
+from sidecar.ingest.traces import PreparedTraces, TracePart
+from sidecar.otlp.shadow import Chunk
+from sidecar.storage.api import Overloaded, StoreClosed
+from sidecar.storage.rocks import keys
+from sidecar.storage.rocks.db import Partition, RocksStore
+from sidecar.storage.rocks.registry import Registry
+from sidecar.storage.rocks.summary import Summary
+
+log = logging.getLogger(__name__)
+
+_SUMMARY_CACHE = 65_536
+_PENDING_EDGES = 65_536
+
+
+_U16 = struct.Struct(">H").pack
+_consume = deque(maxlen=0).extend  # runs an iterator to the end in C
+
+
+def _join_unique(trace_ids: list[bytes]) -> bytes:
+    return b"".join(dict.fromkeys(trace_ids)) if len(trace_ids) > 1 else trace_ids[0]
+
+
+class TraceWriter:
+    """Serialises all writes through one thread with reply futures (Datasette's writer pattern)."""
+
+    def __init__(
+        self, store: RocksStore, registry: Registry, max_batch_spans: int, max_queue_spans: int
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._max_batch = max_batch_spans
+        self._max_queue = max_queue_spans
+        self._queue: list[tuple[PreparedTraces, Future[None]]] = []
+        self._queued_spans = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="trace-writer", daemon=True)
+        self._write_options = WriteOptions()
+        self._write_options.sync = store.options.wal_sync
+        self._default_cf = store.db.get_column_family_handle("default")
+        self._last_ns = 0
+        self._summaries: OrderedDict[bytes, tuple[int, Summary]] = OrderedDict()  # tid -> (day, summary)
+        self._blobs_written: set[tuple[int, bytes]] = set()
+        self._blob_refs: dict[bytes, bytes] = {}
+        # Unpaired client / server spans by trace id + span id; oldest evicted in bulk.
+        self._pending_clients: dict[bytes, int] = {}
+        self._pending_servers: dict[bytes, int] = {}
+        self._edge_counts: dict[bytes, int] = {}
+        # Attribute key names (as encoded bytes) already in the registry; the hot loop checks bytes.
+        self._attribute_key_bytes: set[bytes] = {k.encode() for k in registry.attribute_keys}
+        self.spans_written = 0
+        self.writes = 0
+
+    # -- public --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, prepared: PreparedTraces) -> Future[None]:
+        """Queue a prepared request; the future resolves once it is in the WAL."""
+        future: Future[None] = Future()
+        if not prepared.parts:
+            future.set_result(None)
+            return future
+        with self._cond:
+            if self._stopping:
+                raise StoreClosed("the store is shutting down")
+            if self._queued_spans and self._queued_spans + prepared.accepted > self._max_queue:
+                raise Overloaded(f"write queue holds {self._queued_spans} spans (limit {self._max_queue})")
+            self._queue.append((prepared, future))
+            self._queued_spans += prepared.accepted
+            self._cond.notify()
+        return future
+
+    @property
+    def queued_spans(self) -> int:
+        return self._queued_spans
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop; safe to call twice."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- writer thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue and self._stopping:
+                    return
+                batch: list[tuple[PreparedTraces, Future[None]]] = []
+                spans = 0
+                while self._queue and (not batch or spans + self._queue[0][0].accepted <= self._max_batch):
+                    item = self._queue.pop(0)
+                    batch.append(item)
+                    spans += item[0].accepted
+                self._queued_spans -= spans
+            try:
+                self._write([p for p, _ in batch])
+            except Exception as exc:
+                log.exception("write of %d spans failed", spans)
+                for _, future in batch:
+                    future.set_exception(exc)
+            else:
+                self.spans_written += spans
+                self.writes += 1
+                for _, future in batch:
+                    future.set_result(None)
+
+    def _next_ns(self) -> int:
+        ns = max(time.time_ns(), self._last_ns + 1)
+        self._last_ns = ns
+        return ns
+
+    def _blob_ref(self, data: bytes, kind: bytes, part: Partition, batch: WriteBatch) -> bytes:
+        ref = self._blob_refs.get(data)
+        if ref is None:
+            ref = keys.blob_hash(data)
+            if len(self._blob_refs) > 4096:
+                self._blob_refs.clear()
+            self._blob_refs[data] = ref
+        marker = (part.day, kind + ref)
+        if marker not in self._blobs_written:
+            self._blobs_written.add(marker)
+            batch.put(keys.BLOB + kind + ref, data, part.handle)
+        return ref
+
+    def _load_summaries(self, trace_ids: Iterable[bytes], day: int) -> dict[bytes, Summary]:
+        """Summaries for this write: cached, else read from this or the previous partition."""
+        found: dict[bytes, Summary] = {}
+        missing: list[bytes] = []
+        for tid in trace_ids:
+            cached = self._summaries.get(tid)
+            if cached is not None:
+                self._summaries.move_to_end(tid)
+                found[tid] = cached[1]
+            else:
+                missing.append(tid)
+        for back in (0, 1):
+            part = self._store.partition(day - back)
+            if part is None or not missing:
+                continue
+            values = part.data.get([keys.summary_key(t) for t in missing])
+            still: list[bytes] = []
+            for tid, value in zip(missing, values, strict=True):
+                if value is None:
+                    still.append(tid)
+                else:
+                    found[tid] = Summary.decode(value)
+            missing = still
+        return found
+
+    def _write(self, prepared: list[PreparedTraces]) -> None:
+        ns = self._next_ns()
+        day = ns // keys.DAY_NS
+        part = self._store.partition_for_write(day)
+        batch = WriteBatch(raw_mode=True)
+        batch.set_default_column_family(part.handle)
+        registry, default_cf = self._registry, self._default_cf
+
+        parts: list[TracePart] = [p for prep in prepared for p in prep.parts]
+        summaries = self._load_summaries({p.trace_id for p in parts}, day)
+        chunks: dict[bytes, Chunk] = {}
+        by_service: dict[int, list[bytes]] = {}
+        by_operation: dict[int, list[bytes]] = {}
+        by_term: dict[int, defaultdict[bytes, list[bytes]]] = {}
+        services: dict[str, int] = {}
+        edges: dict[tuple[int, int], int] = {}
+
+        for p in parts:
+            tid = p.trace_id
+            svc_name = p.resource.service
+            svc = services.get(svc_name)
+            if svc is None:
+                svc = services[svc_name] = registry.service_id(svc_name, batch, default_cf)
+                terms_of_service = by_term.get(svc)
+                if terms_of_service is None:
+                    by_term[svc] = defaultdict(list)
+            chunk = chunks.get(tid)
+            if chunk is None:
+                chunk = chunks[tid] = Chunk()
+            group = chunk.groups.add()
+            group.resource_ref = self._blob_ref(p.resource.encoded, b"r", part, batch)
+            group.scope_ref = self._blob_ref(p.scope.encoded, b"s", part, batch)
+            group.spans.extend(p.spans)
+
+            summary = summaries.get(tid)
+            if summary is None:
+                summary = summaries[tid] = Summary(ns)
+            terms = p.terms
+            if svc not in summary.services:
+                # Resource and scope attributes: indexed once per trace and service, not per span.
+                terms = terms.union(p.resource.attributes, p.scope.attributes)
+            summary.add(svc, len(p.spans), p.errors, p.start, p.end, p.min_duration, p.max_duration, p.root)
+
+            posting = by_service.get(svc)
+            if posting is None:
+                by_service[svc] = [tid]
+            else:
+                posting.append(tid)
+            for name, kind in p.operations:
+                op = registry.operation_id(svc, name, kind, batch, default_cf)
+                summary.operations.add(op)
+                posting = by_operation.get(op)
+                if posting is None:
+                    by_operation[op] = [tid]
+                else:
+                    posting.append(tid)
+            # The one per-(trace, term) step, kept in C: look up each term's list, append the id.
+            _consume(map(list.append, map(by_term[svc].__getitem__, terms), repeat(tid)))
+            if p.clients or p.servers:
+                self._pair_edges(p, svc, edges)
+
+        rev = keys.rev(ns)
+        ingest = keys.u64(ns)
+        for tid, chunk in chunks.items():
+            batch.put(keys.CHUNK + tid + ingest, chunk.SerializeToString())
+        cache = self._summaries
+        for tid, summary in summaries.items():
+            batch.put(keys.SUMMARY + tid, summary.encode())
+            cache[tid] = (day, summary)
+        while len(cache) > _SUMMARY_CACHE:
+            cache.popitem(last=False)
+        for svc, tids in by_service.items():
+            batch.put(keys.service_posting_prefix(svc) + rev, _join_unique(tids))
+        for op, tids in by_operation.items():
+            batch.put(keys.operation_posting_prefix(op) + rev, _join_unique(tids))
+        known_keys = self._attribute_key_bytes
+        for svc, postings in by_term.items():
+            prefix = keys.ATTRIBUTE_POSTING + keys.u32(svc)
+            for kv, tids in postings.items():
+                term = kv if len(kv) <= keys.MAX_TERM_BYTES else keys.term(kv)
+                batch.put(prefix + _U16(len(term)) + term + rev, _join_unique(tids))
+                if kv[0] == 0x0A and kv[1] < 0x80:
+                    key_name = kv[2 : 2 + kv[1]]
+                    if key_name not in known_keys:
+                        known_keys.add(key_name)
+                        registry.note_attribute_key(key_name.decode("utf-8", "replace"), batch, default_cf)
+        if edges:
+            self._write_edges(edges, ns // keys.HOUR_NS, part, batch)
+        self._store.db.write(batch, self._write_options)
+
+    # -- service graph edges -------------------------------------------------------------
+    def _pair_edges(self, p: TracePart, svc: int, edges: dict[tuple[int, int], int]) -> None:
+        """Pair CLIENT/PRODUCER spans with the SERVER/CONSUMER spans that name them as parent."""
+        tid = p.trace_id
+        clients, servers = self._pending_clients, self._pending_servers
+        for sid in p.clients:
+            other = servers.pop(tid + sid, None)
+            if other is None:
+                clients[tid + sid] = svc
+            elif other != svc:
+                edges[(svc, other)] = edges.get((svc, other), 0) + 1
+        for parent in p.servers:
+            other = clients.pop(tid + parent, None)
+            if other is None:
+                servers[tid + parent] = svc
+            elif other != svc:
+                edges[(other, svc)] = edges.get((other, svc), 0) + 1
+        if len(clients) > _PENDING_EDGES:
+            self._pending_clients = dict(islice(clients.items(), _PENDING_EDGES // 2, None))
+        if len(servers) > _PENDING_EDGES:
+            self._pending_servers = dict(islice(servers.items(), _PENDING_EDGES // 2, None))
+
+    def _write_edges(
+        self, edges: dict[tuple[int, int], int], hour: int, part: Partition, batch: WriteBatch
+    ) -> None:
+        counts = self._edge_counts
+        if len(counts) > 10_000:
+            counts.clear()
+        for (parent, child), n in edges.items():
+            key = keys.edge_key(hour, parent, child)
+            total = counts.get(key)
+            if total is None:
+                stored = part.data.get(key)
+                total = keys.read_u64(stored) if stored else 0
+            total += n
+            counts[key] = total
+            batch.put(key, keys.u64(total))

@@ -1,0 +1,278 @@
+"""Config loading: layer precedence, strict keys and types, and full error reporting."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from sidecar.config.loader import ConfigError, env_var_name, iter_leaves, load_config
+from sidecar.config.model import Config, split_endpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+SIDECAR_YAML = ROOT / "config" / "sidecar.yaml"
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def errors_of(**kwargs: object) -> list[str]:
+    kwargs.setdefault("env", {})
+    with pytest.raises(ConfigError) as info:
+        load_config(**kwargs)  # type: ignore[arg-type]
+    return info.value.errors
+
+
+def test_defaults() -> None:
+    config = load_config(env={})
+    assert config == Config()
+    assert config.data_dir == "./data"
+    assert config.log_level == "info"
+    assert config.shutdown_timeout_s == 8.0
+    assert config.receivers.otlp.grpc.endpoint == "127.0.0.1:4317"
+    assert config.receivers.otlp.http.max_request_body_size_mib == 64
+    assert config.api.default_search_limit == 20
+    assert config.storage.traces.retention_days == 7
+    assert config.storage.compression == "lz4"
+    assert config.storage.wal_sync is False
+    assert config.storage.memtable_cap_mib == 48
+    assert config.ingest.max_queue_spans == 262144
+
+
+def test_yaml_overrides_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+data_dir: /var/lib/sidecar
+shutdown_timeout_s: 3          # int accepted for a float
+receivers:
+  otlp:
+    grpc:
+      enabled: false
+      endpoint: "[::1]:5317"
+storage:
+  traces:
+    retention_days: 30
+  compression: zstd
+  wal_sync: true
+""",
+    )
+    config = load_config(path, env={})
+    assert config.data_dir == "/var/lib/sidecar"
+    assert config.shutdown_timeout_s == 3.0 and isinstance(config.shutdown_timeout_s, float)
+    assert config.receivers.otlp.grpc == dataclasses.replace(
+        Config().receivers.otlp.grpc, enabled=False, endpoint="[::1]:5317"
+    )
+    assert config.storage.traces.retention_days == 30
+    assert config.storage.compression == "zstd"
+    assert config.storage.wal_sync is True
+    assert config.api == Config().api  # untouched sections keep defaults
+
+
+@pytest.mark.parametrize("text", ["", "# only comments\n", "storage:\n"])
+def test_empty_file_and_empty_section_are_fine(tmp_path: Path, text: str) -> None:
+    assert load_config(write(tmp_path, text), env={}) == Config()
+
+
+def test_config_file_from_env(tmp_path: Path) -> None:
+    path = write(tmp_path, "log_level: debug\n")
+    assert load_config(env={"SIDECAR_CONFIG": path}).log_level == "debug"
+    other = tmp_path / "other.yaml"
+    other.write_text("log_level: error\n", encoding="utf-8")
+    assert load_config(str(other), env={"SIDECAR_CONFIG": path}).log_level == "error"  # explicit file wins
+
+
+def test_env_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "log_level: debug\nstorage:\n  traces:\n    retention_days: 30\n")
+    env = {
+        "SIDECAR_LOG_LEVEL": "warning",
+        "SIDECAR_STORAGE__TRACES__RETENTION_DAYS": "3",
+        "SIDECAR_STORAGE__WAL_SYNC": "true",
+        "SIDECAR_SHUTDOWN_TIMEOUT_S": "0.5",
+        "SIDECAR_RECEIVERS__OTLP__GRPC__ENDPOINT": "[::1]:4317",  # not valid YAML, kept as text
+        "SIDECAR_API_URL": "http://example:16686",  # reserved for the CLI: ignored
+        "HOME": "/root",  # not ours: ignored
+    }
+    config = load_config(path, env=env)
+    assert config.log_level == "warning"
+    assert config.storage.traces.retention_days == 3
+    assert config.storage.wal_sync is True
+    assert config.shutdown_timeout_s == 0.5
+    assert config.receivers.otlp.grpc.endpoint == "[::1]:4317"
+
+
+def test_overrides_win_over_env(tmp_path: Path) -> None:
+    path = write(tmp_path, "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:6317\n")
+    env = {"SIDECAR_RECEIVERS__OTLP__GRPC__ENDPOINT": "127.0.0.1:7317", "SIDECAR_DATA_DIR": "/env"}
+    overrides = {"receivers.otlp.grpc.endpoint": "127.0.0.1:5317", "storage.traces.retention_days": "9"}
+    config = load_config(path, env=env, overrides=overrides)
+    assert config.receivers.otlp.grpc.endpoint == "127.0.0.1:5317"
+    assert config.storage.traces.retention_days == 9
+    assert config.data_dir == "/env"
+
+
+def test_unknown_key_in_file_names_dotted_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "storage:\n  trace:\n    retention_days: 3\n  compresion: zstd\nbogus: 1\n")
+    errors = errors_of(config_file=path)
+    assert len(errors) == 3
+    assert errors[0].startswith("storage.trace.retention_days: unknown key")
+    assert "did you mean 'storage.traces'" in errors[0]
+    assert errors[1].startswith("storage.compresion: unknown key")
+    assert errors[2].startswith("bogus: unknown key")
+
+
+def test_unknown_env_variable_is_named() -> None:
+    errors = errors_of(env={"SIDECAR_STORAGE__TRACE__RETENTION_DAYS": "3", "SIDECAR_NOPE": "1"})
+    assert len(errors) == 2
+    assert any(e.startswith("nope: unknown key") and "SIDECAR_NOPE" in e for e in errors)
+    var = "SIDECAR_STORAGE__TRACE__RETENTION_DAYS"
+    assert any(e.startswith("storage.trace.retention_days: unknown key") and var in e for e in errors)
+
+
+def test_env_cannot_set_a_whole_section() -> None:
+    (error,) = errors_of(env={"SIDECAR_STORAGE": "{compression: zstd}"})
+    assert error.startswith("storage: is a section")
+
+
+def nested(path: str, value: str) -> str:
+    """YAML text setting one dotted path to a YAML-literal value."""
+    parts = path.split(".")
+    lines = [f"{'  ' * depth}{part}:" for depth, part in enumerate(parts[:-1])]
+    return "\n".join([*lines, f"{'  ' * (len(parts) - 1)}{parts[-1]}: {value}"]) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        ("receivers.otlp.grpc.endpoint", "localhost", "HOST:PORT"),
+        ("receivers.otlp.http.endpoint", "'h:70000'", "1-65535"),
+        ("api.endpoint", "'::1:16686'", "bracketed"),
+        ("storage.traces.retention_days", "-1", "between 1 and 3650"),
+        ("storage.block_cache_mib", "'32'", "expected an integer, got '32'"),
+        ("storage.max_write_buffers", "true", "expected an integer, got True"),
+        ("storage.max_write_buffers", "1", ">= 2"),
+        ("storage.wal_sync", "1", "expected a boolean"),
+        ("storage.compression", "gzip", "lz4, zstd, none"),
+        ("storage.bloom_bits_per_key", "33", "between 0 and 32"),
+        ("log_level", "verbose", "debug, info, warning, error"),
+        ("shutdown_timeout_s", "61", "<= 60"),
+        ("shutdown_timeout_s", "0", "> 0"),
+        ("data_dir", "''", "must not be empty"),
+        ("data_dir", "null", "expected a string, got None"),
+        ("api.default_search_limit", "2000", "between 1 and 1500"),
+        ("ingest.max_queue_spans", "10", ">= ingest.max_batch_spans"),
+        ("receivers", "[1, 2]", "expected a mapping"),
+    ],
+)
+def test_bad_values(tmp_path: Path, path: str, value: str, fragment: str) -> None:
+    (error,) = errors_of(config_file=write(tmp_path, nested(path, value)))
+    assert error.startswith(f"{path}: ")
+    assert fragment in error
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+log_level: loud
+receivers:
+  otlp:
+    grpc:
+      endpoint: nope
+storage:
+  traces:
+    retention_days: -5
+  bloom_bits_per_key: x
+""",
+    )
+    env = {"SIDECAR_INGEST__MAX_BATCH_SPANS": "0"}
+    errors = errors_of(config_file=path, env=env, overrides={"data_dir": ""})
+    paths = [e.split(": ", 1)[0] for e in errors]
+    assert sorted(paths) == sorted(
+        [
+            "log_level",
+            "receivers.otlp.grpc.endpoint",
+            "storage.traces.retention_days",
+            "storage.bloom_bits_per_key",
+            "ingest.max_batch_spans",
+            "data_dir",
+        ]
+    )
+    by_path = dict(zip(paths, errors, strict=True))
+    assert "SIDECAR_INGEST__MAX_BATCH_SPANS" in by_path["ingest.max_batch_spans"]  # says which layer to fix
+    assert "command line" in by_path["data_dir"]
+
+
+def test_listener_conflict(tmp_path: Path) -> None:
+    (error,) = errors_of(overrides={"api.endpoint": "0.0.0.0:4317"})
+    assert error.startswith("api.endpoint: ") and "receivers.otlp.grpc.endpoint" in error
+    load_config(env={}, overrides={"api.endpoint": "127.0.0.1:4317", "receivers.otlp.grpc.enabled": "false"})
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("a: [1\n", "invalid YAML"),
+        ("- 1\n- 2\n", "top level must be a mapping"),
+        ("a: 1\na: 2\n", "duplicate key"),
+    ],
+)
+def test_malformed_file(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path, text)
+    (error,) = errors_of(config_file=path)
+    assert error.startswith(path) and fragment in error
+    assert str(ConfigError([error])) == error
+
+
+def test_missing_file() -> None:
+    errors = errors_of(config_file="/nonexistent/sidecar.yaml")
+    assert errors == ["/nonexistent/sidecar.yaml: cannot read config file: No such file or directory"]
+
+
+def test_config_error_str_joins_lines() -> None:
+    assert str(ConfigError(["a: x", "b: y"])) == "a: x\nb: y"
+
+
+def test_split_endpoint() -> None:
+    assert split_endpoint("127.0.0.1:4317") == ("127.0.0.1", 4317)
+    assert split_endpoint("[::1]:4318") == ("::1", 4318)
+    for bad in ("4317", ":4317", "h:0", "h:x", "[::1]4317", "h :1"):
+        with pytest.raises(ValueError):
+            split_endpoint(bad)
+
+
+def test_env_var_name() -> None:
+    assert env_var_name("data_dir") == "SIDECAR_DATA_DIR"
+    assert env_var_name("receivers.otlp.grpc.endpoint") == "SIDECAR_RECEIVERS__OTLP__GRPC__ENDPOINT"
+
+
+def test_sidecar_yaml_equals_defaults() -> None:
+    """The documented default file must load to exactly the built-in defaults."""
+    assert load_config(str(SIDECAR_YAML), env={}) == Config()
+
+
+def test_sidecar_yaml_sets_and_documents_every_key() -> None:
+    """Every key appears explicitly in the file with its env variable named, so docs cannot drift."""
+    import yaml
+
+    data = yaml.safe_load(SIDECAR_YAML.read_text(encoding="utf-8"))
+    text = SIDECAR_YAML.read_text(encoding="utf-8")
+    for path, _ in iter_leaves():
+        node = data
+        for part in path.split("."):
+            assert isinstance(node, dict) and part in node, f"{path} missing from config/sidecar.yaml"
+            node = node[part]
+        assert env_var_name(path) in text, f"{env_var_name(path)} not mentioned in config/sidecar.yaml"
+
+
+def test_config_docs_list_every_key() -> None:
+    docs = ROOT / "docs" / "config.md"
+    if not docs.exists():
+        pytest.skip("docs/config.md not present")
+    text = docs.read_text(encoding="utf-8")
+    missing = [path for path, _ in iter_leaves() if f"`{path}`" not in text or env_var_name(path) not in text]
+    assert not missing, f"undocumented in docs/config.md: {missing}"
