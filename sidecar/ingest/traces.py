@@ -8,7 +8,9 @@ so the writer only merges small per-trace records.
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from google.protobuf.message import DecodeError
 
@@ -21,6 +23,7 @@ _SPAN_KIND_SERVER, _SPAN_KIND_CLIENT, _SPAN_KIND_PRODUCER, _SPAN_KIND_CONSUMER =
 _STATUS_ERROR = 2
 UNKNOWN_SERVICE = "OTLPResourceNoServiceName"
 _SERVICE_NAME_KEY = b"\x0a\x0cservice.name"
+_consume = deque(maxlen=0).extend  # runs an iterator to the end in C
 
 
 class RequestDecodeError(ValueError):
@@ -58,7 +61,6 @@ class TracePart:
     # Root candidate: (has_parent, start, name); a span without parent beats any other, then earliest.
     root: tuple[bool, int, bytes] | None = None
     operations: set[tuple[bytes, int]] = field(default_factory=set)
-    terms: set[bytes] = field(default_factory=set)
     clients: list[bytes] = field(default_factory=list)  # span ids of CLIENT/PRODUCER spans
     servers: list[bytes] = field(default_factory=list)  # parent ids of SERVER/CONSUMER spans
 
@@ -66,6 +68,8 @@ class TracePart:
 @dataclass(slots=True)
 class PreparedTraces:
     parts: list[TracePart]
+    # service name -> encoded span attribute (KeyValue) -> trace ids carrying it (with repeats)
+    terms: dict[str, defaultdict[bytes, list[bytes]]]
     accepted: int
     rejected: int
     messages: list[str]
@@ -123,6 +127,7 @@ def prepare_traces(body: bytes) -> PreparedTraces:
     accepted = rejected = 0
     resources: dict[bytes, ResourceInfo] = {}
     scopes: dict[bytes, ScopeInfo] = {}
+    terms: dict[str, defaultdict[bytes, list[bytes]]] = {}
     for rs_index, (rs, raw_rs) in enumerate(
         zip(request.resource_spans, raw_request.resource_spans, strict=True)
     ):
@@ -130,6 +135,10 @@ def prepare_traces(body: bytes) -> PreparedTraces:
         if resource is None:
             attrs = list(ShadowResource.FromString(rs.resource).attributes)
             resource = resources[rs.resource] = ResourceInfo(rs.resource, _service_name(attrs), attrs)
+        service_terms = terms.get(resource.service)
+        if service_terms is None:
+            service_terms = terms[resource.service] = defaultdict(list)
+        term_list = service_terms.__getitem__
         for ss_index, (ss, raw_ss) in enumerate(zip(rs.scope_spans, raw_rs.scope_spans, strict=True)):
             scope = scopes.get(ss.scope)
             if scope is None:
@@ -172,7 +181,8 @@ def prepare_traces(body: bytes) -> PreparedTraces:
                 name = span.name
                 kind = span.kind
                 part.operations.add((name, kind))
-                part.terms.update(span.attributes)
+                # Per attribute, all in C: find the term's trace list and append this trace.
+                _consume(map(list.append, map(term_list, span.attributes), repeat(tid)))
                 if span.status.code == _STATUS_ERROR:
                     part.errors += 1
                 parent = span.parent_span_id
@@ -186,4 +196,4 @@ def prepare_traces(body: bytes) -> PreparedTraces:
                     part.clients.append(sid)
             accepted += sum(len(p.spans) for p in group.values())
             parts.extend(group.values())
-    return PreparedTraces(parts, accepted, rejected, messages)
+    return PreparedTraces(parts, terms, accepted, rejected, messages)

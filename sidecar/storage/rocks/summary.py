@@ -93,11 +93,14 @@ class Summary:
                 len(self.root_name),
             ),
             self.root_name,
-            _COUNT.pack(len(self.services)),
+            struct.pack(
+                f"<H{3 * len(self.services)}IH{len(self.operations)}I",
+                len(self.services),
+                *[x for sid, c in self.services.items() for x in (sid, c[0], c[1])],
+                len(self.operations),
+                *self.operations,
+            ),
         ]
-        parts.extend(_SERVICE.pack(sid, c[0], c[1]) for sid, c in self.services.items())
-        parts.append(_COUNT.pack(len(self.operations)))
-        parts.extend(_OP.pack(op) for op in self.operations)
         return b"".join(parts)
 
     @classmethod

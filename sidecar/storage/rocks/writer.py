@@ -28,10 +28,10 @@ import logging
 import struct
 import threading
 import time
-from collections import OrderedDict, defaultdict, deque
-from collections.abc import Iterable
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from itertools import islice, repeat
+from itertools import islice
 
 from rocksdict import WriteBatch, WriteOptions
 
@@ -50,7 +50,6 @@ _PENDING_EDGES = 65_536
 
 
 _U16 = struct.Struct(">H").pack
-_consume = deque(maxlen=0).extend  # runs an iterator to the end in C
 
 
 def _join_unique(trace_ids: list[bytes]) -> bytes:
@@ -61,8 +60,14 @@ class TraceWriter:
     """Serialises all writes through one thread with reply futures (Datasette's writer pattern)."""
 
     def __init__(
-        self, store: RocksStore, registry: Registry, max_batch_spans: int, max_queue_spans: int
+        self,
+        store: RocksStore,
+        registry: Registry,
+        max_batch_spans: int,
+        max_queue_spans: int,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        self._clock = clock
         self._store = store
         self._registry = registry
         self._max_batch = max_batch_spans
@@ -148,7 +153,7 @@ class TraceWriter:
                     future.set_result(None)
 
     def _next_ns(self) -> int:
-        ns = max(time.time_ns(), self._last_ns + 1)
+        ns = max(self._clock(), self._last_ns + 1)
         self._last_ns = ns
         return ns
 
@@ -227,10 +232,11 @@ class TraceWriter:
             summary = summaries.get(tid)
             if summary is None:
                 summary = summaries[tid] = Summary(ns)
-            terms = p.terms
             if svc not in summary.services:
                 # Resource and scope attributes: indexed once per trace and service, not per span.
-                terms = terms.union(p.resource.attributes, p.scope.attributes)
+                term_lists = by_term[svc]
+                for kv in (*p.resource.attributes, *p.scope.attributes):
+                    term_lists[kv].append(tid)
             summary.add(svc, len(p.spans), p.errors, p.start, p.end, p.min_duration, p.max_duration, p.root)
 
             posting = by_service.get(svc)
@@ -246,10 +252,14 @@ class TraceWriter:
                     by_operation[op] = [tid]
                 else:
                     posting.append(tid)
-            # The one per-(trace, term) step, kept in C: look up each term's list, append the id.
-            _consume(map(list.append, map(by_term[svc].__getitem__, terms), repeat(tid)))
             if p.clients or p.servers:
                 self._pair_edges(p, svc, edges)
+
+        for prep in prepared:
+            for svc_name, term_lists in prep.terms.items():
+                target = by_term[services[svc_name]]
+                for kv, tids in term_lists.items():
+                    target[kv].extend(tids)
 
         rev = keys.rev(ns)
         ingest = keys.u64(ns)

@@ -1,0 +1,225 @@
+"""The RocksDB store through its Writer/Reader contracts, on a real RocksDB directory."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
+
+from sidecar.ingest.traces import prepare_traces
+from sidecar.query.traces import TraceQueryService
+from sidecar.storage.api import TraceQuery
+from sidecar.storage.rocks import keys
+from sidecar.storage.rocks.db import RocksStore, StoreOptions
+from sidecar.storage.rocks.reader import RocksReader
+from sidecar.storage.rocks.registry import Registry
+from sidecar.storage.rocks.summary import Summary
+from sidecar.storage.rocks.writer import TraceWriter
+
+NOW = time.time_ns()
+MS = 1_000_000
+
+
+def kv(key: str, value: object) -> KeyValue:
+    item = KeyValue(key=key)
+    if isinstance(value, bool):
+        item.value.bool_value = value
+    elif isinstance(value, int):
+        item.value.int_value = value
+    else:
+        item.value.string_value = str(value)
+    return item
+
+
+def span(
+    tid: bytes,
+    sid: int,
+    name: str,
+    start_ms: int,
+    dur_ms: int,
+    parent: int = 0,
+    kind: int = 1,
+    error: bool = False,
+    **attrs: object,
+) -> Span:
+    s = Span(
+        trace_id=tid,
+        span_id=sid.to_bytes(8, "big"),
+        name=name,
+        kind=kind,
+        start_time_unix_nano=NOW + start_ms * MS,
+        end_time_unix_nano=NOW + (start_ms + dur_ms) * MS,
+    )
+    if parent:
+        s.parent_span_id = parent.to_bytes(8, "big")
+    if error:
+        s.status.code = 2
+    s.attributes.extend(kv(k.replace("__", "."), v) for k, v in attrs.items())
+    return s
+
+
+def request(service: str, *spans: Span, **resource: object) -> bytes:
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.extend([kv("service.name", service)] + [kv(k, v) for k, v in resource.items()])
+    ss = rs.scope_spans.add()
+    ss.scope.name = "test-scope"
+    ss.spans.extend(spans)
+    return req.SerializeToString()
+
+
+def sst_bytes(path: str) -> int:
+    return sum(e.stat().st_size for e in os.scandir(path) if e.name.endswith(".sst"))
+
+
+class Store:
+    def __init__(self, path: Path, clock: object = time.time_ns) -> None:
+        self.path = str(path)
+        self.store = RocksStore(self.path, StoreOptions())
+        self.registry = Registry(self.store.db)
+        self.writer = TraceWriter(self.store, self.registry, 10_000, 100_000, clock=clock)  # type: ignore[arg-type]
+        self.writer.start()
+        self.reader = RocksReader(self.store, self.registry)
+        self.query = TraceQueryService(self.reader)
+
+    def write(self, *bodies: bytes) -> None:
+        for body in bodies:
+            self.writer.submit(prepare_traces(body)).result(10)
+
+    def find(self, **kw: object) -> list[bytes]:
+        return [s.trace_id for s, _ in self.query.find_traces(TraceQuery(**kw))]  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.writer.close()
+        del self.writer, self.reader, self.query
+        self.store.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "db")
+    yield s
+    s.close()
+
+
+T1, T2, T3 = (bytes([i]) * 16 for i in (1, 2, 3))
+
+
+def test_trace_by_id_assembles_all_writes(db: Store) -> None:
+    db.write(
+        request("api", span(T1, 1, "GET /a", 0, 50, kind=2)), request("db", span(T1, 2, "SELECT", 5, 10, 1))
+    )
+    stored = db.reader.get_trace(T1)
+    assert stored is not None and stored.chunks == 2
+    data = TracesData.FromString(stored.traces_data)
+    names = sorted(s.name for rs in data.resource_spans for ss in rs.scope_spans for s in ss.spans)
+    assert names == ["GET /a", "SELECT"]
+    assert stored.summary is not None
+    assert (stored.summary.span_count, stored.summary.root_service, stored.summary.root_name) == (
+        2,
+        "api",
+        "GET /a",
+    )
+    assert stored.summary.duration_ns == 50 * MS
+    assert db.reader.get_trace(T3) is None
+
+
+def test_search_by_service_operation_tag_and_durations(db: Store) -> None:
+    db.write(
+        request("api", span(T1, 1, "GET /a", 0, 100, kind=2, http__status_code=500)),
+        request("api", span(T2, 2, "GET /b", 10, 5, kind=2, http__status_code=200, user__id="u7")),
+        request("worker", span(T3, 3, "job", 20, 2000, error=True, user__id="u7"), region="eu"),
+    )
+    assert db.find(service="api") == [T2, T1]  # newest start first
+    assert db.find(service="api", operation="GET /b") == [T2]
+    assert db.find(service="api", tags=(("http.status_code", "500"),)) == [T1]  # int matched as string
+    assert db.find(tags=(("user.id", "u7"),)) == [T3, T2]  # no service: Jaeger cannot do this
+    assert db.find(tags=(("region", "eu"),)) == [T3]  # resource attribute
+    assert db.find(tags=(("resource.region", "eu"),)) == [T3]
+    assert db.find(min_duration_ns=1000 * MS) == [T3]
+    assert db.find(service="api", max_duration_ns=10 * MS) == [T2]
+    assert db.find(min_trace_duration_ns=90 * MS, max_trace_duration_ns=200 * MS) == [T1]
+    assert db.find(tags=(("error", "true"),)) == [T3]
+    assert db.find(service="api", tags=(("user.id", "u7"), ("http.status_code", "500"))) == []
+    assert db.find(service="nope") == []
+    assert db.find(service="api", limit=1) == [T2]
+
+
+def test_one_span_must_satisfy_operation_and_tags_together(db: Store) -> None:
+    db.write(request("api", span(T1, 1, "GET /a", 0, 10, a="x"), span(T1, 2, "GET /b", 0, 10, 1, a="y")))
+    assert db.find(service="api", operation="GET /a", tags=(("a", "x"),)) == [T1]
+    assert db.find(service="api", operation="GET /a", tags=(("a", "y"),)) == []
+
+
+def test_registries_survive_restart_without_scanning(tmp_path: Path) -> None:
+    s = Store(tmp_path / "db")
+    s.write(request("api", span(T1, 1, "GET /a", 0, 10, kind=2), span(T1, 2, "call", 1, 2, 1, kind=3)))
+    s.close()
+    s = Store(tmp_path / "db")
+    try:
+        assert s.reader.get_services() == ["api"]
+        assert [(o.name, o.span_kind) for o in s.reader.get_operations("api")] == [
+            ("GET /a", "server"),
+            ("call", "client"),
+        ]
+        assert [(o.name) for o in s.reader.get_operations("api", "client")] == ["call"]
+        assert s.find(service="api") == [T1]
+    finally:
+        s.close()
+
+
+def test_dependencies_pair_client_and_server_spans(db: Store) -> None:
+    db.write(
+        request("web", span(T1, 1, "GET /", 0, 100, kind=2), span(T1, 2, "call api", 1, 50, 1, kind=3)),
+        request("api", span(T1, 3, "GET /api", 2, 40, 2, kind=2)),
+    )
+    links = db.reader.get_dependencies(time.time_ns() + 3_600 * 10**9, 2 * 3_600 * 10**9)
+    assert [(x.parent, x.child, x.call_count) for x in links] == [("web", "api", 1)]
+
+
+def test_retention_drops_whole_partitions_and_frees_space(tmp_path: Path) -> None:
+    day = time.time_ns() // keys.DAY_NS
+    clock = {"ns": (day - 10) * keys.DAY_NS + 1}
+    s = Store(tmp_path / "db", clock=lambda: clock["ns"])
+    s.write(request("old", *[span(T1, i, "op", 0, 1, payload=os.urandom(1500).hex()) for i in range(1, 400)]))
+    clock["ns"] = day * keys.DAY_NS + 1
+    s.write(request("new", span(T2, 1, "op", 0, 1)))
+    s.store.flush()
+    before = sst_bytes(s.path)
+    assert [p.day for p in s.store.partitions()] == [day, day - 10]
+    assert s.store.drop_before(day - 7) == [keys.partition_name(day - 10)]
+    assert s.reader.get_trace(T1) is None
+    assert s.reader.get_trace(T2) is not None
+    assert sst_bytes(s.path) < before - 500_000  # the old partition's files are gone at once
+    s.close()
+
+
+def test_key_parts_are_unambiguous() -> None:
+    a = keys.attribute_posting_prefix(1, b"ab") + keys.rev(5)
+    b = keys.attribute_posting_prefix(1, b"a") + b"b" + keys.rev(5)
+    assert a != b
+    long_kv = KeyValue(key="sql", value={"string_value": "x" * 500}).SerializeToString()
+    assert len(keys.term(long_kv)) == 17 and keys.term(long_kv) != keys.term(long_kv + b"y")
+    assert keys.prefix_end(b"A\x00\xff") == b"A\x01"
+    assert keys.partition_day(keys.partition_name(20000)) == 20000
+
+
+def test_summary_round_trip() -> None:
+    s = Summary(1)
+    s.add(3, 4, 1, 10, 20, 1, 9, (False, 10, b"root"))
+    s.add(4, 1, 0, 5, 25, 2, 3, None)
+    s.operations = {7, 9}
+    d = Summary.decode(s.encode())
+    assert (d.start, d.end, d.spans, d.errors, d.root_name, d.root_service) == (5, 25, 5, 1, b"root", 3)
+    assert d.services == {3: [4, 1], 4: [1, 0]} and d.operations == {7, 9}
+
+
+def test_data_dir_is_a_real_rocksdb(db: Store) -> None:
+    db.write(request("api", span(T1, 1, "op", 0, 1)))
+    assert os.path.exists(os.path.join(db.path, "CURRENT"))
