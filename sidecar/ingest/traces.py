@@ -9,8 +9,11 @@ so the writer only merges small per-trace records.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
-from itertools import repeat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import count, repeat
+from operator import add, sub
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -19,7 +22,9 @@ from sidecar.otlp.shadow import RawTraceRequest, ShadowResource, ShadowScope, Tr
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _MAX_ERROR_MESSAGES = 5
-_SPAN_KIND_SERVER, _SPAN_KIND_CLIENT, _SPAN_KIND_PRODUCER, _SPAN_KIND_CONSUMER = 2, 3, 4, 5
+_SERVER_KINDS = frozenset({2, 5})  # SERVER, CONSUMER: the callee side of an edge
+_CLIENT_KINDS = frozenset({3, 4})  # CLIENT, PRODUCER: the caller side
+_EDGE_KINDS = _SERVER_KINDS | _CLIENT_KINDS
 _STATUS_ERROR = 2
 UNKNOWN_SERVICE = "OTLPResourceNoServiceName"
 _SERVICE_NAME_KEY = b"\x0a\x0cservice.name"
@@ -52,17 +57,17 @@ class TracePart:
     trace_id: bytes
     resource: ResourceInfo
     scope: ScopeInfo
-    spans: list[bytes] = field(default_factory=list)
-    start: int = 1 << 64
-    end: int = 0
-    min_duration: int = 1 << 64
-    max_duration: int = 0
-    errors: int = 0
+    spans: list[bytes]
+    start: int
+    end: int
+    min_duration: int
+    max_duration: int
+    errors: int
     # Root candidate: (has_parent, start, name); a span without parent beats any other, then earliest.
-    root: tuple[bool, int, bytes] | None = None
-    operations: set[tuple[bytes, int]] = field(default_factory=set)
-    clients: list[bytes] = field(default_factory=list)  # span ids of CLIENT/PRODUCER spans
-    servers: list[bytes] = field(default_factory=list)  # parent ids of SERVER/CONSUMER spans
+    root: tuple[bool, int, bytes] | None
+    operations: set[tuple[bytes, int]]
+    clients: Sequence[bytes] = ()  # span ids of CLIENT/PRODUCER spans
+    servers: Sequence[bytes] = ()  # parent ids of SERVER/CONSUMER spans
 
 
 @dataclass(slots=True)
@@ -110,6 +115,104 @@ def _span_problem(tid: bytes, sid: bytes, start: int, end: int) -> str:
     return f"end_time_unix_nano {end} is before start_time_unix_nano {start}"
 
 
+def _scope_parts(
+    spans: Sequence[Any],
+    raw: list[bytes],
+    resource: ResourceInfo,
+    scope: ScopeInfo,
+    term_list: Callable[[bytes], list[bytes]],
+    out: list[TracePart],
+) -> tuple[int, list[tuple[int, str]]]:
+    """Split one ScopeSpans into per-trace parts, column by column.
+
+    Per-span work is a handful of list comprehensions and C-level map() calls; the Python loop runs
+    per trace, not per span. Returns (spans kept, [(index, problem)] for rejected spans).
+    """
+    tids = [s.trace_id for s in spans]
+    sids = [s.span_id for s in spans]
+    starts = [s.start_time_unix_nano for s in spans]
+    ends = [s.end_time_unix_nano for s in spans]
+    durations = list(map(sub, ends, starts))
+    problems: list[tuple[int, str]] = []
+    all_valid = (
+        _ZERO_TRACE not in tids
+        and _ZERO_SPAN not in sids
+        and 0 not in starts
+        and set(map(len, tids)) <= {16}
+        and set(map(len, sids)) <= {8}
+        and (not durations or min(durations) >= 0)
+    )
+    if not all_valid:
+        keep = []
+        for i, (tid, sid, start, end) in enumerate(zip(tids, sids, starts, ends, strict=True)):
+            if (
+                len(tid) != 16
+                or tid == _ZERO_TRACE
+                or len(sid) != 8
+                or sid == _ZERO_SPAN
+                or not start
+                or end < start
+            ):
+                problems.append((i, _span_problem(tid, sid, start, end)))
+            else:
+                keep.append(i)
+        spans = [spans[i] for i in keep]
+        raw, tids, sids, starts, durations = (
+            [column[i] for i in keep] for column in (raw, tids, sids, starts, durations)
+        )
+    names = [s.name for s in spans]
+    kinds = [s.kind for s in spans]
+    parents = [s.parent_span_id for s in spans]
+    codes = [s.status.code for s in spans]
+    for span, tid in zip(spans, tids, strict=True):
+        # Per attribute, all in C: find the term's trace list and append this trace.
+        _consume(map(list.append, map(term_list, span.attributes), repeat(tid)))
+    by_trace: defaultdict[bytes, list[int]] = defaultdict(list)
+    _consume(map(list.append, map(by_trace.__getitem__, tids), count()))
+    any_errors = _STATUS_ERROR in codes
+    any_edges = not _EDGE_KINDS.isdisjoint(kinds)
+    for tid, ix in by_trace.items():
+        if len(ix) == 1:
+            i = ix[0]
+            root_i = i
+            part = TracePart(
+                tid,
+                resource,
+                scope,
+                [raw[i]],
+                starts[i],
+                starts[i] + durations[i],
+                durations[i],
+                durations[i],
+                int(codes[i] == _STATUS_ERROR),
+                None,
+                {(names[i], kinds[i])},
+            )
+        else:
+            span_durations = list(map(durations.__getitem__, ix))
+            ends_of = list(map(add, map(starts.__getitem__, ix), span_durations))
+            root_i = min([i for i in ix if not parents[i]] or ix, key=starts.__getitem__)
+            part = TracePart(
+                tid,
+                resource,
+                scope,
+                list(map(raw.__getitem__, ix)),
+                min(map(starts.__getitem__, ix)),
+                max(ends_of),
+                min(span_durations),
+                max(span_durations),
+                list(map(codes.__getitem__, ix)).count(_STATUS_ERROR) if any_errors else 0,
+                None,
+                set(zip(map(names.__getitem__, ix), map(kinds.__getitem__, ix), strict=True)),
+            )
+        part.root = (bool(parents[root_i]), starts[root_i], names[root_i])
+        if any_edges:
+            part.clients = [sids[i] for i in ix if kinds[i] in _CLIENT_KINDS]
+            part.servers = [parents[i] for i in ix if kinds[i] in _SERVER_KINDS and parents[i]]
+        out.append(part)
+    return len(tids), problems
+
+
 def prepare_traces(body: bytes) -> PreparedTraces:
     """Decode, validate and group one ExportTraceServiceRequest.
 
@@ -145,55 +248,15 @@ def prepare_traces(body: bytes) -> PreparedTraces:
                 scope = scopes[ss.scope] = ScopeInfo(
                     ss.scope, list(ShadowScope.FromString(ss.scope).attributes)
                 )
-            raw_spans = raw_ss.spans
-            group: dict[bytes, TracePart] = {}
-            for index, span in enumerate(ss.spans):
-                tid = span.trace_id
-                sid = span.span_id
-                start = span.start_time_unix_nano
-                end = span.end_time_unix_nano
-                if (
-                    len(tid) != 16
-                    or tid == _ZERO_TRACE
-                    or len(sid) != 8
-                    or sid == _ZERO_SPAN
-                    or not start
-                    or end < start
-                ):
-                    rejected += 1
+            kept, problems = _scope_parts(
+                list(ss.spans), list(raw_ss.spans), resource, scope, term_list, parts
+            )
+            accepted += kept
+            if problems:
+                rejected += len(problems)
+                for index, problem in problems:
                     if len(messages) < _MAX_ERROR_MESSAGES:
-                        where = f"resourceSpans[{rs_index}].scopeSpans[{ss_index}].spans[{index}]"
-                        messages.append(f"{where}: {_span_problem(tid, sid, start, end)}")
-                    continue
-                part = group.get(tid)
-                if part is None:
-                    part = group[tid] = TracePart(tid, resource, scope)
-                part.spans.append(raw_spans[index])
-                if start < part.start:
-                    part.start = start
-                if end > part.end:
-                    part.end = end
-                duration = end - start
-                if duration > part.max_duration:
-                    part.max_duration = duration
-                if duration < part.min_duration:
-                    part.min_duration = duration
-                name = span.name
-                kind = span.kind
-                part.operations.add((name, kind))
-                # Per attribute, all in C: find the term's trace list and append this trace.
-                _consume(map(list.append, map(term_list, span.attributes), repeat(tid)))
-                if span.status.code == _STATUS_ERROR:
-                    part.errors += 1
-                parent = span.parent_span_id
-                candidate = (bool(parent), start, name)
-                if part.root is None or candidate < part.root:
-                    part.root = candidate
-                if kind in (_SPAN_KIND_SERVER, _SPAN_KIND_CONSUMER):
-                    if parent:
-                        part.servers.append(parent)
-                elif kind in (_SPAN_KIND_CLIENT, _SPAN_KIND_PRODUCER):
-                    part.clients.append(sid)
-            accepted += sum(len(p.spans) for p in group.values())
-            parts.extend(group.values())
+                        messages.append(
+                            f"resourceSpans[{rs_index}].scopeSpans[{ss_index}].spans[{index}]: {problem}"
+                        )
     return PreparedTraces(parts, terms, accepted, rejected, messages)

@@ -17,6 +17,7 @@ HOUR_NS = 3_600 * 1_000_000_000
 # Partition column families (one per UTC day): data, summaries and indexes.
 CHUNK = b"C"  # C | trace_id(16) | ingest_ns(8)              -> Chunk
 SUMMARY = b"M"  # M | trace_id(16)                            -> summary record
+TRACE_TABLE = b"T"  # T | rev_ns(8)                          -> trace ids of one write
 SERVICE_POSTING = b"S"  # S | service_id(4) | rev_ns(8)        -> trace ids (16 bytes each)
 OPERATION_POSTING = b"O"  # O | operation_id(4) | rev_ns(8)    -> trace ids
 ATTRIBUTE_POSTING = b"A"  # A | service_id(4) | len(2) | term | rev_ns(8) -> trace ids

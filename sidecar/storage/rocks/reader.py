@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+from array import array
 from collections.abc import Iterator
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -156,7 +157,7 @@ class RocksReader:
         return found
 
     # -- search --------------------------------------------------------------------------
-    def _scan(self, prefix: bytes, lo_ns: int, hi_ns: int) -> Iterator[tuple[int, bytes]]:
+    def _scan(self, prefix: bytes, lo_ns: int, hi_ns: int) -> Iterator[tuple[int, bytes, Partition]]:
         """Posting values under ``prefix`` with ingest time in [lo_ns, hi_ns], newest first."""
         lo_day, hi_day = lo_ns // keys.DAY_NS, hi_ns // keys.DAY_NS
         start_key = prefix + keys.rev(min(hi_ns, keys.MAX_U64))
@@ -171,12 +172,14 @@ class RocksReader:
             it.seek(start_key)
             try:
                 while it.valid():
-                    yield keys.unrev(it.key(), offset), it.value()
+                    yield keys.unrev(it.key(), offset), it.value(), part
                     it.next()
             finally:
                 del it
 
-    def _streams(self, query: TraceQuery, service_ids: list[int]) -> list[Iterator[tuple[int, bytes]]]:
+    def _streams(
+        self, query: TraceQuery, service_ids: list[int]
+    ) -> list[Iterator[tuple[int, bytes, Partition]]]:
         lo = query.start_ns
         hi = min(query.end_ns + INGEST_SLACK_NS, keys.MAX_U64)
         indexed = [(k, v) for k, v in query.tags if is_indexed_tag(k)]
@@ -239,8 +242,14 @@ class RocksReader:
         )
         seen: set[bytes] = set()
         try:
-            for _ns, packed in merged:
-                fresh = [t for t in keys.split_ids(packed) if t not in seen]
+            tables: dict[tuple[int, int], bytes] = {}
+            for ns, packed, part in merged:
+                table = tables.get((part.day, ns))
+                if table is None:
+                    table = tables[(part.day, ns)] = part.data.get(keys.TRACE_TABLE + keys.rev(ns)) or b""
+                slots = array("H")
+                slots.frombytes(packed)
+                fresh = [t for t in (table[i * 16 : i * 16 + 16] for i in slots) if t not in seen]
                 seen.update(fresh)
                 for i in range(0, len(fresh), _SUMMARY_BATCH):
                     batch = fresh[i : i + _SUMMARY_BATCH]

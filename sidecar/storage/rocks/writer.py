@@ -5,9 +5,10 @@ Key layout (all big-endian; ids are registry ids; ``rev`` = 2**64-1 - ns so scan
 Partition column family ``tYYYYMMDD`` (UTC day of arrival; retention drops the whole family):
     C | trace_id(16) | ingest_ns(8)                    -> Chunk{groups{resource_ref, scope_ref, spans[]}}
     M | trace_id(16)                                   -> trace summary (summary.py)
-    S | service_id(4) | rev_ingest_ns(8)               -> trace ids of that service in that write
-    O | operation_id(4) | rev_ingest_ns(8)             -> trace ids with that (service, span name)
-    A | service_id(4) | len(2) | term | rev_ingest_ns(8) -> trace ids carrying that attribute
+    T | rev_ingest_ns(8)                               -> trace table of that write: trace ids, 16 bytes each
+    S | service_id(4) | rev_ingest_ns(8)               -> slots (u16 LE) into T of that service's traces
+    O | operation_id(4) | rev_ingest_ns(8)             -> slots of traces with that (service, span name)
+    A | service_id(4) | len(2) | term | rev_ingest_ns(8) -> slots of traces carrying that attribute
     R | 'r'|'s' | blake2b-128(bytes)                   -> resource / scope bytes (once per partition)
     G | hour(4) | parent_service(4) | child_service(4) -> calls between services in that hour (u64)
 Default column family (registries, loaded whole at start-up):
@@ -16,7 +17,8 @@ Default column family (registries, loaded whole at start-up):
 A term is the span attribute's own KeyValue encoding (a digest when longer than 128 bytes), so the
 hot path never decodes attribute values. Trace-by-ID is one ``C|trace_id`` range per partition.
 Postings hold many traces per key: one key per distinct term per write, not per span, which keeps
-RocksDB's per-key cost (held under the GIL) off the per-span budget.
+RocksDB's per-key cost (held under the GIL) off the per-span budget; and they hold 2-byte slots
+into the write's trace table rather than 16-byte trace ids, which keeps indexes small on disk.
 
 Everything for one write - chunks, summaries, postings, registry entries, edges - goes in the same
 WriteBatch, so an acknowledged span is always searchable and nothing is half-indexed after a kill.
@@ -28,10 +30,11 @@ import logging
 import struct
 import threading
 import time
+from array import array
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from itertools import islice
+from itertools import count, islice
 
 from rocksdict import WriteBatch, WriteOptions
 
@@ -46,14 +49,19 @@ from sidecar.storage.rocks.summary import Summary
 log = logging.getLogger(__name__)
 
 _SUMMARY_CACHE = 65_536
+MAX_TRACES_PER_WRITE = 65_535
 _PENDING_EDGES = 65_536
 
 
 _U16 = struct.Struct(">H").pack
+_U16LE = struct.Struct("=H").pack  # same layout as array("H")
 
 
-def _join_unique(trace_ids: list[bytes]) -> bytes:
-    return b"".join(dict.fromkeys(trace_ids)) if len(trace_ids) > 1 else trace_ids[0]
+def _slots(trace_ids: list[bytes], slot_of: Callable[[bytes], int]) -> bytes:
+    """A posting value: the distinct trace-table slots of ``trace_ids`` as u16."""
+    if len(trace_ids) == 1:
+        return _U16LE(slot_of(trace_ids[0]))
+    return array("H", dict.fromkeys(map(slot_of, trace_ids))).tobytes()
 
 
 class TraceWriter:
@@ -70,7 +78,7 @@ class TraceWriter:
         self._clock = clock
         self._store = store
         self._registry = registry
-        self._max_batch = max_batch_spans
+        self._max_batch = min(max_batch_spans, MAX_TRACES_PER_WRITE)  # slots are u16
         self._max_queue = max_queue_spans
         self._queue: list[tuple[PreparedTraces, Future[None]]] = []
         self._queued_spans = 0
@@ -88,6 +96,7 @@ class TraceWriter:
         self._pending_clients: dict[bytes, int] = {}
         self._pending_servers: dict[bytes, int] = {}
         self._edge_counts: dict[bytes, int] = {}
+        self._operation_cache: dict[tuple[int, bytes, int], int] = {}
         # Attribute key names (as encoded bytes) already in the registry; the hot loop checks bytes.
         self._attribute_key_bytes: set[bytes] = {k.encode() for k in registry.attribute_keys}
         self.spans_written = 0
@@ -202,9 +211,15 @@ class TraceWriter:
         batch = WriteBatch(raw_mode=True)
         batch.set_default_column_family(part.handle)
         registry, default_cf = self._registry, self._default_cf
+        op_cache = self._operation_cache
+        if len(op_cache) > 100_000:
+            op_cache.clear()
 
         parts: list[TracePart] = [p for prep in prepared for p in prep.parts]
-        summaries = self._load_summaries({p.trace_id for p in parts}, day)
+        trace_ids = dict.fromkeys(p.trace_id for p in parts)
+        # Postings name traces by their slot in this write's trace table (2 bytes, not 16).
+        slot_of = dict(zip(trace_ids, count())).__getitem__
+        summaries = self._load_summaries(trace_ids, day)
         chunks: dict[bytes, Chunk] = {}
         by_service: dict[int, list[bytes]] = {}
         by_operation: dict[int, list[bytes]] = {}
@@ -245,7 +260,11 @@ class TraceWriter:
             else:
                 posting.append(tid)
             for name, kind in p.operations:
-                op = registry.operation_id(svc, name, kind, batch, default_cf)
+                op = op_cache.get((svc, name, kind))
+                if op is None:
+                    op = op_cache[(svc, name, kind)] = registry.operation_id(
+                        svc, name, kind, batch, default_cf
+                    )
                 summary.operations.add(op)
                 posting = by_operation.get(op)
                 if posting is None:
@@ -263,6 +282,7 @@ class TraceWriter:
 
         rev = keys.rev(ns)
         ingest = keys.u64(ns)
+        batch.put(keys.TRACE_TABLE + rev, b"".join(trace_ids))
         for tid, chunk in chunks.items():
             batch.put(keys.CHUNK + tid + ingest, chunk.SerializeToString())
         cache = self._summaries
@@ -272,15 +292,15 @@ class TraceWriter:
         while len(cache) > _SUMMARY_CACHE:
             cache.popitem(last=False)
         for svc, tids in by_service.items():
-            batch.put(keys.service_posting_prefix(svc) + rev, _join_unique(tids))
+            batch.put(keys.service_posting_prefix(svc) + rev, _slots(tids, slot_of))
         for op, tids in by_operation.items():
-            batch.put(keys.operation_posting_prefix(op) + rev, _join_unique(tids))
+            batch.put(keys.operation_posting_prefix(op) + rev, _slots(tids, slot_of))
         known_keys = self._attribute_key_bytes
         for svc, postings in by_term.items():
             prefix = keys.ATTRIBUTE_POSTING + keys.u32(svc)
             for kv, tids in postings.items():
                 term = kv if len(kv) <= keys.MAX_TERM_BYTES else keys.term(kv)
-                batch.put(prefix + _U16(len(term)) + term + rev, _join_unique(tids))
+                batch.put(prefix + _U16(len(term)) + term + rev, _slots(tids, slot_of))
                 if kv[0] == 0x0A and kv[1] < 0x80:
                     key_name = kv[2 : 2 + kv[1]]
                     if key_name not in known_keys:
