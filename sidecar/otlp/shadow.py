@@ -17,7 +17,7 @@ _PKG = "sidecar.shadow"
 
 # (message, [(field, number, type, repeated, message type)])
 _SCHEMA: list[tuple[str, list[tuple[str, int, int, bool, str | None]]]] = [
-    ("Status", [("code", 3, _F.TYPE_INT32, False, None)]),
+    ("Status", [("code", 3, _F.TYPE_INT32, False, None)]),  # Status{message=2, code=3}
     (
         "Span",
         [
@@ -29,7 +29,8 @@ _SCHEMA: list[tuple[str, list[tuple[str, int, int, bool, str | None]]]] = [
             ("start_time_unix_nano", 7, _F.TYPE_FIXED64, False, None),
             ("end_time_unix_nano", 8, _F.TYPE_FIXED64, False, None),
             ("attributes", 9, _F.TYPE_BYTES, True, None),
-            ("status", 15, _F.TYPE_MESSAGE, False, "Status"),
+            # Left encoded: most spans carry no status, and decoding a sub-message per span is slow.
+            ("status", 15, _F.TYPE_BYTES, False, None),
         ],
     ),
     ("ScopeSpans", [("scope", 1, _F.TYPE_BYTES, False, None), ("spans", 2, _F.TYPE_MESSAGE, True, "Span")]),
@@ -102,3 +103,5 @@ RawResourceSpans = _CLASSES["RawResourceSpans"]
 ShadowResource = _CLASSES["Resource"]
 ShadowScope = _CLASSES["Scope"]
 Chunk = _CLASSES["Chunk"]
+ChunkGroup = _CLASSES["ChunkGroup"]
+ShadowStatus = _CLASSES["Status"]

@@ -6,6 +6,7 @@ Services and operations are stored as registry ids to keep the record a few doze
 
 from __future__ import annotations
 
+import functools
 import struct
 
 # first_seen, start, end, spans, errors, min_span, max_span, root_has_parent, root_start, root_service
@@ -14,6 +15,11 @@ _SERVICE = struct.Struct("<III")
 _COUNT = struct.Struct("<H")
 _OP = struct.Struct("<I")
 NO_SERVICE = 0xFFFFFFFF
+
+
+@functools.lru_cache(maxsize=256)
+def _tail(services: int, operations: int) -> struct.Struct:
+    return struct.Struct(f"<H{3 * services}IH{operations}I")
 
 
 class Summary:
@@ -63,17 +69,23 @@ class Summary:
     ) -> None:
         self.spans += spans
         self.errors += errors
-        self.start = min(self.start, start)
-        self.end = max(self.end, end)
-        self.min_span = min(self.min_span, min_span)
-        self.max_span = max(self.max_span, max_span)
+        if start < self.start:
+            self.start = start
+        if end > self.end:
+            self.end = end
+        if min_span < self.min_span:
+            self.min_span = min_span
+        if max_span > self.max_span:
+            self.max_span = max_span
         counts = self.services.get(service)
         if counts is None:
             self.services[service] = [spans, errors]
         else:
             counts[0] += spans
             counts[1] += errors
-        if root is not None and (root[0], root[1]) < (self.root_has_parent, self.root_start):
+        if root is not None and (
+            root[0] < self.root_has_parent or (root[0] == self.root_has_parent and root[1] < self.root_start)
+        ):
             self.root_has_parent, self.root_start, self.root_name = root
             self.root_service = service
 
@@ -93,8 +105,7 @@ class Summary:
                 len(self.root_name),
             ),
             self.root_name,
-            struct.pack(
-                f"<H{3 * len(self.services)}IH{len(self.operations)}I",
+            _tail(len(self.services), len(self.operations)).pack(
                 len(self.services),
                 *[x for sid, c in self.services.items() for x in (sid, c[0], c[1])],
                 len(self.operations),

@@ -34,12 +34,11 @@ from array import array
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from itertools import count, islice
+from itertools import count, islice, repeat
 
 from rocksdict import WriteBatch, WriteOptions
 
 from sidecar.ingest.traces import PreparedTraces, TracePart
-from sidecar.otlp.shadow import Chunk
 from sidecar.storage.api import Overloaded, StoreClosed
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
@@ -55,6 +54,7 @@ _PENDING_EDGES = 65_536
 
 _U16 = struct.Struct(">H").pack
 _U16LE = struct.Struct("=H").pack  # same layout as array("H")
+_LENGTH = [_U16(n) for n in range(keys.MAX_TERM_BYTES + 1)]
 
 
 def _slots(trace_ids: list[bytes], slot_of: Callable[[bytes], int]) -> bytes:
@@ -90,8 +90,7 @@ class TraceWriter:
         self._default_cf = store.db.get_column_family_handle("default")
         self._last_ns = 0
         self._summaries: OrderedDict[bytes, tuple[int, Summary]] = OrderedDict()  # tid -> (day, summary)
-        self._blobs_written: set[tuple[int, bytes]] = set()
-        self._blob_refs: dict[bytes, bytes] = {}
+        self._blobs_written: set[tuple[int, bytes, bytes]] = set()
         # Unpaired client / server spans by trace id + span id; oldest evicted in bulk.
         self._pending_clients: dict[bytes, int] = {}
         self._pending_servers: dict[bytes, int] = {}
@@ -166,18 +165,18 @@ class TraceWriter:
         self._last_ns = ns
         return ns
 
-    def _blob_ref(self, data: bytes, kind: bytes, part: Partition, batch: WriteBatch) -> bytes:
-        ref = self._blob_refs.get(data)
-        if ref is None:
-            ref = keys.blob_hash(data)
-            if len(self._blob_refs) > 4096:
-                self._blob_refs.clear()
-            self._blob_refs[data] = ref
-        marker = (part.day, kind + ref)
-        if marker not in self._blobs_written:
-            self._blobs_written.add(marker)
-            batch.put(keys.BLOB + kind + ref, data, part.handle)
-        return ref
+    def _store_blobs(self, prepared: list[PreparedTraces], part: Partition, batch: WriteBatch) -> None:
+        """Resource and scope bytes, once per partition: chunks refer to them by content hash."""
+        written = self._blobs_written
+        if len(written) > 100_000:
+            written.clear()
+        for prep in prepared:
+            for p in prep.parts:
+                for kind, info in ((b"r", p.resource), (b"s", p.scope)):
+                    marker = (part.day, kind, info.ref)
+                    if marker not in written:
+                        written.add(marker)
+                        batch.put(keys.BLOB + kind + info.ref, info.encoded, part.handle)
 
     def _load_summaries(self, trace_ids: Iterable[bytes], day: int) -> dict[bytes, Summary]:
         """Summaries for this write: cached, else read from this or the previous partition."""
@@ -220,12 +219,14 @@ class TraceWriter:
         # Postings name traces by their slot in this write's trace table (2 bytes, not 16).
         slot_of = dict(zip(trace_ids, count())).__getitem__
         summaries = self._load_summaries(trace_ids, day)
-        chunks: dict[bytes, Chunk] = {}
+        self._store_blobs(prepared, part, batch)
+        chunks: dict[bytes, list[bytes]] = {}
         by_service: dict[int, list[bytes]] = {}
         by_operation: dict[int, list[bytes]] = {}
         by_term: dict[int, defaultdict[bytes, list[bytes]]] = {}
         services: dict[str, int] = {}
-        edges: dict[tuple[int, int], int] = {}
+        clients: dict[bytes, int] = {}  # trace id + span id -> service, for dependency pairing
+        servers: dict[bytes, int] = {}  # trace id + parent span id -> service
 
         for p in parts:
             tid = p.trace_id
@@ -233,16 +234,13 @@ class TraceWriter:
             svc = services.get(svc_name)
             if svc is None:
                 svc = services[svc_name] = registry.service_id(svc_name, batch, default_cf)
-                terms_of_service = by_term.get(svc)
-                if terms_of_service is None:
-                    by_term[svc] = defaultdict(list)
-            chunk = chunks.get(tid)
-            if chunk is None:
-                chunk = chunks[tid] = Chunk()
-            group = chunk.groups.add()
-            group.resource_ref = self._blob_ref(p.resource.encoded, b"r", part, batch)
-            group.scope_ref = self._blob_ref(p.scope.encoded, b"s", part, batch)
-            group.spans.extend(p.spans)
+                by_term[svc] = defaultdict(list)
+                by_service[svc] = []
+            groups = chunks.get(tid)
+            if groups is None:
+                chunks[tid] = [p.chunk]
+            else:
+                groups.append(p.chunk)
 
             summary = summaries.get(tid)
             if summary is None:
@@ -252,27 +250,23 @@ class TraceWriter:
                 term_lists = by_term[svc]
                 for kv in (*p.resource.attributes, *p.scope.attributes):
                     term_lists[kv].append(tid)
-            summary.add(svc, len(p.spans), p.errors, p.start, p.end, p.min_duration, p.max_duration, p.root)
-
-            posting = by_service.get(svc)
-            if posting is None:
-                by_service[svc] = [tid]
-            else:
-                posting.append(tid)
+            summary.add(svc, p.span_count, p.errors, p.start, p.end, p.min_duration, p.max_duration, p.root)
+            by_service[svc].append(tid)
             for name, kind in p.operations:
                 op = op_cache.get((svc, name, kind))
                 if op is None:
-                    op = op_cache[(svc, name, kind)] = registry.operation_id(
-                        svc, name, kind, batch, default_cf
-                    )
+                    op = registry.operation_id(svc, name, kind, batch, default_cf)
+                    op_cache[(svc, name, kind)] = op
                 summary.operations.add(op)
                 posting = by_operation.get(op)
                 if posting is None:
                     by_operation[op] = [tid]
                 else:
                     posting.append(tid)
-            if p.clients or p.servers:
-                self._pair_edges(p, svc, edges)
+            if p.clients:
+                clients.update(zip(map(tid.__add__, p.clients), repeat(svc)))
+            if p.servers:
+                servers.update(zip(map(tid.__add__, p.servers), repeat(svc)))
 
         for prep in prepared:
             for svc_name, term_lists in prep.terms.items():
@@ -283,8 +277,8 @@ class TraceWriter:
         rev = keys.rev(ns)
         ingest = keys.u64(ns)
         batch.put(keys.TRACE_TABLE + rev, b"".join(trace_ids))
-        for tid, chunk in chunks.items():
-            batch.put(keys.CHUNK + tid + ingest, chunk.SerializeToString())
+        for tid, groups in chunks.items():
+            batch.put(keys.CHUNK + tid + ingest, groups[0] if len(groups) == 1 else b"".join(groups))
         cache = self._summaries
         for tid, summary in summaries.items():
             batch.put(keys.SUMMARY + tid, summary.encode())
@@ -299,38 +293,50 @@ class TraceWriter:
         for svc, postings in by_term.items():
             prefix = keys.ATTRIBUTE_POSTING + keys.u32(svc)
             for kv, tids in postings.items():
-                term = kv if len(kv) <= keys.MAX_TERM_BYTES else keys.term(kv)
-                batch.put(prefix + _U16(len(term)) + term + rev, _slots(tids, slot_of))
+                size = len(kv)
+                if size <= keys.MAX_TERM_BYTES:
+                    key = b"".join((prefix, _LENGTH[size], kv, rev))
+                else:
+                    term = keys.term(kv)
+                    key = b"".join((prefix, _U16(len(term)), term, rev))
+                batch.put(key, _slots(tids, slot_of))
                 if kv[0] == 0x0A and kv[1] < 0x80:
                     key_name = kv[2 : 2 + kv[1]]
                     if key_name not in known_keys:
                         known_keys.add(key_name)
                         registry.note_attribute_key(key_name.decode("utf-8", "replace"), batch, default_cf)
+        edges = self._pair_edges(clients, servers)
         if edges:
             self._write_edges(edges, ns // keys.HOUR_NS, part, batch)
         self._store.db.write(batch, self._write_options)
 
     # -- service graph edges -------------------------------------------------------------
-    def _pair_edges(self, p: TracePart, svc: int, edges: dict[tuple[int, int], int]) -> None:
-        """Pair CLIENT/PRODUCER spans with the SERVER/CONSUMER spans that name them as parent."""
-        tid = p.trace_id
-        clients, servers = self._pending_clients, self._pending_servers
-        for sid in p.clients:
-            other = servers.pop(tid + sid, None)
-            if other is None:
-                clients[tid + sid] = svc
-            elif other != svc:
-                edges[(svc, other)] = edges.get((svc, other), 0) + 1
-        for parent in p.servers:
-            other = clients.pop(tid + parent, None)
-            if other is None:
-                servers[tid + parent] = svc
-            elif other != svc:
-                edges[(other, svc)] = edges.get((other, svc), 0) + 1
-        if len(clients) > _PENDING_EDGES:
-            self._pending_clients = dict(islice(clients.items(), _PENDING_EDGES // 2, None))
-        if len(servers) > _PENDING_EDGES:
-            self._pending_servers = dict(islice(servers.items(), _PENDING_EDGES // 2, None))
+    def _pair_edges(self, clients: dict[bytes, int], servers: dict[bytes, int]) -> dict[tuple[int, int], int]:
+        """Pair CLIENT/PRODUCER spans with the SERVER/CONSUMER spans that name them as parent.
+
+        Keys are trace id + span id; the intersections run in C, the loop only over real pairs.
+        Unpaired spans wait (bounded, oldest evicted) for their other half in a later write.
+        """
+        edges: dict[tuple[int, int], int] = {}
+        pending_clients, pending_servers = self._pending_clients, self._pending_servers
+        for key in clients.keys() & servers.keys():
+            self._count_edge(edges, clients.pop(key), servers.pop(key))
+        for key in clients.keys() & pending_servers.keys():
+            self._count_edge(edges, clients.pop(key), pending_servers.pop(key))
+        for key in servers.keys() & pending_clients.keys():
+            self._count_edge(edges, pending_clients.pop(key), servers.pop(key))
+        pending_clients.update(clients)
+        pending_servers.update(servers)
+        if len(pending_clients) > _PENDING_EDGES:
+            self._pending_clients = dict(islice(pending_clients.items(), _PENDING_EDGES // 2, None))
+        if len(pending_servers) > _PENDING_EDGES:
+            self._pending_servers = dict(islice(pending_servers.items(), _PENDING_EDGES // 2, None))
+        return edges
+
+    @staticmethod
+    def _count_edge(edges: dict[tuple[int, int], int], parent: int, child: int) -> None:
+        if parent != child:
+            edges[(parent, child)] = edges.get((parent, child), 0) + 1
 
     def _write_edges(
         self, edges: dict[tuple[int, int], int], hour: int, part: Partition, batch: WriteBatch
