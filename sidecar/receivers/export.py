@@ -6,7 +6,6 @@ into status codes. Acknowledgement waits for the writer, i.e. for the WAL.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from enum import Enum
@@ -51,13 +50,13 @@ class TraceExporter:
             return ExportResult(Outcome.BAD_REQUEST, str(exc))
         self.rejected_spans += prepared.rejected
         try:
-            future = self._writer.submit(prepared)
+            future = self._writer.submit_async(prepared)
         except Overloaded as exc:
             return ExportResult(Outcome.UNAVAILABLE, f"sidecar overloaded, retry later: {exc}")
         except StoreClosed as exc:
             return ExportResult(Outcome.UNAVAILABLE, str(exc))
         try:
-            await asyncio.wrap_future(future)
+            await future
         except Exception as exc:
             log.error("storing %d spans failed: %s", prepared.accepted, exc)
             return ExportResult(Outcome.INTERNAL, f"storage failure: {exc}")

@@ -6,6 +6,7 @@ it returns when nothing matches.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -98,6 +99,10 @@ class SpanWriter(Protocol):
 
         Raises Overloaded when the queue is full and StoreClosed during shutdown.
         """
+        ...
+
+    def submit_async(self, prepared: PreparedTraces) -> asyncio.Future[None]:
+        """submit() for callers on an event loop: the future belongs to the running loop."""
         ...
 
 
