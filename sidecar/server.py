@@ -67,9 +67,9 @@ async def _retention_loop(store: RocksStore, days: int, interval_s: int) -> None
         await asyncio.sleep(interval_s)
 
 
-async def _start_site(app: web.Application, endpoint: str) -> web.AppRunner:
+async def _start_site(app: web.Application, endpoint: str, shutdown_timeout: float) -> web.AppRunner:
     host, port = split_endpoint(endpoint)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
     return runner
@@ -95,11 +95,13 @@ async def run(config: Config) -> int:
     exporter = TraceExporter(writer)
     otlp = config.receivers.otlp
     grpc_receiver = OtlpGrpcReceiver(otlp.grpc.endpoint, otlp.grpc.max_recv_msg_size_mib, exporter)
-    http_receiver = OtlpHttpReceiver(otlp.http.endpoint, otlp.http.max_request_body_size_mib, exporter)
+    http_receiver = OtlpHttpReceiver(
+        otlp.http.endpoint, otlp.http.max_request_body_size_mib, exporter, shutdown_timeout=grace
+    )
     api_runner: web.AppRunner | None = None
     retention: asyncio.Task[None] | None = None
     try:
-        api_runner = await _start_site(build_api_app(ctx), config.api.endpoint)
+        api_runner = await _start_site(build_api_app(ctx), config.api.endpoint, grace)
         log.info("query API listening on %s", config.api.endpoint)
         if otlp.grpc.enabled:
             health.receivers["otlp_grpc"] = False
@@ -119,15 +121,19 @@ async def run(config: Config) -> int:
         log.info("shutting down")
     finally:
         health.receivers = dict.fromkeys(health.receivers, False)
-        await asyncio.gather(grpc_receiver.stop(grace), http_receiver.stop(grace))
+        # Listeners close together, each finishing in-flight requests within ``grace``; then the
+        # writer drains what they acknowledged-to-be; the total stays within shutdown_timeout_s.
+        await asyncio.gather(
+            grpc_receiver.stop(grace),
+            http_receiver.stop(grace),
+            api_runner.cleanup() if api_runner is not None else asyncio.sleep(0),
+        )
         if retention is not None:
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
         await loop.run_in_executor(None, writer.close, grace)
-        if api_runner is not None:
-            await api_runner.cleanup()
-        ctx.pool.shutdown(wait=True)
+        ctx.pool.shutdown(wait=True, cancel_futures=True)
         health.store_open = False
         del ctx, writer
         gc.collect()

@@ -213,6 +213,11 @@ def _scope_parts(
     for span, tid in zip(spans, tids, strict=True):
         # Per attribute, all in C: find the term's trace list and append this trace.
         _consume(map(list.append, map(term_list, span.attributes), repeat(tid)))
+    # Jaeger's tag search also matches span-event and span-link attributes; few spans have them.
+    for span, tid in zip(spans, tids, strict=True):
+        if span.events or span.links:
+            for item in (*span.events, *span.links):
+                _consume(map(list.append, map(term_list, item.attributes), repeat(tid)))
     by_trace: defaultdict[bytes, list[int]] = defaultdict(list)
     _consume(map(list.append, map(by_trace.__getitem__, tids), count()))
     any_edges = not _EDGE_KINDS.isdisjoint(kinds)

@@ -18,6 +18,11 @@ _PKG = "sidecar.shadow"
 # (message, [(field, number, type, repeated, message type)])
 _SCHEMA: list[tuple[str, list[tuple[str, int, int, bool, str | None]]]] = [
     ("Status", [("code", 3, _F.TYPE_INT32, False, None)]),  # Status{message=2, code=3}
+    ("Event", [("attributes", 3, _F.TYPE_BYTES, True, None)]),  # Span.Event{time=1, name=2, attributes=3}
+    (
+        "Link",
+        [("attributes", 4, _F.TYPE_BYTES, True, None)],
+    ),  # Span.Link{trace_id=1, span_id=2, state=3, attrs=4}
     (
         "Span",
         [
@@ -29,6 +34,8 @@ _SCHEMA: list[tuple[str, list[tuple[str, int, int, bool, str | None]]]] = [
             ("start_time_unix_nano", 7, _F.TYPE_FIXED64, False, None),
             ("end_time_unix_nano", 8, _F.TYPE_FIXED64, False, None),
             ("attributes", 9, _F.TYPE_BYTES, True, None),
+            ("events", 11, _F.TYPE_MESSAGE, True, "Event"),
+            ("links", 13, _F.TYPE_MESSAGE, True, "Link"),
             # Left encoded: most spans carry no status, and decoding a sub-message per span is slow.
             ("status", 15, _F.TYPE_BYTES, False, None),
         ],

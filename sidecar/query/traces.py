@@ -9,6 +9,7 @@ query has more than one span-level condition.
 from __future__ import annotations
 
 import base64
+import heapq
 import json
 from collections.abc import Iterable
 
@@ -17,6 +18,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
 
 from sidecar.storage.api import DependencyLink, Operation, SpanReader, StoredTrace, TraceQuery, TraceSummary
 
+# Spans may claim to start this long after they arrived (client clock ahead of ours). Larger values
+# make "newest first" robust to worse clocks but make a search read more candidates.
+CLOCK_SKEW_NS = 2 * 1_000_000_000
 _KINDS = {0: "", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
 
@@ -176,24 +180,40 @@ class TraceQueryService:
     def find_traces(
         self, query: TraceQuery, *, load: bool = False
     ) -> list[tuple[TraceSummary, StoredTrace | None]]:
-        """Up to ``query.limit`` matching traces, newest first; loads them when asked or needed."""
-        verify = needs_verification(query)
-        found: list[tuple[TraceSummary, StoredTrace | None]] = []
+        """The ``query.limit`` matching traces that started last, newest first.
+
+        Candidates come by arrival; the scan stops once arrivals are older than the start of the
+        ``limit``-th newest match so far (minus clock skew), because a trace cannot start after
+        its spans arrived. Traces are loaded when asked for or when the index cannot decide.
+        """
         if query.limit <= 0:
-            return found
+            return []
+        verify = needs_verification(query)
+        best: list[tuple[int, bytes, TraceSummary]] = []  # min-heap on start: the newest `limit`
+        loaded: dict[bytes, StoredTrace] = {}
         candidates = self._reader.find_candidates(query)
         try:
-            for summary in candidates:
-                stored = self._reader.get_trace(summary.trace_id) if (verify or load) else None
-                if verify and (stored is None or not trace_matches(stored.traces_data, query)):
-                    continue
-                found.append((summary, stored))
-                if len(found) >= query.limit:
+            for arrived_ns, summary in candidates:
+                if len(best) >= query.limit and arrived_ns + CLOCK_SKEW_NS < best[0][0]:
                     break
+                if len(best) >= query.limit and summary.start_ns <= best[0][0]:
+                    continue
+                if verify:
+                    stored = self._reader.get_trace(summary.trace_id)
+                    if stored is None or not trace_matches(stored.traces_data, query):
+                        continue
+                    loaded[summary.trace_id] = stored
+                entry = (summary.start_ns, summary.trace_id, summary)
+                if len(best) < query.limit:
+                    heapq.heappush(best, entry)
+                else:
+                    heapq.heappushpop(best, entry)
         finally:
             candidates.close()  # type: ignore[attr-defined]
-        found.sort(key=lambda item: item[0].start_ns, reverse=True)
-        return found
+        ordered = [summary for _, _, summary in sorted(best, reverse=True)]
+        if not load:
+            return [(s, None) for s in ordered]
+        return [(s, loaded.get(s.trace_id) or self._reader.get_trace(s.trace_id)) for s in ordered]
 
     def get_services(self) -> list[str]:
         return self._reader.get_services()

@@ -111,8 +111,11 @@ class SpanReader(Protocol):
         """All stored spans of one trace; None when unknown."""
         ...
 
-    def find_candidates(self, query: TraceQuery) -> Iterator[TraceSummary]:
-        """Traces that may match, newest first, each once; empty when nothing matches.
+    def find_candidates(self, query: TraceQuery) -> Iterator[tuple[int, TraceSummary]]:
+        """Traces that may match, each once, as (arrival ns, summary) by arrival, newest first.
+
+        A span arrives after it starts, so once arrivals are older than the start of the
+        ``limit``-th newest trace found, no later candidate can start after it.
 
         The index and the summary decide service, operation, the first indexable tag, time range,
         trace duration and the span-duration bounds. The caller verifies what they cannot decide

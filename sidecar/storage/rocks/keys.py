@@ -22,6 +22,7 @@ SERVICE_POSTING = b"S"  # S | service_id(4) | rev_ns(8)        -> trace ids (16 
 OPERATION_POSTING = b"O"  # O | operation_id(4) | rev_ns(8)    -> trace ids
 ATTRIBUTE_POSTING = b"A"  # A | service_id(4) | len(2) | term | rev_ns(8) -> trace ids
 BLOB = b"R"  # R | kind(1) | hash(16)                          -> resource or scope bytes
+LATENESS = b"L"  # L                                          -> max (ingest - span start) ns seen (u64)
 EDGE = b"G"  # G | hour(4) | parent_service(4) | child_service(4) -> call count (u64)
 # Default column family: registries, loaded whole at start-up.
 REG_SERVICE = b"N"  # N | service_id(4)                       -> name

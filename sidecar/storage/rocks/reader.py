@@ -34,9 +34,10 @@ DERIVED_TAGS = frozenset(
         "w3c.tracestate",
     }
 )
-# Spans normally reach us within seconds; postings written this long after a search window's end
-# are still scanned so late spans of traces that started inside the window are found.
-INGEST_SLACK_NS = 3_600 * 1_000_000_000
+# Postings are ordered by arrival. A search by start time scans arrivals up to the window's end plus
+# the longest delay ever seen between a span's start and its arrival (recorded per partition),
+# plus this much for clocks that run ahead.
+CLOCK_SKEW_NS = 60 * 1_000_000_000
 _SUMMARY_BATCH = 64
 
 
@@ -177,11 +178,19 @@ class RocksReader:
             finally:
                 del it
 
+    def _max_lateness(self) -> int:
+        longest = 0
+        for part in self._store.partitions():
+            stored = part.data.get(keys.LATENESS)
+            if stored:
+                longest = max(longest, keys.read_u64(stored))
+        return longest
+
     def _streams(
         self, query: TraceQuery, service_ids: list[int]
     ) -> list[Iterator[tuple[int, bytes, Partition]]]:
-        lo = query.start_ns
-        hi = min(query.end_ns + INGEST_SLACK_NS, keys.MAX_U64)
+        lo = query.start_ns - CLOCK_SKEW_NS
+        hi = min(query.end_ns + CLOCK_SKEW_NS + self._max_lateness(), keys.MAX_U64)
         indexed = [(k, v) for k, v in query.tags if is_indexed_tag(k)]
         if indexed:
             key, value = indexed[0]
@@ -218,7 +227,7 @@ class RocksReader:
                     return False
         return True
 
-    def find_candidates(self, query: TraceQuery) -> Iterator[TraceSummary]:
+    def find_candidates(self, query: TraceQuery) -> Iterator[tuple[int, TraceSummary]]:
         registry = self._registry
         if query.service is not None:
             sid = registry.service_ids.get(query.service)
@@ -257,7 +266,7 @@ class RocksReader:
                     for tid in batch:
                         s = found.get(tid)
                         if s is not None and self._passes(query, s, op_ids):
-                            yield self._to_summary(tid, s)
+                            yield ns, self._to_summary(tid, s)
         finally:
             for stream in streams:
                 stream.close()  # type: ignore[attr-defined]

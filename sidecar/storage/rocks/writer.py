@@ -11,6 +11,7 @@ Partition column family ``tYYYYMMDD`` (UTC day of arrival; retention drops the w
     A | service_id(4) | len(2) | term | rev_ingest_ns(8) -> slots of traces carrying that attribute
     R | 'r'|'s' | blake2b-128(bytes)                   -> resource / scope bytes (once per partition)
     G | hour(4) | parent_service(4) | child_service(4) -> calls between services in that hour (u64)
+    L                                                  -> longest (ingest - span start) seen, ns (u64)
 Default column family (registries, loaded whole at start-up):
     N | service_id(4) -> name;  P | operation_id(4) -> service_id | kinds | name;  K | key -> ""
 
@@ -122,6 +123,7 @@ class TraceWriter:
         self._pending_servers: dict[bytes, int] = {}
         self._edge_counts: dict[bytes, int] = {}
         self._operation_cache: dict[tuple[int, bytes, int], int] = {}
+        self._lateness: dict[int, int] = {}  # partition day -> max ingest delay seen
         # Attribute key names (as encoded bytes) already in the registry; the hot loop checks bytes.
         self._attribute_key_bytes: set[bytes] = {k.encode() for k in registry.attribute_keys}
         self.spans_written = 0
@@ -325,6 +327,7 @@ class TraceWriter:
                 for kv, tids in term_lists.items():
                     target[kv].extend(tids)
 
+        self._note_lateness(ns - min(p.start for p in parts), part, batch)
         rev = keys.rev(ns)
         ingest = keys.u64(ns)
         batch.put(keys.TRACE_TABLE + rev, b"".join(trace_ids))
@@ -360,6 +363,16 @@ class TraceWriter:
         if edges:
             self._write_edges(edges, ns // keys.HOUR_NS, part, batch)
         self._store.db.write(batch, self._write_options)
+
+    def _note_lateness(self, lateness: int, part: Partition, batch: WriteBatch) -> None:
+        """Track how long after their start spans arrive, so searches by start time know how far to look."""
+        known = self._lateness.get(part.day)
+        if known is None:
+            stored = part.data.get(keys.LATENESS)
+            known = self._lateness[part.day] = keys.read_u64(stored) if stored else 0
+        if lateness > known:
+            self._lateness[part.day] = lateness
+            batch.put(keys.LATENESS, keys.u64(lateness))
 
     # -- service graph edges -------------------------------------------------------------
     def _pair_edges(self, clients: dict[bytes, int], servers: dict[bytes, int]) -> dict[tuple[int, int], int]:

@@ -1,0 +1,189 @@
+"""Ingest phase: a fresh ``sidecar serve``, N concurrent senders for a fixed time, then disk use.
+
+``start`` leaves the server running (the query phase reuses its data); ``finish`` stops it with
+SIGTERM (it drains and flushes), reopens the data dir in-process, flushes, compacts and sizes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import profile
+from bench.senders import DriveResult, drive
+from bench.server import Sidecar
+from bench.stream import RequestStream
+from bench.workload import build_workload
+
+
+@dataclass(slots=True)
+class IngestReport:
+    transport: str
+    stream: RequestStream  # the server's request sequence (the query phase continues it)
+    drive: DriveResult
+    ready_s: float
+    peak_rss_mib: float  # at the end of the measured phase
+    otlp_bytes_per_span: float
+    stored_spans: int  # spans acknowledged by this server over its whole life (query loading included)
+    stop: dict[str, Any] = field(default_factory=dict)
+    disk: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] | None = None
+    lifetime_peak_rss_mib: float = 0.0  # at shutdown (the query phase may have run on this server)
+
+    def summary(self) -> dict[str, Any]:
+        d = self.drive
+        per_100k = 100_000 / d.spans if d.spans else 0.0
+        return {
+            "transport": self.transport,
+            "senders": d.senders,
+            "duration_s": round(d.wall_s, 2),
+            "spans": d.spans,
+            "spans_per_s_median_1s": round(d.median_window),
+            "spans_per_s_overall": round(d.spans_per_s),
+            "windows": d.windows,
+            "server_cpu_s_per_100k_spans": round(d.server_cpu_s * per_100k, 3),
+            "server_cores": round(d.server_cpu_s / d.wall_s, 2),
+            "client_cpu_s_per_100k_spans": round(d.client_cpu_s * per_100k, 3),
+            "client_cores": round(d.client_cpu_s / d.wall_s, 2),
+            # CPU used by everything else on this shared machine while we measured (noise).
+            "other_cores": round((d.machine_cpu_s - d.server_cpu_s - d.client_cpu_s) / d.wall_s, 2),
+            "steal_cores": round(d.steal_cpu_s / d.wall_s, 2),
+            "request_latency_p50_ms": round(d.latency_p50_ms, 1),
+            "request_latency_p99_ms": round(d.latency_p99_ms, 1),
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "lifetime_peak_rss_mib": round(self.lifetime_peak_rss_mib, 1),
+            "client_errors": d.errors,
+            "dropped_requests": d.dropped,
+            "rejected_spans": d.rejected,
+            "ready_s": round(self.ready_s, 2),
+            "otlp_bytes_per_span": round(self.otlp_bytes_per_span, 1),
+            "stored_spans": self.stored_spans,
+            "stop": self.stop,
+            "disk": self.disk,
+        }
+
+
+def dir_sizes(path: Path) -> dict[str, int]:
+    """Bytes of every file under ``path`` except RocksDB's info logs (LOG*), and of the SST files alone."""
+    total = sst = files = 0
+    for root, _, names in os.walk(path):
+        for name in names:
+            if name.startswith("LOG"):
+                continue
+            size = os.path.getsize(os.path.join(root, name))
+            total += size
+            files += 1
+            if name.endswith(".sst"):
+                sst += size
+    return {"bytes": total, "sst_bytes": sst, "files": files}
+
+
+def measure_disk(path: Path, spans: int) -> dict[str, Any]:
+    from sidecar.storage.rocks.db import RocksStore, StoreOptions  # deferred: rocksdict is heavy
+
+    after_stop = dir_sizes(path)
+    t0 = time.perf_counter()
+    store = RocksStore(str(path), StoreOptions())
+    try:
+        store.flush()
+        store.compact()
+    finally:
+        store.close()
+    compacted = dir_sizes(path)
+    per = 1 / spans if spans else 0.0
+    return {
+        "after_stop": after_stop,
+        "compacted": compacted,
+        "compact_s": round(time.perf_counter() - t0, 2),
+        "bytes_per_span": round(compacted["bytes"] * per, 1),
+        "sst_bytes_per_span": round(compacted["sst_bytes"] * per, 1),
+        "after_stop_bytes_per_span": round(after_stop["bytes"] * per, 1),
+    }
+
+
+def start(
+    transport: str,
+    stream: RequestStream,
+    data_dir: Path,
+    out_dir: Path,
+    duration: float,
+    senders: int,
+    with_profile: bool = False,
+) -> tuple[IngestReport, Sidecar]:
+    """Run the measured ingest against a fresh server and return it still running."""
+    server = Sidecar(data_dir, out_dir / f"sidecar-{transport}.log")
+    try:
+        ready = server.wait_ready()
+        raw = out_dir / f"profile-{transport}.txt"
+        spy = []
+
+        def on_start() -> None:
+            if with_profile:
+                spy.append(profile.start(server.pid, duration, raw))
+
+        result = drive(transport, server, stream, senders, duration=duration, on_start=on_start)
+        report = IngestReport(
+            transport=transport,
+            stream=stream,
+            drive=result,
+            ready_s=ready,
+            peak_rss_mib=server.peak_rss_mib(),
+            otlp_bytes_per_span=_otlp_bytes_per_span(stream, result.acked),
+            stored_spans=result.spans_total,
+        )
+        for p in spy:
+            p.wait(60)
+            stacks = profile.read_stacks(raw)
+            svg = out_dir / f"profile-{transport}.svg"
+            profile.flame_svg(stacks, svg, f"sidecar serve, OTLP/{transport} ingest")
+            top = profile.summarize(stacks, profile.RATE * duration, top=40)
+            report.profile = {"raw": str(raw), "svg": str(svg), **top}
+    except BaseException:
+        server.stop(10)
+        raise
+    return report, server
+
+
+def finish(report: IngestReport, server: Sidecar) -> IngestReport:
+    """Stop the server (SIGTERM: it drains and flushes), then compact its data dir and size it."""
+    report.lifetime_peak_rss_mib = server.peak_rss_mib()
+    report.stop = server.stop()
+    report.disk = measure_disk(server.data_dir, report.stored_spans)
+    return report
+
+
+def _otlp_bytes_per_span(stream: RequestStream, acked: list[int]) -> float:
+    wl = stream.workload
+    n = len(wl.requests)
+    spans = sum(wl.request_spans[s % n] for s in acked)
+    return sum(len(wl.requests[s % n]) for s in acked) / spans if spans else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="One ingest phase against a fresh sidecar.")
+    parser.add_argument("--transport", choices=("grpc", "http"), default="grpc")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=128, help="distinct requests in the workload pool")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stream = RequestStream(build_workload(args.requests, args.seed))
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        report, server = start(
+            args.transport, stream, Path(tmp) / "data", args.out, args.duration, args.senders, args.profile
+        )
+        finish(report, server)
+    print(json.dumps({**report.summary(), "profile": report.profile}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
