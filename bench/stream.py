@@ -8,8 +8,10 @@ traces spread over the whole user population instead of appending to old traces 
 
 from __future__ import annotations
 
+import os
 import random
 import threading
+import time
 from dataclasses import dataclass
 
 from bench.traces import USER_DIGITS, USERS
@@ -21,6 +23,9 @@ class SentTrace:
     trace_id: bytes  # as sent
     user: str  # user.id as sent
     info: TraceInfo
+
+
+_RETIME = os.environ.get("BENCH_RETIME", "1") != "0"
 
 
 class RequestStream:
@@ -49,13 +54,21 @@ class RequestStream:
         return mask
 
     def body(self, seq: int) -> bytes:
+        """Request ``seq``: re-keyed for its epoch, and its timestamps moved so it ends now.
+
+        A live exporter sends spans seconds after they end; replaying old timestamps would make
+        every span look hours late, which no real deployment sees.
+        """
         epoch, index = divmod(seq, len(self.workload.requests))
         raw = self.workload.requests[index]
+        buf = bytearray(raw)
+        delta = time.time_ns() - self.workload.request_end_ns[index]
+        for at in self.workload.time_fields[index] if _RETIME else ():
+            buf[at : at + 8] = (int.from_bytes(buf[at : at + 8], "little") + delta).to_bytes(8, "little")
         if not epoch:
-            return raw
+            return bytes(buf)
         mask = self.mask(epoch)
         shift = mask % USERS
-        buf = bytearray(raw)
         for trace_id, user, trace_id_at, user_at in self.workload.patches[index]:
             new = (int.from_bytes(trace_id) ^ mask).to_bytes(16)
             for at in trace_id_at:

@@ -60,6 +60,10 @@ class Workload:
     error_spans: int = 0
     attributes: int = 0
     events: int = 0
+    # Per request: byte offsets of every 8-byte timestamp (span start/end, event time) and the
+    # latest span end, so a replay can move the request to "just now" like a live exporter's.
+    time_fields: list[tuple[int, ...]] = field(default_factory=list)
+    request_end_ns: list[int] = field(default_factory=list)
 
     @property
     def spans(self) -> int:
@@ -213,6 +217,58 @@ def _patches(body: bytes, order: list[bytes], users: dict[bytes, str]) -> list[P
     return [Patch(t, int(users[t][-USER_DIGITS:]), tuple(i), tuple(u)) for t, (i, u) in found.items()]
 
 
+def _fields(body: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """(field number, wire type, value offset, value end) of each field in body[start:end]."""
+    out = []
+    at = start
+    while at < end:
+        tag, at = _varint(body, at)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            _, nxt = _varint(body, at)
+        elif wire == 1:
+            nxt = at + 8
+        elif wire == 2:
+            size, at = _varint(body, at)
+            nxt = at + size
+        elif wire == 5:
+            nxt = at + 4
+        else:
+            raise ValueError(f"unexpected wire type {wire}")
+        out.append((number, wire, at, nxt))
+        at = nxt
+    return out
+
+
+def _varint(body: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = body[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def time_offsets(body: bytes) -> tuple[int, ...]:
+    """Offsets of Span.start/end_time_unix_nano (fields 7, 8) and Span.Event.time_unix_nano (1)."""
+    found: list[int] = []
+    for n1, _, a1, b1 in _fields(body, 0, len(body)):  # ExportTraceServiceRequest.resource_spans
+        for n2, _, a2, b2 in _fields(body, a1, b1):  # ResourceSpans.scope_spans
+            if n1 != 1 or n2 != 2:
+                continue
+            for n3, _, a3, b3 in _fields(body, a2, b2):  # ScopeSpans.spans
+                if n3 != 2:
+                    continue
+                for n4, w4, a4, b4 in _fields(body, a3, b3):
+                    if n4 in (7, 8) and w4 == 1:
+                        found.append(a4)
+                    elif n4 == 11 and w4 == 2:  # Span.events
+                        found.extend(a5 for n5, w5, a5, _ in _fields(body, a4, b4) if n5 == 1 and w5 == 1)
+    return tuple(found)
+
+
 def default_base_ns() -> int:
     """Start of the previous whole hour: recent enough for default search windows, stable for an hour."""
     hour = 3600 * 1_000_000_000
@@ -251,6 +307,8 @@ def build_workload(n_requests: int, seed: int = 1, base_ns: int | None = None) -
                 wl.requests.append(body)
                 wl.request_spans.append(len(buf))
                 wl.patches.append(_patches(body, order, users))
+                wl.time_fields.append(time_offsets(body))
+                wl.request_end_ns.append(max(s.end_time_unix_nano for _, _, s, _ in buf))
                 for *_, t in buf:
                     left[t] -= 1
                     if not left[t]:
