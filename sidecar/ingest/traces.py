@@ -1,16 +1,17 @@
 """The hot path of trace ingest: one pass over a decoded request, shaping it for the store.
 
 Both receivers call :func:`prepare_traces` with protobuf bytes (OTLP-JSON is converted to protobuf
-first) and hand the result to the storage writer. Everything a write needs per trace (chunk parts,
-summary deltas, index terms) is gathered here, in the receiving thread, in one loop over the spans,
-so the writer only merges small per-trace records.
+first) and hand the result to the storage writer. Everything a write needs per trace (chunk bytes,
+summary deltas, index terms) is gathered here, in the receiving thread, so the writer thread
+only merges small per-trace records. Python's cost is per operation, not per byte: spans are
+handled column by column with comprehensions and C-level map() calls, and Python-level loops run
+per trace rather than per span wherever possible.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import count, repeat
 from operator import add, sub
@@ -26,6 +27,7 @@ from sidecar.otlp.shadow import (
     ShadowStatus,
     TraceRequest,
 )
+from sidecar.storage.prepared import PreparedTraces, ResourceInfo, ScopeInfo, TracePart
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
@@ -41,63 +43,6 @@ _consume = deque(maxlen=0).extend  # runs an iterator to the end in C
 
 class RequestDecodeError(ValueError):
     """The request body is not a decodable OTLP message (maps to 400 / INVALID_ARGUMENT)."""
-
-
-@dataclass(slots=True)
-class ResourceInfo:
-    """A distinct resource of a request: its bytes are stored once and referenced by chunks."""
-
-    encoded: bytes
-    service: str
-    attributes: list[bytes]
-    ref: bytes  # content hash: the key chunks use to point at the stored bytes
-
-
-@dataclass(slots=True)
-class ScopeInfo:
-    encoded: bytes
-    attributes: list[bytes]
-    ref: bytes
-
-
-@dataclass(slots=True)
-class TracePart:
-    """The spans of one trace that share a resource and a scope within one request."""
-
-    trace_id: bytes
-    resource: ResourceInfo
-    scope: ScopeInfo
-    # The spans as a storage chunk group (original span bytes, resource and scope by reference),
-    # already framed as field 1 of a Chunk so a trace's groups concatenate into one Chunk.
-    chunk: bytes
-    span_count: int
-    start: int
-    end: int
-    min_duration: int
-    max_duration: int
-    errors: int
-    # Root candidate: (has_parent, start, name); a span without parent beats any other, then earliest.
-    root: tuple[bool, int, bytes] | None
-    operations: set[tuple[bytes, int]]
-    clients: Sequence[bytes] = ()  # span ids of CLIENT/PRODUCER spans
-    servers: Sequence[bytes] = ()  # parent ids of SERVER/CONSUMER spans
-
-
-@dataclass(slots=True)
-class PreparedTraces:
-    parts: list[TracePart]
-    # service name -> encoded span attribute (KeyValue) -> trace ids carrying it (with repeats)
-    terms: dict[str, defaultdict[bytes, list[bytes]]]
-    accepted: int
-    rejected: int
-    messages: list[str]
-
-    def error_message(self) -> str:
-        if not self.rejected:
-            return ""
-        shown = "; ".join(self.messages)
-        more = self.rejected - len(self.messages)
-        return f"{self.rejected} span(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
 
 
 def _is_error(status: bytes) -> bool:

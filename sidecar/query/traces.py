@@ -16,11 +16,20 @@ from collections.abc import Iterable
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
 
-from sidecar.storage.api import DependencyLink, Operation, SpanReader, StoredTrace, TraceQuery, TraceSummary
+from sidecar.storage.api import (
+    DERIVED_TAGS,
+    DependencyLink,
+    Operation,
+    SpanReader,
+    StoredTrace,
+    TraceQuery,
+    TraceSummary,
+)
 
-# Spans may claim to start this long after they arrived (client clock ahead of ours). Larger values
-# make "newest first" robust to worse clocks but make a search read more candidates.
-CLOCK_SKEW_NS = 2 * 1_000_000_000
+# Spans may claim to start this long after they arrived (a client clock ahead of ours; next to the
+# service on the same host that is ~0). Larger values make "newest first" exact for worse clocks
+# but make every search read all candidates that arrived in that window.
+CLOCK_SKEW_NS = 250_000_000
 _KINDS = {0: "", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
 
@@ -150,22 +159,7 @@ def needs_verification(query: TraceQuery) -> bool:
             return True
     if span_level >= 2:
         return True
-    return any(k != "error" and k in _DERIVED for k, _ in query.tags)
-
-
-_DERIVED = {
-    "span.kind",
-    "span.status",
-    "otel.status_code",
-    "otel.status_description",
-    "otel.scope.name",
-    "otel.scope.version",
-    "otel.library.name",
-    "otel.library.version",
-    "scope.name",
-    "scope.version",
-    "w3c.tracestate",
-}
+    return any(k != "error" and k in DERIVED_TAGS for k, _ in query.tags)
 
 
 class TraceQueryService:

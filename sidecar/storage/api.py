@@ -13,7 +13,27 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from sidecar.ingest.traces import PreparedTraces
+    from sidecar.storage.prepared import PreparedTraces
+
+
+# Tags Jaeger derives from span fields rather than attributes: never in an attribute index, always
+# checked against the span itself.
+DERIVED_TAGS = frozenset(
+    {
+        "error",
+        "span.kind",
+        "span.status",
+        "otel.status_code",
+        "otel.status_description",
+        "otel.scope.name",
+        "otel.scope.version",
+        "otel.library.name",
+        "otel.library.version",
+        "scope.name",
+        "scope.version",
+        "w3c.tracestate",
+    }
+)
 
 
 class StorageError(Exception):

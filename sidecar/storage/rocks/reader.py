@@ -11,29 +11,20 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from rocksdict import ReadOptions
 
 from sidecar.otlp.shadow import Chunk, RawTraceRequest
-from sidecar.storage.api import DependencyLink, Operation, ServiceStats, StoredTrace, TraceQuery, TraceSummary
+from sidecar.storage.api import (
+    DERIVED_TAGS,
+    DependencyLink,
+    Operation,
+    ServiceStats,
+    StoredTrace,
+    TraceQuery,
+    TraceSummary,
+)
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.registry import SPAN_KINDS, Registry
-from sidecar.storage.rocks.summary import NO_SERVICE, Summary
+from sidecar.storage.rocks.summary import NO_SERVICE, Summary, read_summaries
 
-# Tags Jaeger derives from span fields rather than attributes: never looked up in the term index.
-DERIVED_TAGS = frozenset(
-    {
-        "error",
-        "span.kind",
-        "span.status",
-        "otel.status_code",
-        "otel.status_description",
-        "otel.scope.name",
-        "otel.scope.version",
-        "otel.library.name",
-        "otel.library.version",
-        "scope.name",
-        "scope.version",
-        "w3c.tracestate",
-    }
-)
 # Postings are ordered by arrival. A search by start time scans arrivals up to the window's end plus
 # the longest delay ever seen between a span's start and its arrival (recorded per partition),
 # plus this much for clocks that run ahead.
@@ -141,21 +132,7 @@ class RocksReader:
         )
 
     def get_summaries(self, trace_ids: list[bytes]) -> dict[bytes, Summary]:
-        """Newest stored summary of each trace (the writer carries them forward across days)."""
-        found: dict[bytes, Summary] = {}
-        missing = trace_ids
-        for part in self._store.partitions():
-            if not missing:
-                break
-            values = part.data.get([keys.summary_key(t) for t in missing])
-            still = []
-            for tid, value in zip(missing, values, strict=True):
-                if value is None:
-                    still.append(tid)
-                else:
-                    found[tid] = Summary.decode(value)
-            missing = still
-        return found
+        return read_summaries(self._store.partitions(), trace_ids)
 
     # -- search --------------------------------------------------------------------------
     def _scan(self, prefix: bytes, lo_ns: int, hi_ns: int) -> Iterator[tuple[int, bytes, Partition]]:

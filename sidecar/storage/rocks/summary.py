@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from sidecar.storage.rocks.keys import SUMMARY
+
+if TYPE_CHECKING:
+    from sidecar.storage.rocks.db import Partition
 
 # first_seen, start, end, spans, errors, min_span, max_span, root_has_parent, root_start, root_service
 _HEAD = struct.Struct("<QQQIIQQBQIH")
@@ -146,3 +153,25 @@ class Summary:
         offset += _COUNT.size
         s.operations = {_OP.unpack_from(data, offset + i * _OP.size)[0] for i in range(count)}
         return s
+
+
+def read_summaries(partitions: Iterable[Partition], trace_ids: list[bytes]) -> dict[bytes, Summary]:
+    """The summary of each trace from the first of ``partitions`` that has one (one multi-get each).
+
+    The writer carries a trace's summary forward into the partition it writes, so newest-first
+    partitions give the most complete record.
+    """
+    found: dict[bytes, Summary] = {}
+    missing = trace_ids
+    for part in partitions:
+        if not missing:
+            break
+        values = part.data.get([SUMMARY + t for t in missing])
+        still = []
+        for tid, value in zip(missing, values, strict=True):
+            if value is None:
+                still.append(tid)
+            else:
+                found[tid] = Summary.decode(value)
+        missing = still
+    return found

@@ -41,12 +41,12 @@ from itertools import count, islice, repeat
 
 from rocksdict import WriteBatch, WriteOptions
 
-from sidecar.ingest.traces import PreparedTraces, TracePart
 from sidecar.storage.api import Overloaded, StoreClosed
+from sidecar.storage.prepared import PreparedTraces, TracePart
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.registry import Registry
-from sidecar.storage.rocks.summary import Summary
+from sidecar.storage.rocks.summary import Summary, read_summaries
 
 log = logging.getLogger(__name__)
 
@@ -233,18 +233,9 @@ class TraceWriter:
                 found[tid] = cached[1]
             else:
                 missing.append(tid)
-        for back in (0, 1):
-            part = self._store.partition(day - back)
-            if part is None or not missing:
-                continue
-            values = part.data.get([keys.summary_key(t) for t in missing])
-            still: list[bytes] = []
-            for tid, value in zip(missing, values, strict=True):
-                if value is None:
-                    still.append(tid)
-                else:
-                    found[tid] = Summary.decode(value)
-            missing = still
+        if missing:
+            recent = (self._store.partition(day), self._store.partition(day - 1))
+            found.update(read_summaries([p for p in recent if p is not None], missing))
         return found
 
     def _write(self, prepared: list[PreparedTraces]) -> None:

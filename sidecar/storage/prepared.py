@@ -1,0 +1,68 @@
+"""What ingest hands to a SpanWriter: one request's spans, validated and grouped by trace.
+
+Defined on the storage side of the boundary (ingest imports it, storage never imports ingest), the
+way Jaeger's model package sits below both its collector and its span stores.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class ResourceInfo:
+    """A distinct resource of a request: its bytes are stored once and referenced by chunks."""
+
+    encoded: bytes
+    service: str
+    attributes: list[bytes]
+    ref: bytes  # content hash: the key chunks use to point at the stored bytes
+
+
+@dataclass(slots=True)
+class ScopeInfo:
+    encoded: bytes
+    attributes: list[bytes]
+    ref: bytes
+
+
+@dataclass(slots=True)
+class TracePart:
+    """The spans of one trace that share a resource and a scope within one request."""
+
+    trace_id: bytes
+    resource: ResourceInfo
+    scope: ScopeInfo
+    # The spans as a storage chunk group (original span bytes, resource and scope by reference),
+    # already framed as field 1 of a Chunk so a trace's groups concatenate into one Chunk.
+    chunk: bytes
+    span_count: int
+    start: int
+    end: int
+    min_duration: int
+    max_duration: int
+    errors: int
+    # Root candidate: (has_parent, start, name); a span without parent beats any other, then earliest.
+    root: tuple[bool, int, bytes] | None
+    operations: set[tuple[bytes, int]]
+    clients: Sequence[bytes] = ()  # span ids of CLIENT/PRODUCER spans
+    servers: Sequence[bytes] = ()  # parent ids of SERVER/CONSUMER spans
+
+
+@dataclass(slots=True)
+class PreparedTraces:
+    parts: list[TracePart]
+    # service name -> encoded span attribute (KeyValue) -> trace ids carrying it (with repeats)
+    terms: dict[str, defaultdict[bytes, list[bytes]]]
+    accepted: int
+    rejected: int
+    messages: list[str]
+
+    def error_message(self) -> str:
+        if not self.rejected:
+            return ""
+        shown = "; ".join(self.messages)
+        more = self.rejected - len(self.messages)
+        return f"{self.rejected} span(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
