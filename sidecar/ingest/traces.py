@@ -18,6 +18,7 @@ from operator import add, sub
 from typing import Any
 
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sidecar.otlp.shadow import (
     ChunkGroup,
@@ -210,13 +211,18 @@ def _scope_parts(
     return len(tids), problems
 
 
-def prepare_traces(body: bytes) -> PreparedTraces:
+def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
     """Decode, validate and group one ExportTraceServiceRequest.
 
     Invalid spans are dropped and described (partial success); the rest are kept. Raises
-    RequestDecodeError when the bytes are not a protobuf request at all.
+    RequestDecodeError when the bytes are not a valid OTLP request. The shadow schemas leave
+    nested messages undecoded, so unless the caller built the bytes itself (``well_formed``) the
+    official schema checks them once: stored bytes must always decode again (no corrupt nested
+    attribute, no invalid UTF-8), or a stored trace could not be read back.
     """
     try:
+        if not well_formed:
+            ExportTraceServiceRequest.FromString(body)
         request = TraceRequest.FromString(body)
         raw_request = RawTraceRequest.FromString(body)
     except DecodeError as exc:

@@ -43,9 +43,10 @@ class TraceExporter:
         self.accepted_spans = 0
         self.rejected_spans = 0
 
-    async def export(self, body: bytes) -> ExportResult:
+    async def export(self, body: bytes, *, well_formed: bool = False) -> ExportResult:
+        """``well_formed``: the bytes were serialised by us (from OTLP-JSON), no need to re-check."""
         try:
-            prepared = prepare_traces(body)
+            prepared = prepare_traces(body, well_formed=well_formed)
         except RequestDecodeError as exc:
             return ExportResult(Outcome.BAD_REQUEST, str(exc))
         self.rejected_spans += prepared.rejected

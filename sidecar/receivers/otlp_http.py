@@ -144,7 +144,7 @@ class OtlpHttpReceiver:
                 return status_response(
                     400, code_pb2.INVALID_ARGUMENT, f"invalid OTLP-JSON: {exc}", content_type
                 )
-        result = await self._exporter.export(body)
+        result = await self._exporter.export(body, well_formed=content_type == JSON)
         if result.outcome is not Outcome.OK:
             http_status, code = _STATUS_FOR[result.outcome]
             return status_response(http_status, code, result.message, content_type)
