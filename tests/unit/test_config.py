@@ -269,10 +269,8 @@ def test_sidecar_yaml_sets_and_documents_every_key() -> None:
         assert env_var_name(path) in text, f"{env_var_name(path)} not mentioned in config/sidecar.yaml"
 
 
-def test_config_docs_list_every_key() -> None:
-    docs = ROOT / "docs" / "config.md"
-    if not docs.exists():
-        pytest.skip("docs/config.md not present")
-    text = docs.read_text(encoding="utf-8")
+@pytest.mark.parametrize("doc", ["docs/config.md", "README.md"])
+def test_config_docs_list_every_key(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
     missing = [path for path, _ in iter_leaves() if f"`{path}`" not in text or env_var_name(path) not in text]
-    assert not missing, f"undocumented in docs/config.md: {missing}"
+    assert not missing, f"undocumented in {doc}: {missing}"
