@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from sidecar.otlp.conventions import NO_SERVICE_NAME, UNKNOWN_SERVICE
 from sidecar.otlp.shadow import (
     ChunkGroup,
     RawTraceRequest,
@@ -37,7 +38,6 @@ _SERVER_KINDS = frozenset({2, 5})  # SERVER, CONSUMER: the callee side of an edg
 _CLIENT_KINDS = frozenset({3, 4})  # CLIENT, PRODUCER: the caller side
 _EDGE_KINDS = _SERVER_KINDS | _CLIENT_KINDS
 _STATUS_ERROR = 2
-UNKNOWN_SERVICE = "OTLPResourceNoServiceName"
 _SERVICE_NAME_KEY = b"\x0a\x0cservice.name"
 _consume = deque(maxlen=0).extend  # runs an iterator to the end in C
 
@@ -84,8 +84,8 @@ def _service_name(attributes: list[bytes]) -> str:
             value = KeyValue.FromString(kv).value
             if value.WhichOneof("value") == "string_value" and value.string_value:
                 return value.string_value
-            return "unknown_service"
-    return UNKNOWN_SERVICE if not attributes else "unknown_service"
+            return UNKNOWN_SERVICE
+    return UNKNOWN_SERVICE if attributes else NO_SERVICE_NAME
 
 
 def _span_problem(tid: bytes, sid: bytes, start: int, end: int) -> str:

@@ -20,8 +20,7 @@ from sidecar.query.params import format_trace_id_jaeger
 
 __all__ = ["span_kind_name", "traces_to_jaeger"]
 
-NO_SERVICE_NAME = "OTLPResourceNoServiceName"  # resource without any attributes (translator constant)
-UNKNOWN_SERVICE = "unknown_service"  # resource with attributes but no service.name (our choice)
+from sidecar.otlp.conventions import NO_SERVICE_NAME, UNKNOWN_SERVICE
 
 _JS_MAX_SAFE_INT = 2**53 - 1  # the UI parses JSON numbers as doubles
 

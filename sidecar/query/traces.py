@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
 
+from sidecar.otlp.conventions import NO_SERVICE_NAME, UNKNOWN_SERVICE
 from sidecar.storage.api import (
     DERIVED_TAGS,
     DependencyLink,
@@ -134,7 +135,7 @@ def service_of(resource_attributes: Iterable[KeyValue]) -> str:
     for kv in attrs:
         if kv.key == "service.name" and kv.value.WhichOneof("value") == "string_value":
             return kv.value.string_value
-    return "unknown_service" if attrs else "OTLPResourceNoServiceName"
+    return UNKNOWN_SERVICE if attrs else NO_SERVICE_NAME
 
 
 def trace_matches(traces_data: bytes, query: TraceQuery) -> bool:

@@ -40,8 +40,6 @@ class TraceExporter:
 
     def __init__(self, writer: SpanWriter) -> None:
         self._writer = writer
-        self.accepted_spans = 0
-        self.rejected_spans = 0
 
     async def export(self, body: bytes, *, well_formed: bool = False) -> ExportResult:
         """``well_formed``: the bytes were serialised by us (from OTLP-JSON), no need to re-check."""
@@ -49,7 +47,6 @@ class TraceExporter:
             prepared = prepare_traces(body, well_formed=well_formed)
         except RequestDecodeError as exc:
             return ExportResult(Outcome.BAD_REQUEST, str(exc))
-        self.rejected_spans += prepared.rejected
         try:
             future = self._writer.submit_async(prepared)
         except Overloaded as exc:
@@ -61,7 +58,6 @@ class TraceExporter:
         except Exception as exc:
             log.error("storing %d spans failed: %s", prepared.accepted, exc)
             return ExportResult(Outcome.INTERNAL, f"storage failure: {exc}")
-        self.accepted_spans += prepared.accepted
         response = ExportTraceServiceResponse()
         if prepared.rejected:
             response.partial_success.rejected_spans = prepared.rejected

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -110,7 +110,6 @@ class StoredTrace:
     summary: TraceSummary | None
     traces_data: bytes
     chunks: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class SpanWriter(Protocol):

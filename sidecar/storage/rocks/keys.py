@@ -62,10 +62,6 @@ def unrev(data: bytes, offset: int) -> int:
     return MAX_U64 - _U64.unpack_from(data, offset)[0]
 
 
-def blob_hash(data: bytes) -> bytes:
-    return blake2b(data, digest_size=16).digest()
-
-
 def term(kv: bytes) -> bytes:
     """Index term for an encoded KeyValue: itself, or a digest when too long to sit in a key."""
     if len(kv) > MAX_TERM_BYTES:
@@ -125,7 +121,3 @@ def partition_day(name: str) -> int | None:
     except ValueError:
         return None
     return (date - _dt.date(1970, 1, 1)).days
-
-
-def split_ids(packed: bytes) -> list[bytes]:
-    return [packed[i : i + 16] for i in range(0, len(packed), 16)]

@@ -126,8 +126,6 @@ class TraceWriter:
         self._lateness: dict[int, int] = {}  # partition day -> max ingest delay seen
         # Attribute key names (as encoded bytes) already in the registry; the hot loop checks bytes.
         self._attribute_key_bytes: set[bytes] = {k.encode() for k in registry.attribute_keys}
-        self.spans_written = 0
-        self.writes = 0
 
     # -- public --------------------------------------------------------------------------
     def start(self) -> None:
@@ -166,10 +164,6 @@ class TraceWriter:
             self._queued_spans += prepared.accepted
             self._cond.notify()
 
-    @property
-    def queued_spans(self) -> int:
-        return self._queued_spans
-
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop; safe to call twice."""
         with self._cond:
@@ -199,9 +193,6 @@ class TraceWriter:
             except Exception as exc:
                 log.exception("write of %d spans failed", spans)
                 error = exc
-            else:
-                self.spans_written += spans
-                self.writes += 1
             _settle([future for _, future in batch], error)
 
     def _next_ns(self) -> int:
