@@ -265,4 +265,6 @@ def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
                         messages.append(
                             f"resourceSpans[{rs_index}].scopeSpans[{ss_index}].spans[{index}]: {problem}"
                         )
+    # A resource whose spans were all rejected has an empty term map: it names no stored trace.
+    terms = {service: lists for service, lists in terms.items() if lists}
     return PreparedTraces(parts, terms, accepted, rejected, messages)

@@ -151,6 +151,16 @@ def test_search_by_service_operation_tag_and_durations(db: Store) -> None:
     assert db.find(service="api", limit=1) == [T2]
 
 
+def test_partial_success_with_a_fully_rejected_resource_keeps_the_rest(db: Store) -> None:
+    req = ExportTraceServiceRequest.FromString(request("good", span(T1, 1, "op", 0, 1, a="x")))
+    bad = ExportTraceServiceRequest.FromString(request("bad", span(bytes(16), 2, "op", 0, 1, a="y")))
+    req.resource_spans.extend(bad.resource_spans)
+    prepared = prepare_traces(req.SerializeToString())
+    assert (prepared.accepted, prepared.rejected) == (1, 1)
+    db.writer.submit(prepared).result(10)
+    assert db.find(service="good", tags=(("a", "x"),)) == [T1]
+
+
 def test_one_span_must_satisfy_operation_and_tags_together(db: Store) -> None:
     db.write(request("api", span(T1, 1, "GET /a", 0, 10, a="x"), span(T1, 2, "GET /b", 0, 10, 1, a="y")))
     assert db.find(service="api", operation="GET /a", tags=(("a", "x"),)) == [T1]
