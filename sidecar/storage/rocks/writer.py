@@ -116,7 +116,7 @@ class TraceWriter:
         self._write_options.sync = store.options.wal_sync
         self._default_cf = store.db.get_column_family_handle("default")
         self._last_ns = 0
-        self._summaries: OrderedDict[bytes, tuple[int, Summary]] = OrderedDict()  # tid -> (day, summary)
+        self._summaries: OrderedDict[bytes, Summary] = OrderedDict()  # recently written traces
         self._blobs_written: set[tuple[int, bytes, bytes]] = set()
         # Unpaired client / server spans by trace id + span id; oldest evicted in bulk.
         self._pending_clients: dict[bytes, int] = {}
@@ -221,7 +221,7 @@ class TraceWriter:
             cached = self._summaries.get(tid)
             if cached is not None:
                 self._summaries.move_to_end(tid)
-                found[tid] = cached[1]
+                found[tid] = cached
             else:
                 missing.append(tid)
         if missing:
@@ -318,7 +318,7 @@ class TraceWriter:
         cache = self._summaries
         for tid, summary in summaries.items():
             batch.put(keys.SUMMARY + tid, summary.encode())
-            cache[tid] = (day, summary)
+            cache[tid] = summary
         while len(cache) > _SUMMARY_CACHE:
             cache.popitem(last=False)
         for svc, tids in by_service.items():
