@@ -220,6 +220,18 @@ def test_key_parts_are_unambiguous() -> None:
     assert keys.partition_day(keys.partition_name(20000)) == 20000
 
 
+def test_writer_attribute_keys_match_the_reader_layout(db: Store) -> None:
+    long_value = "v" * 300  # past MAX_TERM_BYTES: stored under its digest
+    db.write(request("api", span(T1, 1, "op", 0, 1, short="s", long=long_value)))
+    part = db.store.partitions()[0]
+    svc = db.registry.service_ids["api"]
+    for key, value in (("short", "s"), ("long", long_value)):
+        prefix = keys.attribute_posting_prefix(svc, keys.term(kv(key, value).SerializeToString()))
+        first_key = next(iter(part.data.keys(from_key=prefix)), b"")
+        assert first_key.startswith(prefix), key
+    del part
+
+
 def test_summary_round_trip() -> None:
     s = Summary(1)
     s.add(3, 4, 1, 10, 20, 1, 9, (False, 10, b"root"))

@@ -331,10 +331,10 @@ class TraceWriter:
             for kv, tids in postings.items():
                 size = len(kv)
                 if size <= keys.MAX_TERM_BYTES:
+                    # keys.attribute_posting_prefix inlined for the hot path; a storage test checks they agree
                     key = b"".join((prefix, _LENGTH[size], kv, rev))
                 else:
-                    term = keys.term(kv)
-                    key = b"".join((prefix, _U16(len(term)), term, rev))
+                    key = keys.attribute_posting_prefix(svc, keys.term(kv)) + rev
                 batch.put(key, _slots(tids, slot_of))
                 if kv[0] == 0x0A and kv[1] < 0x80:
                     key_name = kv[2 : 2 + kv[1]]
