@@ -92,7 +92,7 @@ def tags(
             if not isinstance(parsed, dict):
                 raise BadParam(name, "must be a JSON object of string values")
             for key, value in parsed.items():
-                if not isinstance(value, str | int | float | bool) or value is None:
+                if not isinstance(value, str | int | float | bool):
                     raise BadParam(name, f"value of {key!r} must be a string")
                 text = ("true" if value else "false") if isinstance(value, bool) else str(value)
                 result.append((str(key), text))
