@@ -25,6 +25,7 @@ from sidecar.storage.api import (
     StoredTrace,
     TraceQuery,
     TraceSummary,
+    wants_error,
 )
 
 # Spans may claim to start this long after they arrived (a client clock ahead of ours; next to the
@@ -92,7 +93,7 @@ class _SpanContext:
 def _tag_matches(span: Span, ctx: _SpanContext, key: str, wanted: str) -> bool:
     scope = ctx.scope
     if key == "error":
-        return (span.status.code == 2) == (wanted.lower() == "true")
+        return (span.status.code == 2) == wants_error(wanted)
     if key == "span.kind":
         return _KINDS.get(span.kind, "") == wanted.lower()
     if key in ("span.status", "otel.status_code"):

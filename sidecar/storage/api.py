@@ -36,6 +36,11 @@ DERIVED_TAGS = frozenset(
 )
 
 
+def wants_error(value: str) -> bool:
+    """Jaeger's ``error`` tag: ``true`` asks for ERROR spans, any other value for the rest."""
+    return value.strip().lower() == "true"
+
+
 class StorageError(Exception):
     """Base class for storage failures."""
 

@@ -19,6 +19,7 @@ from sidecar.storage.api import (
     StoredTrace,
     TraceQuery,
     TraceSummary,
+    wants_error,
 )
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
@@ -183,7 +184,7 @@ class RocksReader:
             return [self._scan(keys.operation_posting_prefix(op), lo, hi) for op in ops]
         return [self._scan(keys.service_posting_prefix(svc), lo, hi) for svc in service_ids]
 
-    def _passes(self, query: TraceQuery, s: Summary, op_ids: set[int] | None) -> bool:
+    def _passes(self, query: TraceQuery, s: Summary, op_ids: set[int] | None, service_id: int | None) -> bool:
         if s.start > query.end_ns or s.end < query.start_ns:
             return False
         duration = s.end - s.start
@@ -199,8 +200,12 @@ class RocksReader:
             return False
         for key, value in query.tags:
             if key == "error":
-                wanted = value.strip().lower() == "true"
-                if (wanted and not s.errors) or (not wanted and s.errors >= s.spans):
+                # Same-span rule: with a service, only that service's spans count.
+                if service_id is None:
+                    spans, errors = s.spans, s.errors
+                else:
+                    spans, errors = s.services.get(service_id, (0, 0))
+                if (errors == 0) if wants_error(value) else (errors >= spans):
                     return False
         return True
 
@@ -213,6 +218,7 @@ class RocksReader:
             service_ids = [sid]
         else:
             service_ids = sorted(registry.services)
+        service_id = service_ids[0] if query.service is not None else None
         op_ids: set[int] | None = None
         if query.operation is not None:
             op_ids = {op for svc in service_ids for op in registry.operation_ids_named(query.operation, svc)}
@@ -242,7 +248,7 @@ class RocksReader:
                     found = self.get_summaries(batch)
                     for tid in batch:
                         s = found.get(tid)
-                        if s is not None and self._passes(query, s, op_ids):
+                        if s is not None and self._passes(query, s, op_ids, service_id):
                             yield ns, self._to_summary(tid, s)
         finally:
             for stream in streams:
