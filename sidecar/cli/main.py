@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -39,12 +40,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(config)
 
 
+def package_version() -> str:
+    """The installed distribution's version, so it cannot drift from pyproject.toml."""
+    try:
+        return importlib.metadata.version("sidecar")
+    except importlib.metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser; each subcommand stores its handler in ``handler``."""
     parser = argparse.ArgumentParser(
         prog="sidecar",
         description="Observability sidecar: OTLP in, RocksDB inside, Jaeger-compatible queries out.",
     )
+    parser.add_argument("--version", action="version", version=f"sidecar {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(

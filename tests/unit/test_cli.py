@@ -6,11 +6,13 @@ tests check only what the client sends and how it renders answers.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import socket
 import sys
 import threading
+import tomllib
 import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -263,6 +265,13 @@ def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(argv) == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert importlib.metadata.version("sidecar") == pyproject["project"]["version"]
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"sidecar {pyproject['project']['version']}\n"
 
 
 def test_human_duration() -> None:
