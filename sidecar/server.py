@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -19,6 +20,7 @@ from aiohttp import web
 from sidecar.api.app import build_api_app
 from sidecar.api.context import ApiContext, Health
 from sidecar.config.model import Config, split_endpoint
+from sidecar.ingest.traces import prepare_traces
 from sidecar.query.traces import TraceQueryService
 from sidecar.receivers.export import TraceExporter
 from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
@@ -83,7 +85,13 @@ async def run(config: Config) -> int:
     health = Health()
     grace = config.shutdown_timeout_s / 2
     store, registry = open_store(config)
-    writer = TraceWriter(store, registry, config.ingest.max_batch_spans, config.ingest.max_queue_spans)
+    writer = TraceWriter(
+        store,
+        registry,
+        config.ingest.max_batch_spans,
+        config.ingest.max_queue_spans,
+        reprepare=functools.partial(prepare_traces, well_formed=True),
+    )
     writer.start()
     health.store_open = True
     ctx = ApiContext(

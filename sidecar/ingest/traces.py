@@ -184,6 +184,7 @@ def _scope_parts(
                 codes[i] if any_errors else 0,
                 None,
                 {(names[i], kinds[i])},
+                [sids[i]],
             )
         else:
             span_durations = list(map(durations.__getitem__, ix))
@@ -202,6 +203,7 @@ def _scope_parts(
                 sum(map(codes.__getitem__, ix)) if any_errors else 0,
                 None,
                 set(zip(map(names.__getitem__, ix), map(kinds.__getitem__, ix), strict=True)),
+                list(map(sids.__getitem__, ix)),
             )
         part.root = (bool(parents[root_i]), starts[root_i], names[root_i])
         if any_edges:

@@ -79,6 +79,10 @@ _SCHEMA: list[tuple[str, list[tuple[str, int, int, bool, str | None]]]] = [
         ],
     ),
     ("Chunk", [("groups", 1, _F.TYPE_MESSAGE, True, "ChunkGroup")]),
+    # The same chunk read for span ids only: retried exports are recognised by (trace id, span id).
+    ("IdSpan", [("span_id", 2, _F.TYPE_BYTES, False, None)]),
+    ("IdGroup", [("spans", 3, _F.TYPE_MESSAGE, True, "IdSpan")]),
+    ("IdChunk", [("groups", 1, _F.TYPE_MESSAGE, True, "IdGroup")]),
 ]
 
 
@@ -111,4 +115,5 @@ ShadowResource = _CLASSES["Resource"]
 ShadowScope = _CLASSES["Scope"]
 Chunk = _CLASSES["Chunk"]
 ChunkGroup = _CLASSES["ChunkGroup"]
+IdChunk = _CLASSES["IdChunk"]
 ShadowStatus = _CLASSES["Status"]

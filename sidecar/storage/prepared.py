@@ -47,6 +47,7 @@ class TracePart:
     # Root candidate: (has_parent, start, name); a span without parent beats any other, then earliest.
     root: tuple[bool, int, bytes] | None
     operations: set[tuple[bytes, int]]
+    span_ids: Sequence[bytes]  # in the order of the chunk's spans
     clients: Sequence[bytes] = ()  # span ids of CLIENT/PRODUCER spans
     servers: Sequence[bytes] = ()  # parent ids of SERVER/CONSUMER spans
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterator
@@ -83,7 +84,14 @@ class Store:
         self.path = str(path)
         self.store = RocksStore(self.path, StoreOptions())
         self.registry = Registry(self.store.db)
-        self.writer = TraceWriter(self.store, self.registry, 10_000, 100_000, clock=clock)  # type: ignore[arg-type]
+        self.writer = TraceWriter(
+            self.store,
+            self.registry,
+            10_000,
+            100_000,
+            reprepare=functools.partial(prepare_traces, well_formed=True),
+            clock=clock,  # type: ignore[arg-type]
+        )
         self.writer.start()
         self.reader = RocksReader(self.store, self.registry)
         self.query = TraceQueryService(self.reader)
@@ -245,3 +253,73 @@ def test_summary_round_trip() -> None:
 def test_data_dir_is_a_real_rocksdb(db: Store) -> None:
     db.write(request("api", span(T1, 1, "op", 0, 1)))
     assert os.path.exists(os.path.join(db.path, "CURRENT"))
+
+
+def _span_ids(db: Store, trace_id: bytes) -> list[bytes]:
+    stored = db.reader.get_trace(trace_id)
+    assert stored is not None
+    data = TracesData.FromString(stored.traces_data)
+    return sorted(s.span_id for rs in data.resource_spans for ss in rs.scope_spans for s in ss.spans)
+
+
+def _counts(db: Store, trace_id: bytes) -> tuple[int, int, dict[str, tuple[int, int]]]:
+    stored = db.reader.get_trace(trace_id)
+    assert stored is not None and stored.summary is not None
+    s = stored.summary
+    return s.span_count, s.error_count, {x.name: (x.span_count, x.error_count) for x in s.services}
+
+
+def _sid(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def test_a_resent_request_counts_once(db: Store) -> None:
+    """An exporter's retry (same bytes again, in a later write) adds nothing."""
+    body = request("api", span(T1, 1, "GET /a", 0, 50, kind=2), span(T1, 2, "fail", 5, 10, 1, error=True))
+    db.write(body)
+    db.write(body)
+    db.write(body, body)  # and twice inside one write
+    assert _span_ids(db, T1) == [_sid(1), _sid(2)]
+    assert _counts(db, T1) == (2, 1, {"api": (2, 1)})
+    assert db.find(service="api", tags=(("error", "true"),)) == [T1]
+
+
+def test_a_request_with_old_and_new_spans_keeps_the_new_ones(db: Store) -> None:
+    db.write(request("api", span(T1, 1, "GET /a", 0, 50, kind=2), span(T1, 2, "q", 5, 10, 1)))
+    # A collector re-batched: span 2 again, plus new spans 3 (an error) and 4 in another service.
+    db.write(
+        request("api", span(T1, 2, "q", 5, 10, 1), span(T1, 3, "late", 20, 10, 1, error=True)),
+        request("db", span(T1, 4, "SELECT", 6, 2, 2, kind=2)),
+    )
+    assert _span_ids(db, T1) == [_sid(n) for n in (1, 2, 3, 4)]
+    assert _counts(db, T1) == (4, 1, {"api": (3, 1), "db": (1, 0)})
+    assert db.find(service="api", operation="late") == [T1]
+
+
+def test_duplicates_inside_one_request_count_once(db: Store) -> None:
+    db.write(request("api", span(T1, 1, "GET /a", 0, 50, kind=2), span(T1, 1, "GET /a", 0, 50, kind=2)))
+    assert _span_ids(db, T1) == [_sid(1)]
+    assert _counts(db, T1)[0] == 1
+
+
+def test_a_resend_after_restart_is_recognised_from_the_stored_chunks(tmp_path: Path) -> None:
+    body = request("api", span(T1, 1, "GET /a", 0, 50, kind=2), span(T1, 2, "q", 5, 10, 1))
+    first = Store(tmp_path / "db")
+    first.write(body)
+    first.close()
+    second = Store(tmp_path / "db")  # empty writer cache: the check reads the chunks
+    try:
+        second.write(body, request("api", span(T1, 3, "new", 7, 1, 1)))
+        assert _span_ids(second, T1) == [_sid(1), _sid(2), _sid(3)]
+        assert _counts(second, T1)[0] == 3
+    finally:
+        second.close()
+
+
+def test_resent_client_and_server_spans_count_one_call(db: Store) -> None:
+    client = request("web", span(T1, 1, "GET /a", 0, 50, kind=2), span(T1, 2, "call api", 1, 40, 1, kind=3))
+    server = request("api", span(T1, 3, "GET /api", 2, 30, 2, kind=2))
+    db.write(client, server)
+    db.write(server, client)
+    links = db.reader.get_dependencies(time.time_ns() + 3_600_000_000_000, 86_400_000_000_000)
+    assert [(d.parent, d.child, d.call_count) for d in links] == [("web", "api", 1)]

@@ -22,6 +22,7 @@ from sidecar.storage.api import (
     wants_error,
 )
 from sidecar.storage.rocks import keys
+from sidecar.storage.rocks.chunks import group_span_ids, trace_chunks
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.registry import SPAN_KINDS, Registry
 from sidecar.storage.rocks.summary import NO_SERVICE, Summary, read_summaries
@@ -52,6 +53,14 @@ def tag_terms(key: str, value: str) -> list[bytes]:
     return list(dict.fromkeys(keys.term(KeyValue(key=key, value=v).SerializeToString()) for v in candidates))
 
 
+def _first(seen: set[bytes], span_id: bytes) -> bool:
+    """True the first time ``span_id`` is seen."""
+    if span_id in seen:
+        return False
+    seen.add(span_id)
+    return True
+
+
 def is_indexed_tag(key: str) -> bool:
     return key not in DERIVED_TAGS
 
@@ -64,36 +73,35 @@ class RocksReader:
 
     # -- trace by id ---------------------------------------------------------------------
     def get_trace(self, trace_id: bytes) -> StoredTrace | None:
-        prefix = keys.chunk_prefix(trace_id)
-        end = keys.prefix_end(prefix)
         request = RawTraceRequest()
         groups: dict[tuple[bytes, bytes], object] = {}
         summary: TraceSummary | None = None
-        n_chunks = 0
+        stored: list[tuple[Partition, bytes]] = []
         for part in self._store.partitions(newest_first=False):
-            stored = part.data.get(keys.summary_key(trace_id))
-            if stored is not None:
-                summary = self._to_summary(trace_id, Summary.decode(stored))
-            ro = ReadOptions()
-            ro.set_iterate_upper_bound(end)
-            it = part.data.iter(ro)
-            it.seek(prefix)
-            while it.valid():
-                n_chunks += 1
-                for group in Chunk.FromString(it.value()).groups:
-                    ref = (group.resource_ref, group.scope_ref)
-                    scope_spans = groups.get(ref)
-                    if scope_spans is None:
-                        rs = request.resource_spans.add(resource=self._blob(part, b"r", group.resource_ref))
-                        scope_spans = groups[ref] = rs.scope_spans.add(
-                            scope=self._blob(part, b"s", group.scope_ref)
-                        )
-                    scope_spans.spans.extend(group.spans)  # type: ignore[attr-defined]
-                it.next()
-            del it
-        if not n_chunks:
+            value = part.data.get(keys.summary_key(trace_id))
+            if value is not None:
+                summary = self._to_summary(trace_id, Summary.decode(value))
+            stored.extend((part, chunk) for chunk in trace_chunks(part, trace_id))
+        if not stored:
             return None
-        return StoredTrace(summary, request.SerializeToString(), n_chunks)
+        # The writer drops spans it already holds; a trace written in several chunks is still
+        # checked, as Jaeger's span-ID de-dup adjuster does, for copies stored before it did.
+        seen: set[bytes] | None = set() if len(stored) > 1 else None
+        for part, chunk in stored:
+            ids = group_span_ids(chunk) if seen is not None else None
+            for index, group in enumerate(Chunk.FromString(chunk).groups):
+                spans = group.spans
+                if seen is not None and ids is not None:
+                    spans = [raw for raw, sid in zip(spans, ids[index], strict=True) if _first(seen, sid)]
+                ref = (group.resource_ref, group.scope_ref)
+                scope_spans = groups.get(ref)
+                if scope_spans is None:
+                    rs = request.resource_spans.add(resource=self._blob(part, b"r", group.resource_ref))
+                    scope_spans = groups[ref] = rs.scope_spans.add(
+                        scope=self._blob(part, b"s", group.scope_ref)
+                    )
+                scope_spans.spans.extend(spans)  # type: ignore[attr-defined]
+        return StoredTrace(summary, request.SerializeToString(), len(stored))
 
     def _blob(self, part: Partition, kind: bytes, ref: bytes) -> bytes:
         key = keys.BLOB + kind + ref

@@ -44,6 +44,7 @@ class Summary:
         "root_service",
         "root_start",
         "services",
+        "span_ids",
         "spans",
         "start",
     )
@@ -62,6 +63,9 @@ class Summary:
         self.root_name = b""
         self.services: dict[int, list[int]] = {}  # service id -> [spans, errors]
         self.operations: set[int] = set()
+        # Writer-side only, never encoded: the ids of the trace's stored spans (8 bytes each), so
+        # that a retried export is recognised. Loaded from the chunks when the cache lacks it.
+        self.span_ids = b""
 
     def add(
         self,

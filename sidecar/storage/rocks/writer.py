@@ -41,9 +41,11 @@ from itertools import count, islice, repeat
 
 from rocksdict import WriteBatch, WriteOptions
 
+from sidecar.otlp.shadow import Chunk, RawTraceRequest
 from sidecar.storage.api import Overloaded, StoreClosed
 from sidecar.storage.prepared import PreparedTraces, TracePart
 from sidecar.storage.rocks import keys
+from sidecar.storage.rocks.chunks import group_span_ids, trace_chunks
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.registry import Registry
 from sidecar.storage.rocks.summary import Summary, read_summaries
@@ -100,9 +102,13 @@ class TraceWriter:
         registry: Registry,
         max_batch_spans: int,
         max_queue_spans: int,
+        reprepare: Callable[[bytes], PreparedTraces],
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._clock = clock
+        # Ingest's own preparation, for the rare part that holds both new and resent spans: the
+        # writer rebuilds it from the new spans' bytes rather than knowing how parts are made.
+        self._reprepare = reprepare
         self._store = store
         self._registry = registry
         self._max_batch = min(max_batch_spans, MAX_TRACES_PER_WRITE)  # slots are u16
@@ -225,9 +231,62 @@ class TraceWriter:
             else:
                 missing.append(tid)
         if missing:
-            recent = (self._store.partition(day), self._store.partition(day - 1))
-            found.update(read_summaries([p for p in recent if p is not None], missing))
+            recent = [
+                p for p in (self._store.partition(day), self._store.partition(day - 1)) if p is not None
+            ]
+            loaded = read_summaries(recent, missing)
+            for tid, summary in loaded.items():  # a trace seen before but no longer cached
+                summary.span_ids = b"".join(
+                    sid
+                    for part in recent
+                    for chunk in trace_chunks(part, tid)
+                    for ids in group_span_ids(chunk)
+                    for sid in ids
+                )
+            found.update(loaded)
         return found
+
+    def _drop_stored_spans(self, parts: list[TracePart], summaries: dict[bytes, Summary]) -> list[TracePart]:
+        """Drop spans whose (trace id, span id) is stored already or came earlier in this write.
+
+        OTLP exporters resend a batch whose answer was lost, and Jaeger de-duplicates span ids, so a
+        span counts once: in the trace, its summary, the index and the service graph. A part is
+        usually all new (kept as it is) or all resent (dropped); one with both is prepared again
+        from its new spans. The checks are set operations in C, a few per trace.
+        """
+        seen: dict[bytes, set[bytes]] = {}
+        kept: list[TracePart] = []
+        for p in parts:
+            ids = p.span_ids
+            known = seen.get(p.trace_id)
+            if known is None:
+                summary = summaries.get(p.trace_id)
+                stored = summary.span_ids if summary is not None else b""
+                known = seen[p.trace_id] = {stored[i : i + 8] for i in range(0, len(stored), 8)}
+            if known.isdisjoint(ids):
+                before = len(known)
+                known.update(ids)
+                if len(known) - before == len(ids):
+                    kept.append(p)
+                    continue
+                known.difference_update(ids)  # the part repeats a span of its own
+            keep = []
+            for index, sid in enumerate(ids):
+                if sid not in known:
+                    known.add(sid)
+                    keep.append(index)
+            if keep:
+                kept.extend(self._subset(p, keep))
+        return kept
+
+    def _subset(self, part: TracePart, keep: list[int]) -> list[TracePart]:
+        spans = Chunk.FromString(part.chunk).groups[0].spans
+        request = RawTraceRequest()
+        scope_spans = request.resource_spans.add(resource=part.resource.encoded).scope_spans.add(
+            scope=part.scope.encoded
+        )
+        scope_spans.spans.extend(spans[i] for i in keep)
+        return self._reprepare(request.SerializeToString()).parts
 
     def _write(self, prepared: list[PreparedTraces]) -> None:
         ns = self._next_ns()
@@ -242,9 +301,12 @@ class TraceWriter:
 
         parts: list[TracePart] = [p for prep in prepared for p in prep.parts]
         trace_ids = dict.fromkeys(p.trace_id for p in parts)
+        summaries = self._load_summaries(trace_ids, day)
+        parts = self._drop_stored_spans(parts, summaries)
+        if not parts:
+            return  # every span is a resent copy of one already stored
         # Postings name traces by their slot in this write's trace table (2 bytes, not 16).
         slot_of = dict(zip(trace_ids, count())).__getitem__
-        summaries = self._load_summaries(trace_ids, day)
         self._store_blobs(prepared, part, batch)
         chunks: dict[bytes, list[bytes]] = {}
         by_service: dict[int, list[bytes]] = {}
@@ -282,6 +344,7 @@ class TraceWriter:
                 else:
                     waiting[1].append(tid)
             summary.add(svc, p.span_count, p.errors, p.start, p.end, p.min_duration, p.max_duration, p.root)
+            summary.span_ids += b"".join(p.span_ids)
             by_service[svc].append(tid)
             for name, kind in p.operations:
                 op = op_cache.get((svc, name, kind))
@@ -315,12 +378,8 @@ class TraceWriter:
         batch.put(keys.TRACE_TABLE + rev, b"".join(trace_ids))
         for tid, groups in chunks.items():
             batch.put(keys.CHUNK + tid + ingest, groups[0] if len(groups) == 1 else b"".join(groups))
-        cache = self._summaries
         for tid, summary in summaries.items():
             batch.put(keys.SUMMARY + tid, summary.encode())
-            cache[tid] = summary
-        while len(cache) > _SUMMARY_CACHE:
-            cache.popitem(last=False)
         for svc, tids in by_service.items():
             batch.put(keys.service_posting_prefix(svc) + rev, _slots(tids, slot_of))
         for op, tids in by_operation.items():
@@ -344,7 +403,17 @@ class TraceWriter:
         edges = self._pair_edges(clients, servers)
         if edges:
             self._write_edges(edges, ns // keys.HOUR_NS, part, batch)
-        self._store.db.write(batch, self._write_options)
+        cache = self._summaries
+        try:
+            self._store.db.write(batch, self._write_options)
+        except Exception:
+            for tid in summaries:  # changed in place but not stored: read them again next time
+                cache.pop(tid, None)
+            raise
+        for tid, summary in summaries.items():
+            cache[tid] = summary
+        while len(cache) > _SUMMARY_CACHE:
+            cache.popitem(last=False)
 
     def _note_lateness(self, lateness: int, part: Partition, batch: WriteBatch) -> None:
         """Track how long after their start spans arrive, so searches by start time know how far to look."""
