@@ -22,6 +22,7 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.dedupe
 
 clean:
 	rm -rf $(VENV) data
