@@ -65,7 +65,7 @@ class Summary:
         self.operations: set[int] = set()
         # Writer-side only, never encoded: the ids of the trace's stored spans (8 bytes each), so
         # that a retried export is recognised. Loaded from the chunks when the cache lacks it.
-        self.span_ids = b""
+        self.span_ids = bytearray()  # appended to in place: a long trace grows in many writes
 
     def add(
         self,

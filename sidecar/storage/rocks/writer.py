@@ -236,7 +236,7 @@ class TraceWriter:
             ]
             loaded = read_summaries(recent, missing)
             for tid, summary in loaded.items():  # a trace seen before but no longer cached
-                summary.span_ids = b"".join(
+                summary.span_ids = bytearray().join(
                     sid
                     for part in recent
                     for chunk in trace_chunks(part, tid)
@@ -261,7 +261,7 @@ class TraceWriter:
             known = seen.get(p.trace_id)
             if known is None:
                 summary = summaries.get(p.trace_id)
-                stored = summary.span_ids if summary is not None else b""
+                stored = bytes(summary.span_ids) if summary is not None else b""
                 known = seen[p.trace_id] = {stored[i : i + 8] for i in range(0, len(stored), 8)}
             if known.isdisjoint(ids):
                 before = len(known)
@@ -344,7 +344,7 @@ class TraceWriter:
                 else:
                     waiting[1].append(tid)
             summary.add(svc, p.span_count, p.errors, p.start, p.end, p.min_duration, p.max_duration, p.root)
-            summary.span_ids += b"".join(p.span_ids)
+            summary.span_ids.extend(b"".join(p.span_ids))
             by_service[svc].append(tid)
             for name, kind in p.operations:
                 op = op_cache.get((svc, name, kind))
