@@ -25,7 +25,7 @@ from sidecar.query.traces import TraceQueryService
 from sidecar.receivers.export import TraceExporter
 from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
 from sidecar.receivers.otlp_http import OtlpHttpReceiver
-from sidecar.storage.rocks.db import RocksStore, StoreOptions
+from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
 from sidecar.storage.rocks.keys import DAY_NS
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
@@ -157,6 +157,10 @@ def serve(config: Config) -> int:
     gc.set_threshold(100_000, 50, 100)
     try:
         return asyncio.run(run(config))
+    except DataDirInUse as exc:
+        # An operator mistake, not a crash: one line, no traceback, the usage-error status.
+        print(f"sidecar: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1

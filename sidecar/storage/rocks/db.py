@@ -3,14 +3,23 @@
 Retention drops whole partitions, which frees their files at once instead of waiting for
 compaction to notice expired keys (the Badger/TTL trap Jaeger users hit). This is the only module
 that constructs rocksdict options.
+
+One process at a time owns a data directory. RocksDB's own LOCK file enforces that, but only says
+"lock file ... temporarily unavailable" and, before failing, rotates the owner's info LOG. So the
+store first takes an flock on ``sidecar.pid`` (which holds the owner's pid, for the message) and
+fails early with :class:`DataDirInUse`. The kernel drops the flock when a process dies, so a pid
+file left by a killed sidecar never blocks a start; a clean close removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import threading
 from dataclasses import dataclass
+from typing import IO
 
 from rocksdict import (
     BlockBasedOptions,
@@ -24,9 +33,64 @@ from rocksdict import (
     WriteBufferManager,
 )
 
+from sidecar.storage.api import StorageError
 from sidecar.storage.rocks.keys import partition_day, partition_name
 
 log = logging.getLogger(__name__)
+PID_FILE = "sidecar.pid"
+
+
+class DataDirInUse(StorageError):
+    """Another process has the data directory open; ``pid`` is its process id when known."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        who = f"another sidecar (pid {pid})" if pid else "another process"
+        super().__init__(f"data directory {path} is in use by {who}")
+        self.path = path
+        self.pid = pid
+
+
+class _PidLock:
+    """An flock on ``<data dir>/sidecar.pid`` holding our pid; released by close() or by our death."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, PID_FILE)
+        while True:
+            file = open(self.path, "a+")  # noqa: SIM115 - held open for the store's lifetime
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                file.seek(0)
+                text = file.read().strip()
+                file.close()
+                raise DataDirInUse(directory, int(text) if text.isdigit() else None) from None
+            # A closing owner unlinks the file before unlocking: if we locked that unlinked file,
+            # the lock guards nothing, so take the new one instead.
+            try:
+                same = os.path.samestat(os.fstat(file.fileno()), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            file.close()
+        file.truncate(0)
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self._file: IO[str] | None = file
+
+    def release(self) -> None:
+        """Remove the pid file, then unlock (in that order, see __init__); safe to call twice."""
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            file.close()
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    """RocksDB's "IO error: While lock file: <dir>/LOCK: ..." (or "lock hold by current process")."""
+    text = str(exc)
+    return "LOCK:" in text and ("lock file" in text or "lock hold" in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +122,25 @@ class RocksStore:
     """Opens the database and hands out partitions; safe to close twice."""
 
     def __init__(self, path: str, options: StoreOptions) -> None:
+        """Raises DataDirInUse when another process has ``path`` open."""
         self.path = path
         self.options = options
         os.makedirs(path, exist_ok=True)
-        self._cache = Cache(options.block_cache_mib << 20)
-        self._db_options = self._make_db_options()
-        names = Rdict.list_cf(path) if os.path.exists(os.path.join(path, "CURRENT")) else ["default"]
-        column_families = {name: self._make_cf_options() for name in names if name != "default"}
-        self.db = Rdict(path, options=self._db_options, column_families=column_families)
+        self._pid_lock = _PidLock(path)
+        try:
+            self._cache = Cache(options.block_cache_mib << 20)
+            self._db_options = self._make_db_options()
+            names = Rdict.list_cf(path) if os.path.exists(os.path.join(path, "CURRENT")) else ["default"]
+            column_families = {name: self._make_cf_options() for name in names if name != "default"}
+            try:
+                self.db = Rdict(path, options=self._db_options, column_families=column_families)
+            except Exception as exc:
+                if _is_lock_error(exc):  # held by something that is not a sidecar
+                    raise DataDirInUse(path, None) from exc
+                raise
+        except BaseException:
+            self._pid_lock.release()
+            raise
         self._lock = threading.Lock()
         self._partitions: dict[int, Partition] = {}
         for name in names:
@@ -179,4 +254,7 @@ class RocksStore:
         except Exception:  # pragma: no cover - closing must not raise
             log.exception("WAL flush on close failed")
         self._partitions.clear()
-        self.db.close()
+        try:
+            self.db.close()
+        finally:
+            self._pid_lock.release()
