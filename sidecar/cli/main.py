@@ -1,4 +1,5 @@
-"""``sidecar`` command line: ``serve`` runs the sidecar, ``traces`` queries a running one.
+"""``sidecar`` command line: ``serve`` runs the sidecar; ``traces``, ``services``, ``operations`` and
+``dependencies`` query a running one.
 
 ``main`` returns the exit status instead of exiting, so tests can call it in-process:
 0 success, 1 runtime/API failure, 2 usage or configuration error.
@@ -11,7 +12,9 @@ import importlib.metadata
 import sys
 from collections.abc import Sequence
 
-from sidecar.cli.traces import CliError, add_traces_parser
+from sidecar.cli.client import CliError
+from sidecar.cli.services import add_services_parsers
+from sidecar.cli.traces import add_traces_parser
 from sidecar.config.loader import ConfigError, load_config
 
 # serve flag (argparse dest) -> dotted config path it overrides
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     add_traces_parser(commands)
+    add_services_parsers(commands)
     return parser
 
 

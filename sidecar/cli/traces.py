@@ -1,144 +1,55 @@
-"""``sidecar traces get|search``: a thin client of the Jaeger-compatible query API.
+"""``sidecar traces get|search``: a thin client of the query API.
 
-Stdlib only (``urllib``), so the CLI works in a minimal container next to the sidecar. Parameters
-are passed through to the server, which owns their semantics; the client only rejects input that
-could never be valid, so typos fail fast with exit status 2 instead of a round trip.
+Parameters are passed through to the server, which owns their semantics; the client only rejects
+input that could never be valid (see :mod:`sidecar.cli.argtypes`).
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import os
-import re
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-DEFAULT_API_URL = "http://127.0.0.1:16686"
-API_URL_ENV = "SIDECAR_API_URL"
-HTTP_TIMEOUT_S = 30.0
-_GO_DURATION = re.compile(r"[+-]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)")
-_TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
+from sidecar.cli import argtypes
+from sidecar.cli.client import (
+    ApiError,
+    CliError,
+    api_base,
+    envelope_message,
+    fetch_json,
+    print_json,
+    query_options,
+)
+from sidecar.cli.output import (
+    column_widths,
+    count,
+    fit,
+    human_duration,
+    render_table,
+    table_lines,
+    terminal_width,
+    utc_time,
+)
 
-
-class CliError(Exception):
-    """A failure to report as ``sidecar: <message>`` with exit status ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class ApiError(Exception):
-    """The API answered with an HTTP error status; ``message`` is the server's own explanation."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-
-
-# ---------------------------------------------------------------------------------------------- HTTP
-
-
-def envelope_message(doc: object) -> str:
-    """The explanation in a Jaeger (``errors[].msg``) or generic (``error.message``) envelope, or ``""``."""
-    if not isinstance(doc, Mapping):
-        return ""
-    errors = doc.get("errors")
-    if isinstance(errors, list):
-        msgs = [str(e.get("msg") or e.get("message") or e) for e in errors if isinstance(e, Mapping)]
-        if msgs:
-            return "; ".join(msgs)
-    error = doc.get("error")
-    if isinstance(error, Mapping) and error.get("message"):
-        return str(error["message"])
-    return error if isinstance(error, str) else ""
-
-
-def error_message(body: bytes, fallback: str) -> str:
-    """The server's explanation of an HTTP error: envelope message, else raw text, else ``fallback``."""
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        message = envelope_message(json.loads(text))
-    except ValueError:
-        message = ""
-    return message or text or fallback
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror
-    return str(reason) or type(reason).__name__
-
-
-def fetch_json(api: str, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-    """GET ``api + path`` and decode JSON; raises ``ApiError`` on HTTP errors, ``CliError`` otherwise."""
-    url = api + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
-    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "sidecar-cli"})
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            raise ApiError(exc.code, error_message(exc.read(), str(exc.reason))) from None
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        raise CliError(f"cannot reach the API at {api}: {_reason(exc)}") from None
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise CliError(f"the API at {api} returned invalid JSON for {path}: {exc}") from None
-
-
-def _api_error(exc: ApiError) -> CliError:
-    return CliError(f"API error (HTTP {exc.status}): {exc.message}")
-
+# Tags the server derives from span fields and the instrumentation scope; shown only with --full
+# (status and error have their own place: the "status:" line and the ERROR column).
+DERIVED_TAGS = frozenset(
+    {
+        "otel.scope.name",
+        "otel.scope.version",
+        "span.kind",
+        "otel.status_code",
+        "otel.status_description",
+        "error",
+        "w3c.tracestate",
+    }
+)
 
 # ------------------------------------------------------------------------------------------ formatting
-
-
-def human_duration(us: float) -> str:
-    """Compact duration for tables: ``850µs``, ``12.3ms``, ``1.20s``, ``2m05s``, ``1h02m``."""
-    if us < 999.5:
-        return f"{us:.0f}µs"
-    if us < 999_950:
-        return f"{us / 1e3:.1f}ms"
-    if us < 59_995_000:
-        return f"{us / 1e6:.2f}s"
-    seconds = round(us / 1e6)
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def local_time(us: int) -> str:
-    """Local wall-clock ISO time at seconds precision, which is what a human correlates with logs."""
-    return datetime.fromtimestamp(us / 1e6).isoformat(timespec="seconds")
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int]) -> str:
-    """Aligned plain-text table; columns in ``right`` are right-aligned (numbers)."""
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-    lines = []
-    for row in [headers, *rows]:
-        cells = [
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _is_error(span: Mapping[str, Any]) -> bool:
@@ -184,8 +95,46 @@ def span_tree(spans: Sequence[Mapping[str, Any]]) -> list[tuple[int, Mapping[str
     return out
 
 
-def format_trace(trace: Mapping[str, Any]) -> str:
-    """Summary line plus the span tree: id, service, indented operation, start offset, duration, ERROR."""
+def tag_value(value: object) -> str:
+    """A tag value as one shell-like word: quoted (JSON) when empty or holding spaces, newlines or quotes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if not text or any(c.isspace() or c == '"' for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def compact_tags(tags: Sequence[Mapping[str, Any]]) -> str:
+    return " ".join(f"{tag.get('key')}={tag_value(tag.get('value'))}" for tag in tags)
+
+
+def span_details(span: Mapping[str, Any], trace_start: int, full: bool) -> list[str]:
+    """The lines under a span: why it failed (status), what it was about (tags), what happened (events)."""
+    tags = span.get("tags") or []
+    lines = []
+    status = next((t.get("value") for t in tags if t.get("key") == "otel.status_description"), None)
+    if status:
+        lines.append("status: " + " ".join(str(status).splitlines()))
+    shown = tags if full else [t for t in tags if t.get("key") not in DERIVED_TAGS]
+    if shown:
+        lines.append("tags: " + compact_tags(shown))
+    for log in span.get("logs") or ():
+        fields = log.get("fields") or []
+        name = next((str(f.get("value")) for f in fields if f.get("key") == "event"), "")
+        at = f"at {((log.get('timestamp') or 0) - trace_start) / 1e3:.3f}ms"
+        rest = compact_tags([f for f in fields if f.get("key") != "event"])
+        lines.append(" ".join(filter(None, ["event", name, at])) + (f": {rest}" if rest else ""))
+    if full:
+        lines.extend(
+            f"reference: {ref.get('refType')} {ref.get('traceID')}/{ref.get('spanID')}"
+            for ref in span.get("references") or ()
+        )
+    return lines
+
+
+def format_trace(trace: Mapping[str, Any], full: bool = False, width: int | None = None) -> str:
+    """Summary line plus the span tree; under each span its status, tags and events, cut at ``width``."""
     spans = trace.get("spans") or []
     processes = trace.get("processes") or {}
     if not spans:
@@ -193,6 +142,7 @@ def format_trace(trace: Mapping[str, Any]) -> str:
     start = min(span.get("startTime") or 0 for span in spans)
     end = max((span.get("startTime") or 0) + (span.get("duration") or 0) for span in spans)
     rows: list[list[str]] = []
+    details: list[tuple[int, list[str]]] = []
     services: set[str] = set()
     errors = 0
     for depth, span in span_tree(spans):
@@ -211,21 +161,35 @@ def format_trace(trace: Mapping[str, Any]) -> str:
                 "ERROR" if failed else "",
             ]
         )
-    counts = f"{_count(len(spans), 'span')}, {_count(len(services), 'service')}, {_count(errors, 'error')}"
+        details.append((depth, span_details(span, start, full)))
+    counts = f"{count(len(spans), 'span')}, {count(len(services), 'service')}, {count(errors, 'error')}"
     summary = (
         f"Trace {trace.get('traceID', '?')}: {counts}, "
-        f"duration {human_duration(end - start)}, started {local_time(start)}"
+        f"duration {human_duration(end - start)}, started {utc_time(start)}"
     )
     headers = ["SPAN ID", "SERVICE", "OPERATION", "START (ms)", "DURATION (ms)", ""]
-    return summary + "\n\n" + render_table(headers, rows, right=frozenset({3, 4}))
+    header, *table = table_lines(headers, rows, right=frozenset({3, 4}))
+    widths = column_widths(headers, rows)
+    operation_column = widths[0] + widths[1] + 4
+    out = [summary, "", header]
+    for line, (depth, notes) in zip(table, details, strict=True):
+        out.append(line)
+        out.extend(fit(" " * (operation_column + 2 * depth) + "| " + note, width) for note in notes)
+    if full:
+        out += ["", "Process tags:"]
+        out += [
+            f"  {p.get('serviceName')}: {compact_tags(p.get('tags') or [])}".rstrip()
+            for p in processes.values()
+        ]
+    return "\n".join(out)
 
 
 def format_summaries(summaries: Sequence[Mapping[str, Any]]) -> str:
-    """One row per trace: id, local start time, human duration, span/error counts and root span."""
+    """One row per trace: id, UTC start time, human duration, span/error counts and root span."""
     rows = [
         [
             str(s.get("traceID", "?")),
-            local_time(s.get("startTime") or 0),
+            utc_time(s.get("startTime") or 0),
             human_duration(s.get("duration") or 0),
             str(s.get("spanCount", 0)),
             str(s.get("errorCount", 0)),
@@ -233,38 +197,41 @@ def format_summaries(summaries: Sequence[Mapping[str, Any]]) -> str:
         ]
         for s in summaries
     ]
-    headers = ["TRACE ID", "START", "DURATION", "SPANS", "ERRORS", "ROOT"]
+    headers = ["TRACE ID", "START (UTC)", "DURATION", "SPANS", "ERRORS", "ROOT"]
     return render_table(headers, rows, right=frozenset({2, 3, 4}))
+
+
+def _newest(n: int) -> str:
+    return "the newest trace" if n == 1 else f"the newest {n} traces"
+
+
+def limit_note(found: int, asked: int | None, applied: object) -> str | None:
+    """What the user should know about traces left out; ``applied`` is the limit the server used.
+
+    With ``--limit N`` the client asks for N + 1, so "more match" is a fact, not a guess; only a
+    result that fills the server's own default or maximum leaves it open.
+    """
+    if asked is not None and found > asked:
+        return f"showing {_newest(asked)}; more match, raise --limit to see them"
+    if not isinstance(applied, int) or found < applied:
+        return None
+    if asked is None:
+        return f"showing {_newest(applied)}, the server's default limit; more may match, use --limit N"
+    return f"showing {_newest(applied)}, the server's maximum (api.max_search_limit); more may match"
 
 
 # ------------------------------------------------------------------------------------------- commands
 
 
-def _print_json(doc: object) -> None:
-    print(json.dumps(doc, indent=2, ensure_ascii=False))
-
-
-def _api_base(args: argparse.Namespace) -> str:
-    if args.api is not None:
-        return str(args.api)
-    from_env = os.environ.get(API_URL_ENV)
-    if not from_env:
-        return DEFAULT_API_URL
-    try:
-        return api_url(from_env)
-    except argparse.ArgumentTypeError as exc:
-        raise CliError(f"{API_URL_ENV}: {exc}", code=2) from None
-
-
 def cmd_get(args: argparse.Namespace) -> int:
     """Fetch one trace and print it as a span tree (or JSON)."""
-    api = _api_base(args)
+    api = api_base(args)
     try:
         doc = fetch_json(api, f"/api/traces/{urllib.parse.quote(args.trace_id)}")
     except ApiError as exc:
         if exc.status == 404:
             raise CliError(f"trace {args.trace_id} not found") from None
-        raise _api_error(exc) from None
+        raise exc.cli_error() from None
     data = doc.get("data") if isinstance(doc, Mapping) else None
     problems = envelope_message(doc)
     if not isinstance(data, list) or not data:
@@ -273,9 +240,9 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"sidecar: warning: {problems}", file=sys.stderr)
     trace = data[0]
     if args.json:
-        _print_json(trace)
+        print_json(trace)
     else:
-        print(format_trace(trace))
+        print(format_trace(trace, full=args.full, width=None if args.full else terminal_width()))
     return 0
 
 
@@ -286,108 +253,112 @@ def search_params(args: argparse.Namespace) -> list[tuple[str, str]]:
         if value is not None:
             params.append((name, value))
     params.extend(("tag", tag) for tag in args.tags or ())
-    for name, value in (
-        ("minDuration", args.min_duration),
-        ("maxDuration", args.max_duration),
-        ("since", args.since),
-        ("limit", None if args.limit is None else str(args.limit)),
-    ):
+    for name, value in (("minDuration", args.min_duration), ("maxDuration", args.max_duration)):
         if value is not None:
             params.append((name, value))
+    start, end = args.start, args.end
+    if args.since is not None:
+        if end is None:
+            params.append(("since", args.since))  # the server's clock decides what "now" is
+        else:
+            start = end - argtypes.duration_ns(args.since) // 1000
+    if start is not None and end is not None and start > end:
+        raise CliError(f"--start ({utc_time(start)}) is after --end ({utc_time(end)})", code=2)
+    params.extend((name, str(us)) for name, us in (("start", start), ("end", end)) if us is not None)
     return params
+
+
+def fetch_summaries(api: str, params: list[tuple[str, str]], limit: int | None) -> Any:
+    """The summaries document for up to ``limit + 1`` traces: one more than shown tells whether more
+    match. A server that refuses that (``limit`` is its maximum) is asked again for ``limit``."""
+    attempts = [str(limit + 1), str(limit)] if limit is not None else [None]
+    for attempt, value in enumerate(attempts, 1):
+        try:
+            return fetch_json(api, "/api/trace-summaries", params + ([("limit", value)] if value else []))
+        except ApiError as exc:
+            if attempt == len(attempts) or exc.status != 400 or "'limit'" not in exc.message:
+                raise exc.cli_error() from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Search trace summaries and print them as a table (or JSON)."""
-    api = _api_base(args)
-    try:
-        doc = fetch_json(api, "/api/trace-summaries", search_params(args))
-    except ApiError as exc:
-        raise _api_error(exc) from None
+    api = api_base(args)
+    doc = fetch_summaries(api, search_params(args), args.limit)
     data = doc.get("data") if isinstance(doc, Mapping) else None
     if not isinstance(data, list):
         raise CliError(f"unexpected response from {api}/api/trace-summaries: no 'data' list")
+    note = limit_note(len(data), args.limit, doc.get("limit"))
+    shown = data[: args.limit] if args.limit is not None else data
     if args.json:
-        _print_json(data)
-        return 0
-    if not data:
+        print_json(shown)
+    elif not shown:
         print("no traces found", file=sys.stderr)
-        return 0
-    print(format_summaries(data))
-    limit = doc.get("limit")
-    if isinstance(limit, int) and len(data) >= limit:
-        print(f"sidecar: showing the first {limit} traces; use --limit for more", file=sys.stderr)
+    else:
+        print(format_summaries(shown))
+    if note:
+        print(f"sidecar: {note}", file=sys.stderr)
     return 0
 
 
 # ------------------------------------------------------------------------------------------- argparse
 
-
-def api_url(text: str) -> str:
-    """An http(s) base URL without trailing slash, so paths can be appended."""
-    parts = urllib.parse.urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(f"expected an http(s) URL such as {DEFAULT_API_URL}, got {text!r}")
-    return text.rstrip("/")
-
-
-def _tag(text: str) -> str:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return f"{key}:{value}"
-
-
-def _duration(text: str) -> str:
-    if not _GO_DURATION.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"expected a duration such as 100ms, 1.5s or 2m, got {text!r}")
-    return text
-
-
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _trace_id(text: str) -> str:
-    if not _TRACE_ID.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"expected a hex trace ID of up to 32 digits, got {text!r}")
-    return text.lower()
+TIME_HELP = "RFC 3339 (2024-01-02T15:04:05Z, 2024-01-02T16:04:05+01:00) or Unix seconds"
 
 
 def add_traces_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``traces get`` and ``traces search``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--api",
-        type=api_url,
-        metavar="URL",
-        help=f"query API base URL (default: ${API_URL_ENV}, else {DEFAULT_API_URL})",
-    )
-    common.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
-
+    common = query_options()
     traces = subparsers.add_parser("traces", help="look up stored traces", description="Query stored traces.")
     commands = traces.add_subparsers(dest="traces_command", required=True, metavar="COMMAND")
 
-    get = commands.add_parser("get", parents=[common], help="show one trace as a span tree")
-    get.add_argument("trace_id", type=_trace_id, metavar="TRACE_ID", help="hex trace ID")
+    get = commands.add_parser(
+        "get",
+        parents=[common],
+        help="show one trace as a span tree",
+        description="Show one trace as a span tree; under each span its status message, its tags "
+        "(without the ones derived from span kind, status and scope) and its events, one line each, "
+        "cut at the terminal's width.",
+    )
+    get.add_argument("trace_id", type=argtypes.trace_id, metavar="TRACE_ID", help="hex trace ID")
+    get.add_argument(
+        "--full",
+        action="store_true",
+        help="show every tag, reference and process tag, and never cut lines",
+    )
     get.set_defaults(handler=cmd_get)
 
     search = commands.add_parser(
-        "search", parents=[common], help="find traces", description="Find traces matching all given filters."
+        "search",
+        parents=[common],
+        help="find traces",
+        description=f"Find traces matching all given filters. Times: {TIME_HELP}. "
+        "Durations: Go syntax, e.g. 100ms, 30m, 1h, 1.5h.",
     )
     search.add_argument("--service", metavar="S", help="service name")
     search.add_argument("--operation", metavar="O", help="operation name")
     search.add_argument(
-        "--tag", dest="tags", action="append", type=_tag, metavar="KEY=VALUE", help="span tag; repeatable"
+        "--tag",
+        dest="tags",
+        action="append",
+        type=argtypes.tag,
+        metavar="KEY=VALUE",
+        help="span tag; repeatable",
     )
-    search.add_argument("--min-duration", type=_duration, metavar="DURATION", help="e.g. 100ms")
-    search.add_argument("--max-duration", type=_duration, metavar="DURATION", help="e.g. 2s")
-    search.add_argument("--since", metavar="DURATION", help="only traces started within this window, e.g. 1h")
-    search.add_argument("--limit", type=_limit, metavar="N", help="most traces to return (default: server's)")
+    search.add_argument("--min-duration", type=argtypes.duration, metavar="DURATION", help="e.g. 100ms")
+    search.add_argument("--max-duration", type=argtypes.duration, metavar="DURATION", help="e.g. 2s")
+    window = search.add_mutually_exclusive_group()
+    window.add_argument(
+        "--since",
+        type=argtypes.window,
+        metavar="DURATION",
+        help="only traces within this window before --end (default end: now), e.g. 1h",
+    )
+    window.add_argument("--start", type=argtypes.time_us, metavar="TIME", help="start of the time window")
+    search.add_argument(
+        "--end", type=argtypes.time_us, metavar="TIME", help="end of the time window (default: now)"
+    )
+    search.add_argument(
+        "--limit", type=argtypes.limit, metavar="N", help="most traces to show (default: server's)"
+    )
     search.set_defaults(handler=cmd_search)

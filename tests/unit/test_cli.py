@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from sidecar.cli.main import main
-from sidecar.cli.traces import human_duration, local_time
+from sidecar.cli.output import human_duration, utc_time
 from sidecar.config.model import Config
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -194,12 +194,12 @@ def test_search_sends_params_and_prints_table(api: FakeApi, capsys: pytest.Captu
         "minDuration": ["100ms"],
         "maxDuration": ["2s"],
         "since": ["1h"],
-        "limit": ["5"],
+        "limit": ["6"],  # one more than shown, to tell whether more match
     }
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["TRACE", "ID", "START", "DURATION", "SPANS", "ERRORS", "ROOT"]
-    assert lines[1].split() == [TRACE_ID, local_time(T0), "12.3ms", "4", "1", "frontend:", "GET", "/checkout"]
-    second = [SUMMARIES[1]["traceID"], local_time(T0 + 3_000_000), "1.20s", "17", "0", "cart:", "cart.get"]
+    assert lines[0].split() == ["TRACE", "ID", "START", "(UTC)", "DURATION", "SPANS", "ERRORS", "ROOT"]
+    assert lines[1].split() == [TRACE_ID, utc_time(T0), "12.3ms", "4", "1", "frontend:", "GET", "/checkout"]
+    second = [SUMMARIES[1]["traceID"], utc_time(T0 + 3_000_000), "1.20s", "17", "0", "cart:", "cart.get"]
     assert lines[2].split() == second
     assert len(lines) == 3
 
@@ -265,6 +265,43 @@ def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(argv) == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["traces", "search", "--since", "yesterday"], "argument --since: invalid duration 'yesterday'"),
+        (["traces", "search", "--since", "0s"], "argument --since: must be greater than zero"),
+        (["traces", "search", "--since", "5d"], "argument --since: unknown unit 'd'"),
+        (["traces", "search", "--min-duration=-1s"], "argument --min-duration: must not be negative"),
+        (["traces", "search", "--start", "tomorrow"], "argument --start: expected an RFC 3339 time"),
+        (["traces", "search", "--end", "2024-02-30T00:00:00Z"], "argument --end: expected an RFC 3339 time"),
+        (["traces", "search", "--end", "2024-01-02T03:04:05"], "argument --end: expected an RFC 3339 time"),
+        (
+            ["traces", "search", "--start", "1700000000000000"],
+            "argument --start: '1700000000000000' is out of",
+        ),
+        (
+            ["traces", "search", "--start", "1", "--since", "1h"],
+            "argument --since: not allowed with argument --start",
+        ),
+        (
+            ["traces", "search", "--start", "2024-01-02T00:00:00Z", "--end", "1704067200"],
+            "--start (2024-01-02T00:00:00Z) is after --end (2024-01-01T00:00:00Z)",
+        ),
+        (["dependencies", "--since", "yesterday"], "argument --since: invalid duration 'yesterday'"),
+        (["operations"], "the following arguments are required: SERVICE"),
+    ],
+)
+def test_malformed_input_exits_2_before_any_request(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    """The API URL refuses connections: reaching it would exit 1 with "cannot reach"."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        assert main([*argv, "--api", f"http://127.0.0.1:{sock.getsockname()[1]}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "cannot reach" not in err
 
 
 def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,83 @@
+"""Argument types for the query commands.
+
+Each rejects, before any request, input the server could never accept, so a typo exits 2 with the
+flag's name instead of a round trip. Durations and RFC 3339 times use the server's own parsers, so
+the client accepts exactly what the server does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from decimal import Decimal
+
+from sidecar.query.params import parse_go_duration, parse_rfc3339_nano
+
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
+_UNIX_SECONDS = re.compile(r"\d+(\.\d+)?")
+_TIME_RANGE_US = (-(2**63) // 1000 + 1, (2**63 - 1) // 1000)  # what int64 nanoseconds can hold
+
+
+def duration_ns(text: str) -> int:
+    """A Go duration (``100ms``, ``1.5h``, ``1h30m``) in nanoseconds; nothing lasts a negative time."""
+    try:
+        ns = parse_go_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if ns < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return ns
+
+
+def duration(text: str) -> str:
+    """A valid Go duration, passed on as typed: the server owns its meaning."""
+    duration_ns(text)
+    return text
+
+
+def window(text: str) -> str:
+    """A look-back window: a Go duration greater than zero."""
+    if duration_ns(text) <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than zero, got {text!r}")
+    return text
+
+
+def time_us(text: str) -> int:
+    """An RFC 3339 time or Unix seconds, as the microseconds the API takes."""
+    try:
+        if _UNIX_SECONDS.fullmatch(text):
+            us = int(Decimal(text) * 1_000_000)
+        else:
+            us = parse_rfc3339_nano(text) // 1000
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time such as 2024-01-02T15:04:05Z, or Unix seconds, got {text!r}"
+        ) from None
+    low, high = _TIME_RANGE_US
+    if not low <= us <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: times must lie between 1677 and 2262")
+    return us
+
+
+def limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def trace_id(text: str) -> str:
+    if not _TRACE_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a hex trace ID of up to 32 digits, got {text!r}")
+    return text.lower()
+
+
+def tag(text: str) -> str:
+    """``KEY=VALUE`` as the API's ``key:value``; only the first ``=`` splits."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return f"{key}:{value}"
