@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from sidecar.api.context import ApiContext
 from sidecar.api.jaeger_v1 import JaegerV1
 from sidecar.api.jaeger_v3 import JaegerV3
+from sidecar.api.landing import landing
 from sidecar.api.native import NativeSearch
 from sidecar.api.openapi import openapi_document
 
@@ -34,7 +36,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def errors_as_json(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Unknown routes and wrong methods answer JSON too, never an HTML page or a bare 500."""
     try:
         return await handler(request)
@@ -50,6 +52,7 @@ async def errors_as_json(request: web.Request, handler: web.Handler) -> web.Stre
 def setup_routes(app: web.Application, ctx: ApiContext) -> None:
     v1, v3, native = JaegerV1(ctx), JaegerV3(ctx), NativeSearch(ctx)
     r = app.router
+    r.add_get("/", landing)  # exactly "/": other unknown paths keep the JSON 404
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/api/openapi.json", openapi)
