@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sidecar.api.params import DEFAULT_MAX_LIMIT, DEFAULT_NATIVE_LIMIT
 from sidecar.query.traces import TraceQueryService
 
 T = TypeVar("T")
@@ -30,8 +31,8 @@ class Health:
 class ApiContext:
     query: TraceQueryService
     health: Health
-    default_limit: int = 20
-    max_limit: int = 1500
+    default_limit: int = DEFAULT_NATIVE_LIMIT
+    max_limit: int = DEFAULT_MAX_LIMIT
     pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="query")
     )

@@ -12,9 +12,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from sidecar.api import params
 from sidecar.api.context import ApiContext
 from sidecar.query.jaeger_json import traces_to_jaeger
-from sidecar.query.params import format_trace_id_jaeger
+from sidecar.query.params import MAX_NS, format_trace_id_jaeger
 
 _MS = 1_000_000
+_DAY_MS = 86_400_000
 
 
 def envelope(
@@ -52,10 +53,13 @@ class JaegerV1:
         return envelope(request, names, total=len(names))
 
     async def operations(self, request: web.Request) -> web.Response:
-        service = request.query.get("service", "")
-        if not service:
-            return error(request, 400, "parameter 'service' is required")
-        kind = request.query.get("spanKind", "") or None
+        service = params.text(request.query, "service")
+        try:
+            if not service:
+                raise params.BadParam.required("service")
+            kind = params.span_kind(request.query, "spanKind")
+        except params.BadParam as exc:
+            return error(request, 400, str(exc))
         ops = await self.ctx.run(self.ctx.query.get_operations, service, kind)
         data = [{"name": op.name, "spanKind": op.span_kind} for op in ops]
         return envelope(request, data, total=len(data))
@@ -72,23 +76,27 @@ class JaegerV1:
         return envelope(request, [trace])
 
     async def search(self, request: web.Request) -> web.Response:
+        """Search, or fetch by repeated ``traceID``. ``lookback`` (``1h``, ``custom``) is what the
+        UIs' time picker showed; Jaeger ignores it (``start``/``end`` carry the window), so do we."""
         q = request.query
         try:
             ids = [params.trace_id(v) for v in q.getall("traceID", []) if v]
             if ids:
                 return await self._by_ids(request, ids)
-            service = q.get("service", "")
+            service = params.text(q, "service")
             if not service:
-                raise params.BadParam("service", "is required")
+                raise params.BadParam.required("service")
             query = params.build_query(
                 service=service,
-                operation=q.get("operation"),
+                operation=params.text(q, "operation"),
                 tag_list=params.tags(q, ("tags",), "tag"),
-                start_ns=params.micros(q, "start"),
-                end_ns=params.micros(q, "end"),
-                min_duration=("minDuration", params.duration(q, "minDuration")),
-                max_duration=("maxDuration", params.duration(q, "maxDuration")),
-                limit=params.integer(q, "limit", 100, 0, self.ctx.max_limit) or 100,
+                start=params.micros(q, "start"),
+                end=params.micros(q, "end"),
+                min_duration=params.duration(q, "minDuration"),
+                max_duration=params.duration(q, "maxDuration"),
+                limit=params.search_limit(
+                    q, "limit", default=params.JAEGER_DEFAULT_LIMIT, low=0, maximum=self.ctx.max_limit
+                ),
             )
         except params.BadParam as exc:
             return error(request, 400, str(exc))
@@ -108,14 +116,18 @@ class JaegerV1:
         return envelope(request, traces, errors=errors or None)
 
     async def dependencies(self, request: web.Request) -> web.Response:
+        """The service graph of ``[endTs - lookback, endTs]``; both in milliseconds, as Grafana sends."""
         q = request.query
         try:
-            end_ms = params.integer(q, "endTs", int(time.time() * 1000))
-            lookback_ms = params.integer(q, "lookback", 86_400_000)
+            end = params.millis(q, "endTs")
+            lookback_ms = params.integer(
+                q, "lookback", default=_DAY_MS, low=1, high=MAX_NS // _MS, unit=" ms"
+            )
         except params.BadParam as exc:
             return error(request, 400, str(exc))
-        links = await self.ctx.run(self.ctx.query.get_dependencies, end_ms * _MS, lookback_ms * _MS)
-        wanted = q.get("service")
+        end_ns = end[1] if end is not None else time.time_ns()
+        links = await self.ctx.run(self.ctx.query.get_dependencies, end_ns, lookback_ms * _MS)
+        wanted = params.text(q, "service")
         data = [
             {"parent": link.parent, "child": link.child, "callCount": link.call_count}
             for link in links

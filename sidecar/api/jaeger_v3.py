@@ -65,11 +65,14 @@ class JaegerV3:
         return reply({"services": await self.ctx.run(self.ctx.query.get_services)})
 
     async def operations(self, request: web.Request) -> web.Response:
-        found = params.first(request.query, "service")
-        if found is None:
-            return error(400, "parameter 'service' is required")
-        kind = (params.first(request.query, "spanKind", "span_kind") or ("", ""))[1] or None
-        ops = await self.ctx.run(self.ctx.query.get_operations, found[1], kind)
+        try:
+            service = params.text(request.query, "service")
+            if service is None:
+                raise params.BadParam.required("service")
+            kind = params.span_kind(request.query, "spanKind", "span_kind")
+        except params.BadParam as exc:
+            return error(400, str(exc))
+        ops = await self.ctx.run(self.ctx.query.get_operations, service, kind)
         unique = {(op.name, op.span_kind or "internal") for op in ops}
         return reply({"operations": [{"name": n, "spanKind": k} for n, k in sorted(unique)]})
 
@@ -84,29 +87,32 @@ class JaegerV3:
         return reply(_otlp_result([stored.traces_data]))
 
     def _query(self, request: web.Request) -> TraceQuery:
+        """Search parameters in either spelling (Jaeger UI: camelCase, Grafana: snake_case); errors
+        name the spelling the client used."""
         q = request.query
         start = params.rfc3339(q, "query.startTimeMin", "query.start_time_min")
         end = params.rfc3339(q, "query.startTimeMax", "query.start_time_max")
         if start is None:
-            raise params.BadParam("query.start_time_min", "is required")
+            raise params.BadParam.required("query.start_time_min", " (RFC 3339; or query.startTimeMin)")
         if end is None:
-            raise params.BadParam("query.start_time_max", "is required")
-        depth = params.first(q, "query.searchDepth", "query.search_depth", "query.num_traces")
-        limit = params.integer(q, depth[0], 100, 1, self.ctx.max_limit) if depth else 100
+            raise params.BadParam.required("query.start_time_max", " (RFC 3339; or query.startTimeMax)")
+        limit = params.search_limit(
+            q,
+            "query.searchDepth",
+            "query.search_depth",
+            "query.num_traces",
+            default=params.JAEGER_DEFAULT_LIMIT,
+            low=1,
+            maximum=self.ctx.max_limit,
+        )
         return params.build_query(
-            service=(params.first(q, "query.serviceName", "query.service_name") or (None, None))[1],
-            operation=(params.first(q, "query.operationName", "query.operation_name") or (None, None))[1],
+            service=params.text(q, "query.serviceName", "query.service_name"),
+            operation=params.text(q, "query.operationName", "query.operation_name"),
             tag_list=params.tags(q, ("query.attributes",), None),
-            start_ns=start,
-            end_ns=end,
-            min_duration=(
-                "query.duration_min",
-                params.duration(q, "query.durationMin", "query.duration_min"),
-            ),
-            max_duration=(
-                "query.duration_max",
-                params.duration(q, "query.durationMax", "query.duration_max"),
-            ),
+            start=start,
+            end=end,
+            min_duration=params.duration(q, "query.durationMin", "query.duration_min"),
+            max_duration=params.duration(q, "query.durationMax", "query.duration_max"),
             limit=limit,
         )
 

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from sidecar.api import params
 from sidecar.api.context import ApiContext
@@ -41,19 +42,18 @@ class NativeSearch:
     async def trace_summaries(self, request: web.Request) -> web.Response:
         q = request.query
         try:
-            start = params.micros(q, "start")
-            since = params.duration(q, "since")
-            if start is None and since is not None:
-                start = time.time_ns() - since
-            limit = params.integer(q, "limit", self.ctx.default_limit, 1, self.ctx.max_limit)
+            limit = params.search_limit(
+                q, "limit", default=self.ctx.default_limit, low=1, maximum=self.ctx.max_limit
+            )
+            end = params.micros(q, "end")
             query = params.build_query(
-                service=q.get("service"),
-                operation=q.get("operation"),
+                service=params.text(q, "service"),
+                operation=params.text(q, "operation"),
                 tag_list=params.tags(q, ("tags",), "tag"),
-                start_ns=start,
-                end_ns=params.micros(q, "end"),
-                min_duration=("minDuration", params.duration(q, "minDuration")),
-                max_duration=("maxDuration", params.duration(q, "maxDuration")),
+                start=self._start(q, end),
+                end=end,
+                min_duration=params.duration(q, "minDuration"),
+                max_duration=params.duration(q, "maxDuration"),
                 min_trace_duration=params.duration(q, "minTraceDuration"),
                 max_trace_duration=params.duration(q, "maxTraceDuration"),
                 limit=limit,
@@ -63,3 +63,17 @@ class NativeSearch:
         found = await self.ctx.run(self.ctx.query.find_traces, query)
         body = {"data": [summary_json(s) for s, _ in found], "limit": limit}
         return web.Response(text=json.dumps(body), content_type="application/json")
+
+    @staticmethod
+    def _start(q: MultiMapping[str], end: params.Named | None) -> params.Named | None:
+        """``start`` (µs) or ``since`` (a look-back from now), not both: one would be ignored."""
+        start = params.micros(q, "start")
+        since = params.duration(q, "since", positive=True)
+        if since is None:
+            return start
+        if start is not None:
+            raise params.BadParam("since", "give either 'start' or 'since', not both")
+        start_ns = time.time_ns() - since[1]
+        if end is not None and start_ns > end[1]:
+            raise params.BadParam("since", "looks back from now, so the window starts after 'end'")
+        return "since", start_ns

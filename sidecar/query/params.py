@@ -12,12 +12,15 @@ import datetime as dt
 import re
 
 __all__ = [
+    "MAX_NS",
     "format_trace_id_full",
     "format_trace_id_jaeger",
     "parse_bool",
+    "parse_decimal",
     "parse_go_duration",
     "parse_rfc3339_nano",
     "parse_trace_id",
+    "shown",
 ]
 
 _NS_PER_UNIT = {
@@ -33,6 +36,10 @@ _NS_PER_UNIT = {
 # One "<number><unit>" segment; Go reads the unit as everything up to the next digit or dot.
 _DURATION_SEGMENT = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
 _MAX_NS = 2**63  # Go durations are int64 nanoseconds
+MAX_NS = 2**63 - 1  # the largest time or duration int64 nanoseconds can hold (2262-04-11 as a time)
+_DURATION_HINT = "expected a number and a unit, e.g. 150ms, 1.5s or 1h30m"
+_DECIMAL_RE = re.compile(r"[+-]?[0-9]+")
+_MAX_DECIMAL_DIGITS = 40  # far beyond int64; keeps int() off megabyte-long digit strings
 
 _HEX_RE = re.compile(r"[0-9a-fA-F]{1,32}")
 
@@ -43,6 +50,13 @@ _RFC3339_RE = re.compile(
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 _BOOLS = {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}
+
+
+def shown(value: str, width: int = 40) -> str:
+    """``value`` quoted for an error message, cut short so a megabyte of garbage is not echoed back."""
+    if len(value) <= width:
+        return repr(value)
+    return f"{value[:width]!r}... ({len(value)} characters)"
 
 
 def parse_go_duration(s: str) -> int:
@@ -59,7 +73,7 @@ def parse_go_duration(s: str) -> int:
     if s == "0":
         return 0
     if not s:
-        raise ValueError(f"invalid duration {orig!r}")
+        raise ValueError(f"invalid duration {shown(orig)}: {_DURATION_HINT}")
     total = 0
     pos = 0
     while pos < len(s):
@@ -67,21 +81,30 @@ def parse_go_duration(s: str) -> int:
         assert m is not None  # the pattern can match the empty string
         whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
         if not whole and not frac:
-            raise ValueError(f"invalid duration {orig!r}")
+            raise ValueError(f"invalid duration {shown(orig)}: {_DURATION_HINT}")
         if not unit:
-            raise ValueError(f"missing unit in duration {orig!r}")
+            raise ValueError(f"missing unit in duration {shown(orig)}: {_DURATION_HINT}")
         scale = _NS_PER_UNIT.get(unit)
         if scale is None:
-            raise ValueError(f"unknown unit {unit!r} in duration {orig!r} (use ns, us, ms, s, m or h)")
+            raise ValueError(
+                f"unknown unit {shown(unit)} in duration {shown(orig)} (use ns, us, ms, s, m or h)"
+            )
+        if len(whole) > _MAX_DECIMAL_DIGITS:
+            raise ValueError(_duration_out_of_range(orig))
         total += int(whole or "0") * scale
         if frac:
+            frac = frac[:_MAX_DECIMAL_DIGITS]  # digits this far down are below a nanosecond
             total += int(frac) * scale // 10 ** len(frac)
         if total > _MAX_NS:
-            raise ValueError(f"duration {orig!r} out of range")
+            raise ValueError(_duration_out_of_range(orig))
         pos = m.end()
     if not neg and total == _MAX_NS:
-        raise ValueError(f"duration {orig!r} out of range")
+        raise ValueError(_duration_out_of_range(orig))
     return -total if neg else total
+
+
+def _duration_out_of_range(orig: str) -> str:
+    return f"duration {shown(orig)} out of range (at most 2562047h47m16.854775807s)"
 
 
 def parse_trace_id(s: str) -> bytes:
@@ -90,14 +113,11 @@ def parse_trace_id(s: str) -> bytes:
     Hex of 1-32 characters, left-padded with zeros (Jaeger accepts IDs printed without leading
     zeros); otherwise base64 of exactly 16 bytes, as current Jaeger also accepts. All-zero is invalid.
     """
-    if _HEX_RE.fullmatch(s):
-        tid = bytes.fromhex(s.rjust(32, "0"))
-    else:
-        tid = _b64_trace_id(s)
-        if tid is None:
-            raise ValueError(f"invalid trace ID {s!r}: expected 1-32 hex characters or base64 of 16 bytes")
+    tid = bytes.fromhex(s.rjust(32, "0")) if _HEX_RE.fullmatch(s) else _b64_trace_id(s)
+    if tid is None:
+        raise ValueError(f"invalid trace ID {shown(s)}: expected 1-32 hex characters or base64 of 16 bytes")
     if not any(tid):
-        raise ValueError("invalid trace ID: all zeros")
+        raise ValueError(f"invalid trace ID {shown(s)}: all zeros")
     return tid
 
 
@@ -136,29 +156,41 @@ def parse_rfc3339_nano(s: str) -> int:
     """
     m = _RFC3339_RE.fullmatch(s)
     if m is None:
-        raise ValueError(f"invalid RFC3339 time {s!r}: expected e.g. 2024-01-02T03:04:05.123Z")
+        raise ValueError(f"invalid RFC3339 time {shown(s)}: expected e.g. 2024-01-02T03:04:05.123Z")
     year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
     frac, sign, off_h, off_m = m.group(7), m.group(8), m.group(9), m.group(10)
     offset_s = 0
     if sign is not None:
         oh, om = int(off_h), int(off_m)
         if oh > 23 or om > 59:
-            raise ValueError(f"invalid RFC3339 time {s!r}: bad UTC offset")
+            raise ValueError(f"invalid RFC3339 time {shown(s)}: bad UTC offset")
         offset_s = (oh * 3600 + om * 60) * (-1 if sign == "-" else 1)
     try:
         # datetime validates the calendar fields (rejects Feb 30, hour 24, second 60)
         when = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
     except ValueError as exc:
-        raise ValueError(f"invalid RFC3339 time {s!r}: {exc}") from None
+        raise ValueError(f"invalid RFC3339 time {shown(s)}: {exc}") from None
     delta = when - _EPOCH
     seconds = delta.days * 86_400 + delta.seconds - offset_s
     nanos = int(frac[:9].ljust(9, "0")) if frac else 0
     return seconds * 1_000_000_000 + nanos
 
 
+def parse_decimal(s: str) -> int:
+    """Base-10 integer as Go's ``strconv.ParseInt`` reads it: ASCII digits with an optional sign.
+
+    Stricter than ``int()``, which would also take ``1_000``, spaces and non-ASCII digits.
+    """
+    if not _DECIMAL_RE.fullmatch(s):
+        raise ValueError(f"not an integer: {shown(s)}")
+    if len(s.lstrip("+-")) > _MAX_DECIMAL_DIGITS:
+        raise ValueError(f"integer out of range: {shown(s)}")
+    return int(s)
+
+
 def parse_bool(s: str) -> bool:
     """``true``/``false``/``1``/``0`` in any case (and Go's ``t``/``f``)."""
     value = _BOOLS.get(s.strip().lower())
     if value is None:
-        raise ValueError(f"invalid boolean {s!r}: expected true or false")
+        raise ValueError(f"invalid boolean {shown(s)}: expected true or false")
     return value
