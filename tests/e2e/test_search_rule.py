@@ -133,7 +133,8 @@ def searches() -> list[Search]:
                 out.append(Search(service, None, tag))
                 for operation in sorted({s.name for s in SPANS if s.service == service}):
                     out.append(Search(service, operation, tag))
-                out.extend(Search(service, None, (*tag, second)) for second in SECOND_TAGS if second[0] != key)
+                seconds = [second for second in SECOND_TAGS if second[0] != key]
+                out.extend(Search(service, None, (*tag, second)) for second in seconds)
     return out
 
 
