@@ -32,7 +32,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(text=json.dumps(openapi_document()), content_type="application/json")
+    """The document states this server's search limits, so it is built from the context."""
+    ctx = request.app[CONTEXT]
+    document = openapi_document(ctx.default_limit, ctx.max_limit)
+    return web.Response(text=json.dumps(document), content_type="application/json")
 
 
 @web.middleware

@@ -1,200 +1,674 @@
-"""OpenAPI 3.1 description of the query API, served at /api/openapi.json."""
+"""OpenAPI 3.1 description of the query API, served at /api/openapi.json.
+
+Every route that :func:`sidecar.api.app.setup_routes` registers is described here with the
+parameters its handler reads and the answers it really gives, in each API's own error shape.
+``tests/e2e/test_openapi.py`` compares this document with the app's router and with live answers,
+so a route or parameter cannot be added without being documented. The search limits come from the
+running configuration, which is why the document is built per call.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sidecar.config.model import ApiConfig
+
+Schema = dict[str, Any]
+
+_STRING: Schema = {"type": "string"}
+_INT: Schema = {"type": "integer"}
+_BOOL: Schema = {"type": "boolean"}
+_UNITS = "ns|us|µs|μs|ms|s|m|h"
+# Go durations without a sign (negative bounds are refused): 0, 150ms, 1.5s, 1h15m30s.
+_DURATION: Schema = {"type": "string", "pattern": rf"^(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)({_UNITS}))+)$"}
+# Hex of 1-32 digits (leading zeros optional, as Jaeger prints them) or base64 of 16 bytes.
+_TRACE_ID: Schema = {"type": "string", "pattern": r"^([0-9a-fA-F]{1,32}|[A-Za-z0-9+/_-]{22}={0,2})$"}
+_RFC3339: Schema = {"type": "string", "format": "date-time"}
+_TAGS_JSON: Schema = {
+    "type": "string",
+    "contentMediaType": "application/json",
+    "contentSchema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
+_TAG_PAIR: Schema = {"type": "string", "pattern": r"^([^:]+:.*|[^:=]+=.*)$"}
+_SPAN_KIND: Schema = {"type": "string", "enum": ["server", "client", "producer", "consumer", "internal"]}
+_JAEGER_DEFAULT_LIMIT = 100  # Jaeger's defaultQueryLimit, for v1 `limit` and api_v3 `query.searchDepth`
+_TRACE_ID_DOC = "Trace ID: 1-32 hex digits (leading zeros optional) or base64 of 16 bytes; not all zeros."
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+def _object(required: list[str], **properties: Schema) -> Schema:
+    return {"type": "object", "required": required, "properties": properties}
+
 
 def _param(
     name: str,
     description: str,
-    schema: dict[str, Any] | None = None,
+    schema: Schema = _STRING,
+    *,
     required: bool = False,
     where: str = "query",
     repeated: bool = False,
+    example: Any = None,
 ) -> dict[str, Any]:
-    schema = schema or {"type": "string"}
     if repeated:
-        schema = {"type": "array", "items": schema}
-    return {
+        schema = _array(schema)
+    param: dict[str, Any] = {
         "name": name,
         "in": where,
-        "required": required,
+        "required": required or where == "path",
         "description": description,
         "schema": schema,
-        **({"explode": True} if repeated else {}),
     }
+    if repeated:
+        param["explode"] = True
+    if example is not None:
+        param["example"] = example
+    return param
 
 
-_DURATION = {"type": "string", "pattern": r"^[0-9.]+(ns|us|µs|ms|s|m|h)([0-9.]+(ns|us|µs|ms|s|m|h))*$"}
-_ERROR = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
-        }
-    },
-}
-_SERVICE_STATS = {
-    "type": "object",
-    "required": ["name", "spanCount", "errorCount"],
-    "properties": {
-        "name": {"type": "string"},
-        "spanCount": {"type": "integer"},
-        "errorCount": {"type": "integer"},
-    },
-}
-_SUMMARY = {
-    "type": "object",
-    "required": [
-        "traceID",
-        "rootServiceName",
-        "rootOperationName",
-        "startTime",
-        "duration",
-        "spanCount",
-        "errorCount",
-        "services",
-    ],
-    "properties": {
-        "traceID": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-        "rootServiceName": {"type": "string"},
-        "rootOperationName": {"type": "string"},
-        "startTime": {"type": "integer", "description": "microseconds since the epoch"},
-        "duration": {"type": "integer", "description": "microseconds"},
-        "spanCount": {"type": "integer"},
-        "errorCount": {"type": "integer"},
-        "services": {"type": "array", "items": _SERVICE_STATS},
-    },
-}
+def _answer(description: str, schema: Schema, example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"description": description, "content": {"application/json": media}}
 
 
-def _jaeger(summary: str) -> dict[str, Any]:
-    return {
-        "get": {
-            "summary": summary,
-            "tags": ["jaeger-v1"],
-            "responses": {"200": {"description": "Jaeger envelope"}},
-        }
+def _get(
+    op_id: str, tag: str, summary: str, parameters: list[dict[str, Any]], **responses: dict[str, Any]
+) -> dict[str, Any]:
+    """A path item answering GET and HEAD (aiohttp's ``add_get`` serves both)."""
+    get: dict[str, Any] = {"operationId": op_id, "tags": [tag], "summary": summary}
+    if parameters:
+        get["parameters"] = parameters
+    get["responses"] = {code.removeprefix("s"): answer for code, answer in responses.items()}
+    head = {
+        "operationId": f"{op_id}Head",
+        "tags": [tag],
+        "summary": f"Headers of GET without the body: {summary}",
+        **({"parameters": parameters} if parameters else {}),
+        "responses": {
+            code: {"description": answer["description"]} for code, answer in get["responses"].items()
+        },
     }
+    return {"get": get, "head": head}
 
 
-def openapi_document() -> dict[str, Any]:
-    search_params = [
-        _param("service", "Service name; optional, unlike Jaeger."),
-        _param("operation", "Span name."),
-        _param("tag", "Attribute filter key:value (or key=value); all must match.", repeated=True),
-        _param("tags", 'JSON object of attribute filters, e.g. {"http.status_code":"500"}.'),
-        _param("start", "Earliest trace time, µs since the epoch.", {"type": "integer"}),
-        _param("end", "Latest trace time, µs since the epoch (default now).", {"type": "integer"}),
-        _param("since", "Alternative to start: look back this long (Go duration, e.g. 1h).", _DURATION),
-        _param("minDuration", "Some span lasts at least this long (Go duration).", _DURATION),
-        _param("maxDuration", "Some span lasts at most this long (Go duration).", _DURATION),
-        _param("minTraceDuration", "The whole trace lasts at least this long.", _DURATION),
-        _param("maxTraceDuration", "The whole trace lasts at most this long.", _DURATION),
-        _param("limit", "Maximum number of traces (default 20).", {"type": "integer", "minimum": 1}),
+_TRACE_ID_PATH = _param(
+    "trace_id", _TRACE_ID_DOC, _TRACE_ID, where="path", example="4bf92f3577b34da6a3ce929d0e0e4736"
+)
+
+# --- Jaeger v1 -------------------------------------------------------------------------------------
+
+_PRETTY = _param("prettyPrint", "`true` indents the JSON answer.", _BOOL)
+_V1_BAD = _answer("A parameter is invalid; `errors[0].msg` names it.", _ref("JaegerErrorEnvelope"))
+
+
+def _envelope(data: Schema, example: list[Any] | None = None, counted: bool = False) -> Schema:
+    """Jaeger's structuredResponse: ``total`` counts services/operations, 0 elsewhere."""
+    schema = _object(
+        ["data", "total", "limit", "offset", "errors"],
+        data=data,
+        total=_INT,
+        limit={"const": 0},
+        offset={"const": 0},
+        errors={"type": ["array", "null"], "items": _ref("JaegerError")},
+    )
+    if example is not None:
+        schema["examples"] = [
+            {
+                "data": example,
+                "total": len(example) if counted else 0,
+                "limit": 0,
+                "offset": 0,
+                "errors": None,
+            }
+        ]
+    return schema
+
+
+def _v1_paths(max_limit: int) -> dict[str, Any]:
+    service = _param("service", "Service name (resource `service.name`).", required=True, example="frontend")
+    search = [
+        _param(
+            "service", "Service name; required unless `traceID` is given (400 otherwise).", example="frontend"
+        ),
+        _param("operation", "Span name; omit for all operations."),
+        _param(
+            "tags",
+            "JSON object of attribute filters with string values; all must match.",
+            _TAGS_JSON,
+            repeated=True,
+            example=['{"http.status_code":"500"}'],
+        ),
+        _param(
+            "tag", "Attribute filter `key:value` (or `key=value`); all must match.", _TAG_PAIR, repeated=True
+        ),
+        _param("start", "Earliest span start, µs since the epoch (default: 2 days before `end`).", _INT),
+        _param("end", "Latest span start, µs since the epoch (default: now).", _INT),
+        _param(
+            "minDuration", "Some span lasts at least this long (Go duration: `150ms`, `1.5s`).", _DURATION
+        ),
+        _param(
+            "maxDuration",
+            "Some span lasts at most this long (Go duration); not below `minDuration`.",
+            _DURATION,
+        ),
+        _param(
+            "limit",
+            f"Number of traces, newest first; 0 or absent means {_JAEGER_DEFAULT_LIMIT}. At most "
+            f"{max_limit} (`api.max_search_limit`).",
+            {"type": "integer", "minimum": 0, "maximum": max_limit, "default": _JAEGER_DEFAULT_LIMIT},
+        ),
+        _param(
+            "traceID",
+            "Fetch these traces instead of searching; unknown IDs are listed in `errors` "
+            "with `traceID` set while the status stays 200.",
+            _TRACE_ID,
+            repeated=True,
+        ),
+        _param("lookback", "Sent by Jaeger UI and Grafana (`1h`, `custom`); ignored, `start` rules."),
+        _param("raw", "Skip Jaeger's adjusters; ignored, no adjusters run.", _BOOL),
+        _PRETTY,
     ]
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "sidecar query API", "version": "1"},
-        "paths": {
-            "/api/trace-summaries": {
-                "get": {
-                    "summary": "Search traces by summary, newest first; no service required.",
-                    "tags": ["native"],
-                    "parameters": search_params,
-                    "responses": {
-                        "200": {
-                            "description": "Matching trace summaries",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["data", "limit"],
-                                        "properties": {
-                                            "data": {"type": "array", "items": _SUMMARY},
-                                            "limit": {"type": "integer"},
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "400": {
-                            "description": "A parameter is invalid; the message names it.",
-                            "content": {"application/json": {"schema": _ERROR}},
-                        },
-                    },
+        "/api/services": _get(
+            "jaegerServices",
+            "jaeger-v1",
+            "Service names",
+            [_PRETTY],
+            s200=_answer(
+                "Service names; `total` counts them", _envelope(_array(_STRING), ["frontend"], counted=True)
+            ),
+        ),
+        "/api/services/{service}/operations": _get(
+            "jaegerServiceOperations",
+            "jaeger-v1",
+            "Operation (span) names of a service, all span kinds",
+            [_param("service", "Service name, URL-escaped.", where="path", example="frontend"), _PRETTY],
+            s200=_answer(
+                "Unique names; `total` counts them; `[]` for an unknown service",
+                _envelope(_array(_STRING), ["GET /cart"], counted=True),
+            ),
+        ),
+        "/api/operations": _get(
+            "jaegerOperations",
+            "jaeger-v1",
+            "Operations of a service with their span kind",
+            [service, _param("spanKind", "Only this span kind; omit for all.", _SPAN_KIND), _PRETTY],
+            s200=_answer(
+                "Operations; `total` counts them; `spanKind` is empty for unspecified kinds",
+                _envelope(
+                    _array(_ref("JaegerOperation")),
+                    [{"name": "GET /cart", "spanKind": "server"}],
+                    counted=True,
+                ),
+            ),
+            s400=_V1_BAD,
+        ),
+        "/api/traces": _get(
+            "jaegerSearch",
+            "jaeger-v1",
+            "Search traces (service required) or fetch by repeated traceID",
+            search,
+            s200=_answer(
+                "Traces, newest first; `[]` when nothing matches", _envelope(_array(_ref("JaegerTrace")))
+            ),
+            s400=_V1_BAD,
+        ),
+        "/api/traces/{trace_id}": _get(
+            "jaegerTrace",
+            "jaeger-v1",
+            "One trace (Jaeger UI trace view, Grafana trace by ID)",
+            [
+                _TRACE_ID_PATH,
+                _param("start", "Time hint (Jaeger: µs, Grafana: ms); accepted and ignored.", _INT),
+                _param("end", "Time hint (Jaeger: µs, Grafana: ms); accepted and ignored.", _INT),
+                _param("raw", "Skip Jaeger's adjusters; ignored, no adjusters run.", _BOOL),
+                _PRETTY,
+            ],
+            s200=_answer(
+                "A one-element `data`",
+                _envelope(_array(_ref("JaegerTrace")) | {"minItems": 1, "maxItems": 1}),
+            ),
+            s400=_V1_BAD,
+            s404=_answer("No such trace: `errors[0].msg` is `trace not found`", _ref("JaegerErrorEnvelope")),
+        ),
+        "/api/dependencies": _get(
+            "jaegerDependencies",
+            "jaeger-v1",
+            "Service dependency links (Grafana's and Jaeger UI's graph)",
+            [
+                _param("endTs", "End of the window, **ms** since the epoch (default: now).", _INT),
+                _param(
+                    "lookback",
+                    "Length of the window in **ms** (default 24 h).",
+                    {"type": "integer", "minimum": 1, "default": 86_400_000},
+                ),
+                _param("service", "Only links with this service as parent or child."),
+                _PRETTY,
+            ],
+            s200=_answer(
+                "Links, one per parent/child pair",
+                _envelope(
+                    _array(_ref("JaegerDependencyLink")),
+                    [{"parent": "frontend", "child": "cart", "callCount": 12}],
+                ),
+            ),
+            s400=_V1_BAD,
+        ),
+    }
+
+
+# --- Jaeger api_v3 ---------------------------------------------------------------------------------
+
+_V3_BAD = _answer("A parameter is invalid; `error.message` names it.", _ref("V3Error"))
+_V3_NONE = _answer("Nothing found: `error.message` is `No traces found`.", _ref("V3Error"))
+
+
+def _v3_search_params(max_limit: int) -> list[dict[str, Any]]:
+    return [
+        _param(
+            "query.startTimeMin",
+            "Earliest span start, RFC 3339 with up to ns. This or "
+            "`query.start_time_min` is required (400 otherwise).",
+            _RFC3339,
+            example="2026-12-01T10:00:00Z",
+        ),
+        _param("query.start_time_min", "Alias of `query.startTimeMin` (Grafana's spelling).", _RFC3339),
+        _param(
+            "query.startTimeMax",
+            "Latest span start, RFC 3339; not before the minimum. This or "
+            "`query.start_time_max` is required (400 otherwise).",
+            _RFC3339,
+            example="2026-12-01T11:00:00Z",
+        ),
+        _param("query.start_time_max", "Alias of `query.startTimeMax`.", _RFC3339),
+        _param("query.serviceName", "Service name; omit for all services."),
+        _param("query.service_name", "Alias of `query.serviceName`."),
+        _param("query.operationName", "Span name."),
+        _param("query.operation_name", "Alias of `query.operationName`."),
+        _param(
+            "query.attributes",
+            "JSON object of attribute filters with string values; all must match.",
+            _TAGS_JSON,
+        ),
+        _param("query.durationMin", "Some span lasts at least this long (Go duration).", _DURATION),
+        _param("query.duration_min", "Alias of `query.durationMin`.", _DURATION),
+        _param("query.durationMax", "Some span lasts at most this long (Go duration).", _DURATION),
+        _param("query.duration_max", "Alias of `query.durationMax`.", _DURATION),
+        _param(
+            "query.searchDepth",
+            f"Number of traces, newest first (default {_JAEGER_DEFAULT_LIMIT}, at most {max_limit}, "
+            "`api.max_search_limit`).",
+            {"type": "integer", "minimum": 1, "maximum": max_limit, "default": _JAEGER_DEFAULT_LIMIT},
+        ),
+        _param(
+            "query.search_depth",
+            "Alias of `query.searchDepth`.",
+            {"type": "integer", "minimum": 1, "maximum": max_limit},
+        ),
+        _param(
+            "query.num_traces",
+            "Alias of `query.searchDepth`.",
+            {"type": "integer", "minimum": 1, "maximum": max_limit},
+        ),
+        _param("query.rawTraces", "Skip Jaeger's adjusters; ignored, no adjusters run.", _BOOL),
+        _param("query.raw_traces", "Alias of `query.rawTraces`; ignored.", _BOOL),
+    ]
+
+
+def _v3_paths(max_limit: int) -> dict[str, Any]:
+    search = _v3_search_params(max_limit)
+    hint = "Time hint, RFC 3339; accepted and ignored."
+    return {
+        "/api/v3/services": _get(
+            "v3Services",
+            "jaeger-v3",
+            "Service names",
+            [],
+            s200=_answer(
+                "Always a list, `[]` when empty",
+                _object(["services"], services=_array(_STRING)),
+                {"services": ["frontend"]},
+            ),
+        ),
+        "/api/v3/operations": _get(
+            "v3Operations",
+            "jaeger-v3",
+            "Operations of a service with their span kind",
+            [
+                _param(
+                    "service", "Service name; required (400 otherwise).", required=True, example="frontend"
+                ),
+                _param("spanKind", "Only this span kind; omit for all.", _SPAN_KIND),
+                _param("span_kind", "Alias of `spanKind`.", _SPAN_KIND),
+            ],
+            s200=_answer(
+                "Operations; an unspecified kind is reported as `internal`",
+                _object(["operations"], operations=_array(_ref("JaegerOperation"))),
+                {"operations": [{"name": "GET /cart", "spanKind": "server"}]},
+            ),
+            s400=_V3_BAD,
+        ),
+        "/api/v3/traces": _get(
+            "v3FindTraces",
+            "jaeger-v3",
+            "Search traces; OTLP-JSON of all matches",
+            search,
+            s200=_answer("Matching traces' resource spans, concatenated", _ref("V3TracesResult")),
+            s400=_V3_BAD,
+            s404=_V3_NONE,
+        ),
+        "/api/v3/traces/{trace_id}": _get(
+            "v3Trace",
+            "jaeger-v3",
+            "One trace as OTLP-JSON",
+            [
+                _TRACE_ID_PATH,
+                _param("startTime", hint, _RFC3339),
+                _param("start_time", hint, _RFC3339),
+                _param("endTime", hint, _RFC3339),
+                _param("end_time", hint, _RFC3339),
+                _param("rawTraces", "Ignored, no adjusters run.", _BOOL),
+                _param("raw_traces", "Ignored, no adjusters run.", _BOOL),
+            ],
+            s200=_answer("The trace", _ref("V3TracesResult")),
+            s400=_V3_BAD,
+            s404=_V3_NONE,
+        ),
+        "/api/v3/trace-summaries": _get(
+            "v3TraceSummaries",
+            "jaeger-v3",
+            "Search traces; one summary each (Jaeger UI search page)",
+            search,
+            s200=_answer(
+                "Summaries, newest first; `[]` when nothing matches",
+                _object(["summaries"], summaries=_array(_ref("V3TraceSummary"))),
+            ),
+            s400=_V3_BAD,
+        ),
+    }
+
+
+# --- native and operational ------------------------------------------------------------------------
+
+
+def _native_paths(default_limit: int, max_limit: int) -> dict[str, Any]:
+    params = [
+        _param("service", "Service name; optional, unlike Jaeger."),
+        _param("operation", "Span name."),
+        _param(
+            "tag", "Attribute filter `key:value` (or `key=value`); all must match.", _TAG_PAIR, repeated=True
+        ),
+        _param(
+            "tags",
+            "JSON object of attribute filters with string values; all must match.",
+            _TAGS_JSON,
+            repeated=True,
+        ),
+        _param("start", "Earliest span start, µs since the epoch (default: 2 days before `end`).", _INT),
+        _param("end", "Latest span start, µs since the epoch (default: now).", _INT),
+        _param(
+            "since",
+            "Instead of `start`: look back this long from now (positive Go duration, e.g. `1h`); "
+            "not together with `start`.",
+            _DURATION,
+        ),
+        _param("minDuration", "Some span lasts at least this long (Go duration).", _DURATION),
+        _param("maxDuration", "Some span lasts at most this long (Go duration).", _DURATION),
+        _param("minTraceDuration", "The whole trace lasts at least this long (Go duration).", _DURATION),
+        _param("maxTraceDuration", "The whole trace lasts at most this long (Go duration).", _DURATION),
+        _param(
+            "limit",
+            f"Number of traces, newest first (default {default_limit}, "
+            f"`api.default_search_limit`; at most {max_limit}, `api.max_search_limit`).",
+            {"type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit},
+        ),
+    ]
+    summaries = _object(["data", "limit"], data=_array(_ref("TraceSummary")), limit=_INT)
+    return {
+        "/api/trace-summaries": _get(
+            "nativeTraceSummaries",
+            "native",
+            "Search trace summaries, newest first; no service required",
+            params,
+            s200=_answer("Matching trace summaries and the limit applied", summaries),
+            s400=_answer("A parameter is invalid; `error.message` names it.", _ref("Error")),
+        ),
+        "/healthz": _get(
+            "healthz",
+            "operations",
+            "Liveness",
+            [],
+            s200=_answer("The process answers", _object(["status"], status={"const": "alive"})),
+        ),
+        "/readyz": _get(
+            "readyz",
+            "operations",
+            "Readiness: the store is open and every enabled receiver listens",
+            [],
+            s200=_answer("Ready", _ref("Readiness"), {"status": "ready", "store": True, "otlp_grpc": True}),
+            s503=_answer("Not ready (starting or shutting down)", _ref("Readiness")),
+        ),
+        "/api/openapi.json": _get(
+            "openapi",
+            "operations",
+            "This document",
+            [],
+            s200=_answer("OpenAPI 3.1", {"type": "object", "required": ["openapi", "paths"]}),
+        ),
+        "/": _get(
+            "landing",
+            "operations",
+            "A short HTML page: what this address is, how to point Grafana and Jaeger UI at it",
+            [],
+            s200={"description": "The page", "content": {"text/html": {"schema": _STRING}}},
+        ),
+    }
+
+
+def _components() -> dict[str, Schema]:
+    key_value = _object(
+        ["key", "type", "value"],
+        key=_STRING,
+        type={"enum": ["string", "bool", "int64", "float64", "binary"]},
+        value={"description": "JSON-native; int64 beyond ±(2^53-1) as a decimal string, binary as base64"},
+    )
+    span = _object(
+        [
+            "traceID",
+            "spanID",
+            "operationName",
+            "references",
+            "startTime",
+            "duration",
+            "tags",
+            "logs",
+            "processID",
+            "warnings",
+        ],
+        traceID=_STRING,
+        spanID={"type": "string", "pattern": "^[0-9a-f]{16}$"},
+        flags=_INT,
+        operationName=_STRING,
+        references=_array(
+            _object(
+                ["refType", "traceID", "spanID"],
+                refType={"enum": ["CHILD_OF", "FOLLOWS_FROM"]},
+                traceID=_STRING,
+                spanID=_STRING,
+            )
+        ),
+        startTime=_INT | {"description": "µs since the epoch"},
+        duration=_INT | {"description": "µs"},
+        tags=_array(_ref("JaegerKeyValue")),
+        logs=_array(_object(["timestamp", "fields"], timestamp=_INT, fields=_array(_ref("JaegerKeyValue")))),
+        processID=_STRING,
+        warnings={"type": ["array", "null"], "items": _STRING},
+    )
+    return {
+        "Error": _object(["error"], error=_object(["code", "message"], code=_INT, message=_STRING)),
+        "JaegerError": _object(["code", "msg"], code=_INT, msg=_STRING, traceID=_STRING),
+        "JaegerErrorEnvelope": _object(
+            ["data", "total", "limit", "offset", "errors"],
+            data={"type": "null"},
+            total={"const": 0},
+            limit={"const": 0},
+            offset={"const": 0},
+            errors=_array(_ref("JaegerError")) | {"minItems": 1},
+        )
+        | {
+            "examples": [
+                {
+                    "data": None,
+                    "total": 0,
+                    "limit": 0,
+                    "offset": 0,
+                    "errors": [{"code": 400, "msg": "parameter 'limit': not an integer: 'x'"}],
                 }
-            },
-            "/api/services": _jaeger("Jaeger v1: service names"),
-            "/api/services/{service}/operations": {
-                "get": {
-                    "summary": "Jaeger v1: operation names of a service",
-                    "tags": ["jaeger-v1"],
-                    "parameters": [_param("service", "Service name", required=True, where="path")],
-                    "responses": {"200": {"description": "Jaeger envelope"}},
-                }
-            },
-            "/api/operations": _jaeger("Jaeger v1: operations with span kind (service=, spanKind=)"),
-            "/api/traces": _jaeger("Jaeger v1: search (service required) or fetch by repeated traceID"),
-            "/api/traces/{traceID}": {
-                "get": {
-                    "summary": "Jaeger v1: one trace",
-                    "tags": ["jaeger-v1"],
-                    "parameters": [_param("traceID", "Hex trace ID", required=True, where="path")],
-                    "responses": {
-                        "200": {"description": "Jaeger envelope"},
-                        "404": {"description": "trace not found"},
-                    },
-                }
-            },
-            "/api/dependencies": _jaeger("Jaeger v1: service dependency links (endTs=, lookback= in ms)"),
-            "/api/v3/services": {
-                "get": {
-                    "summary": "api_v3 services",
-                    "tags": ["jaeger-v3"],
-                    "responses": {"200": {"description": "{services: []}"}},
-                }
-            },
-            "/api/v3/operations": {
-                "get": {
-                    "summary": "api_v3 operations",
-                    "tags": ["jaeger-v3"],
-                    "responses": {"200": {"description": "{operations: []}"}},
-                }
-            },
-            "/api/v3/traces": {
-                "get": {
-                    "summary": "api_v3 search, OTLP-JSON",
-                    "tags": ["jaeger-v3"],
-                    "responses": {"200": {"description": "{result: TracesData}"}},
-                }
-            },
-            "/api/v3/traces/{trace_id}": {
-                "get": {
-                    "summary": "api_v3 trace by id, OTLP-JSON",
-                    "tags": ["jaeger-v3"],
-                    "parameters": [_param("trace_id", "Hex trace ID", required=True, where="path")],
-                    "responses": {
-                        "200": {"description": "{result: TracesData}"},
-                        "404": {"description": "not found"},
-                    },
-                }
-            },
-            "/api/v3/trace-summaries": {
-                "get": {
-                    "summary": "api_v3 trace summaries",
-                    "tags": ["jaeger-v3"],
-                    "responses": {"200": {"description": "{summaries: []}"}},
-                }
-            },
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {
-                "get": {
-                    "summary": "Readiness: store open, receivers listening",
-                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
-                }
-            },
+            ]
         },
+        "JaegerKeyValue": key_value,
+        "JaegerSpan": span,
+        "JaegerTrace": _object(
+            ["traceID", "spans", "processes", "warnings"],
+            traceID={
+                "type": "string",
+                "pattern": "^[0-9a-f]{16}([0-9a-f]{16})?$",
+                "description": "16 hex digits when the high 64 bits are zero, else 32",
+            },
+            spans=_array(_ref("JaegerSpan")),
+            processes={
+                "type": "object",
+                "additionalProperties": _object(
+                    ["serviceName", "tags"], serviceName=_STRING, tags=_array(_ref("JaegerKeyValue"))
+                ),
+            },
+            warnings={"type": ["array", "null"], "items": _STRING},
+        ),
+        "JaegerOperation": _object(["name", "spanKind"], name=_STRING, spanKind=_STRING),
+        "JaegerDependencyLink": _object(
+            ["parent", "child", "callCount"], parent=_STRING, child=_STRING, callCount=_INT
+        ),
+        "V3Error": _object(
+            ["error"],
+            error=_object(
+                ["httpCode", "message"],
+                grpcCode=_INT,
+                httpCode=_INT,
+                message=_STRING,
+                httpStatus=_STRING,
+            ),
+        )
+        | {
+            "examples": [
+                {
+                    "error": {
+                        "grpcCode": 3,
+                        "httpCode": 400,
+                        "httpStatus": "Bad Request",
+                        "message": "parameter 'query.search_depth': not an integer: 'x'",
+                    }
+                }
+            ]
+        },
+        "V3TracesResult": _object(
+            ["result"],
+            result=_object(
+                ["resourceSpans"],
+                resourceSpans=_array(
+                    {
+                        "type": "object",
+                        "description": "OTLP-JSON ResourceSpans: hex IDs, "
+                        "integer enums, int64 nanoseconds as strings",
+                    }
+                ),
+            ),
+        ),
+        "V3TraceSummary": _object(
+            [
+                "traceId",
+                "rootServiceName",
+                "rootOperationName",
+                "minStartTimeUnixNano",
+                "maxEndTimeUnixNano",
+                "spanCount",
+                "errorSpanCount",
+                "orphanSpanCount",
+                "services",
+            ],
+            traceId={"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            rootServiceName=_STRING,
+            rootOperationName=_STRING,
+            minStartTimeUnixNano={"type": "string", "pattern": "^[0-9]+$"},
+            maxEndTimeUnixNano={"type": "string", "pattern": "^[0-9]+$"},
+            spanCount=_INT,
+            errorSpanCount=_INT,
+            orphanSpanCount=_INT,
+            services=_array(
+                _object(
+                    ["name", "spanCount", "errorSpanCount"], name=_STRING, spanCount=_INT, errorSpanCount=_INT
+                )
+            ),
+        ),
+        "TraceSummary": _object(
+            [
+                "traceID",
+                "rootServiceName",
+                "rootOperationName",
+                "startTime",
+                "duration",
+                "spanCount",
+                "errorCount",
+                "services",
+            ],
+            traceID={"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            rootServiceName=_STRING,
+            rootOperationName=_STRING,
+            startTime=_INT | {"description": "µs since the epoch"},
+            duration=_INT | {"description": "µs"},
+            spanCount=_INT,
+            errorCount=_INT,
+            services=_array(
+                _object(["name", "spanCount", "errorCount"], name=_STRING, spanCount=_INT, errorCount=_INT)
+            ),
+        ),
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "store"],
+            "properties": {"status": {"enum": ["ready", "not ready"]}, "store": _BOOL},
+            "additionalProperties": _BOOL | {"description": "one flag per enabled receiver"},
+        },
+    }
+
+
+def openapi_document(
+    default_limit: int = ApiConfig.default_search_limit, max_limit: int = ApiConfig.max_search_limit
+) -> dict[str, Any]:
+    """The document for a server with these ``api.default_search_limit`` / ``api.max_search_limit``."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sidecar query API",
+            "version": "1",
+            "description": (
+                "Jaeger's query API (v1 JSON as of Jaeger v2.20.0, and api_v3 over HTTP) plus a native "
+                "summary search. Each API answers errors in its own shape. An unknown path answers 404 "
+                'and a known path with another method 405 (with `Allow`), both as `{"error": {"code", '
+                '"message"}}`.'
+            ),
+        },
+        "paths": {
+            **_native_paths(default_limit, max_limit),
+            **_v1_paths(max_limit),
+            **_v3_paths(max_limit),
+        },
+        "components": {"schemas": _components()},
     }
