@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sidecar.api.params import JAEGER_DEFAULT_LIMIT, SPAN_KINDS
 from sidecar.config.model import ApiConfig
+from sidecar.query.params import MAX_NS
 
 Schema = dict[str, Any]
 
@@ -29,9 +31,14 @@ _TAGS_JSON: Schema = {
     "contentMediaType": "application/json",
     "contentSchema": {"type": "object", "additionalProperties": {"type": "string"}},
 }
+_TAGS_DOC = (
+    'JSON object of attribute filters, values all strings (`{"http.status_code":"500"}`); all must match.'
+)
 _TAG_PAIR: Schema = {"type": "string", "pattern": r"^([^:]+:.*|[^:=]+=.*)$"}
-_SPAN_KIND: Schema = {"type": "string", "enum": ["server", "client", "producer", "consumer", "internal"]}
-_JAEGER_DEFAULT_LIMIT = 100  # Jaeger's defaultQueryLimit, for v1 `limit` and api_v3 `query.searchDepth`
+_SPAN_KIND: Schema = {"type": "string", "enum": list(SPAN_KINDS)}
+# Times the int64 nanoseconds of the store can hold (years 1677 to 2262); endTs is never negative.
+_MICROS: Schema = {"type": "integer", "minimum": -(2**63 // 1_000), "maximum": MAX_NS // 1_000}
+_MILLIS: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_NS // 1_000_000}
 _TRACE_ID_DOC = "Trace ID: 1-32 hex digits (leading zeros optional) or base64 of 16 bytes; not all zeros."
 
 
@@ -134,6 +141,7 @@ def _envelope(data: Schema, example: list[Any] | None = None, counted: bool = Fa
 
 
 def _v1_paths(max_limit: int) -> dict[str, Any]:
+    jaeger_default = min(JAEGER_DEFAULT_LIMIT, max_limit)  # a default never exceeds the maximum
     service = _param("service", "Service name (resource `service.name`).", required=True, example="frontend")
     search = [
         _param(
@@ -142,7 +150,7 @@ def _v1_paths(max_limit: int) -> dict[str, Any]:
         _param("operation", "Span name; omit for all operations."),
         _param(
             "tags",
-            "JSON object of attribute filters with string values; all must match.",
+            _TAGS_DOC,
             _TAGS_JSON,
             repeated=True,
             example=['{"http.status_code":"500"}'],
@@ -150,8 +158,8 @@ def _v1_paths(max_limit: int) -> dict[str, Any]:
         _param(
             "tag", "Attribute filter `key:value` (or `key=value`); all must match.", _TAG_PAIR, repeated=True
         ),
-        _param("start", "Earliest span start, µs since the epoch (default: 2 days before `end`).", _INT),
-        _param("end", "Latest span start, µs since the epoch (default: now).", _INT),
+        _param("start", "Earliest span start, µs since the epoch (default: 2 days before `end`).", _MICROS),
+        _param("end", "Latest span start, µs since the epoch (default: now).", _MICROS),
         _param(
             "minDuration", "Some span lasts at least this long (Go duration: `150ms`, `1.5s`).", _DURATION
         ),
@@ -162,9 +170,9 @@ def _v1_paths(max_limit: int) -> dict[str, Any]:
         ),
         _param(
             "limit",
-            f"Number of traces, newest first; 0 or absent means {_JAEGER_DEFAULT_LIMIT}. At most "
-            f"{max_limit} (`api.max_search_limit`).",
-            {"type": "integer", "minimum": 0, "maximum": max_limit, "default": _JAEGER_DEFAULT_LIMIT},
+            f"Number of traces, newest first; 0 or absent means {jaeger_default}. At most "
+            f"{max_limit} (`api.max_search_limit`); a larger value answers 400.",
+            {"type": "integer", "minimum": 0, "maximum": max_limit, "default": jaeger_default},
         ),
         _param(
             "traceID",
@@ -245,11 +253,11 @@ def _v1_paths(max_limit: int) -> dict[str, Any]:
             "jaeger-v1",
             "Service dependency links (Grafana's and Jaeger UI's graph)",
             [
-                _param("endTs", "End of the window, **ms** since the epoch (default: now).", _INT),
+                _param("endTs", "End of the window, **ms** since the epoch (default: now).", _MILLIS),
                 _param(
                     "lookback",
                     "Length of the window in **ms** (default 24 h).",
-                    {"type": "integer", "minimum": 1, "default": 86_400_000},
+                    {"type": "integer", "minimum": 1, "maximum": MAX_NS // 1_000_000, "default": 86_400_000},
                 ),
                 _param("service", "Only links with this service as parent or child."),
                 _PRETTY,
@@ -273,6 +281,7 @@ _V3_NONE = _answer("Nothing found: `error.message` is `No traces found`.", _ref(
 
 
 def _v3_search_params(max_limit: int) -> list[dict[str, Any]]:
+    jaeger_default = min(JAEGER_DEFAULT_LIMIT, max_limit)
     return [
         _param(
             "query.startTimeMin",
@@ -296,7 +305,7 @@ def _v3_search_params(max_limit: int) -> list[dict[str, Any]]:
         _param("query.operation_name", "Alias of `query.operationName`."),
         _param(
             "query.attributes",
-            "JSON object of attribute filters with string values; all must match.",
+            _TAGS_DOC,
             _TAGS_JSON,
         ),
         _param("query.durationMin", "Some span lasts at least this long (Go duration).", _DURATION),
@@ -305,9 +314,9 @@ def _v3_search_params(max_limit: int) -> list[dict[str, Any]]:
         _param("query.duration_max", "Alias of `query.durationMax`.", _DURATION),
         _param(
             "query.searchDepth",
-            f"Number of traces, newest first (default {_JAEGER_DEFAULT_LIMIT}, at most {max_limit}, "
-            "`api.max_search_limit`).",
-            {"type": "integer", "minimum": 1, "maximum": max_limit, "default": _JAEGER_DEFAULT_LIMIT},
+            f"Number of traces, newest first (default {jaeger_default}, at most {max_limit}, "
+            "`api.max_search_limit`; a larger value answers 400).",
+            {"type": "integer", "minimum": 1, "maximum": max_limit, "default": jaeger_default},
         ),
         _param(
             "query.search_depth",
@@ -409,12 +418,12 @@ def _native_paths(default_limit: int, max_limit: int) -> dict[str, Any]:
         ),
         _param(
             "tags",
-            "JSON object of attribute filters with string values; all must match.",
+            _TAGS_DOC,
             _TAGS_JSON,
             repeated=True,
         ),
-        _param("start", "Earliest span start, µs since the epoch (default: 2 days before `end`).", _INT),
-        _param("end", "Latest span start, µs since the epoch (default: now).", _INT),
+        _param("start", "Earliest span start, µs since the epoch (default: 2 days before `end`).", _MICROS),
+        _param("end", "Latest span start, µs since the epoch (default: now).", _MICROS),
         _param(
             "since",
             "Instead of `start`: look back this long from now (positive Go duration, e.g. `1h`); "
@@ -428,7 +437,8 @@ def _native_paths(default_limit: int, max_limit: int) -> dict[str, Any]:
         _param(
             "limit",
             f"Number of traces, newest first (default {default_limit}, "
-            f"`api.default_search_limit`; at most {max_limit}, `api.max_search_limit`).",
+            f"`api.default_search_limit`; at most {max_limit}, `api.max_search_limit`; a larger value "
+            "answers 400).",
             {"type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit},
         ),
     ]

@@ -4,8 +4,8 @@
 * the document is valid OpenAPI 3.1 (``openapi-spec-validator``), and its examples fit its schemas;
 * every documented status of every route is provoked on a live sidecar, and the body it answers
   validates against the schema documented for that status (so the three error shapes are right);
-* every parameter the document says is checked (integers, times, durations, IDs, JSON) really is
-  read by its route: a bad value answers 400 in that API's error shape, naming the parameter;
+* every constraint the document states (integer bounds, enums, formats, patterns, JSON content) is
+  the route's: a value outside it answers 400 in that API's error shape, naming the parameter;
 * the search limits in the document are the running configuration's.
 """
 
@@ -271,15 +271,20 @@ def test_every_documented_answer_is_the_real_answer(
     assert sorted(documented - covered - {("/readyz", "503")}) == [], "documented answers never provoked"
 
 
-def checked(schema: dict[str, Any]) -> bool:
-    """A parameter whose value the route parses: integer, time, duration, ID, tag pair or JSON."""
+def refused_values(schema: dict[str, Any]) -> list[str]:
+    """Values the schema rules out and the route must refuse: text that does not parse where a
+    value is parsed (integer, enum, time, duration, ID, tag pair, JSON), and integers one past a
+    documented bound. Empty for a parameter taken as it comes (names, booleans)."""
     schema = schema.get("items", schema)
-    return (
-        schema.get("type") == "integer"
-        or "format" in schema
-        or "pattern" in schema
-        or "contentMediaType" in schema
-    )
+    parsed = {"enum", "format", "pattern", "contentMediaType"} & set(schema)
+    if schema.get("type") != "integer":
+        return [BAD] if parsed else []
+    values = [BAD]
+    if "minimum" in schema:
+        values.append(str(schema["minimum"] - 1))
+    if "maximum" in schema:
+        values.append(str(schema["maximum"] + 1))
+    return values
 
 
 def same_meaning(a: str, b: str) -> bool:
@@ -287,7 +292,9 @@ def same_meaning(a: str, b: str) -> bool:
     return re.sub(r"([A-Z])", r"_\1", a).lower() == re.sub(r"([A-Z])", r"_\1", b).lower()
 
 
-def test_every_checked_parameter_is_read_by_its_route(sidecar: Sidecar, spec: dict[str, Any]) -> None:
+def test_every_documented_constraint_is_enforced_by_its_route(sidecar: Sidecar, spec: dict[str, Any]) -> None:
+    """A value outside a parameter's documented schema answers 400 naming it: the route reads the
+    parameter under that name, and the enum, format, pattern and bounds are the code's."""
     tried = 0
     for path, method, op in operations(spec):
         if method != "get":
@@ -300,25 +307,21 @@ def test_every_checked_parameter_is_read_by_its_route(sidecar: Sidecar, spec: di
             if (path, name) in IGNORED:
                 assert "ignored" in p["description"], (path, name)
                 continue
-            if not checked(p["schema"]):
-                continue
-            query = {k: v for k, v in examples.items() if not same_meaning(k, name)}
-            path_values = {k: v for k, v in query.items() if "{" + k + "}" in path}
-            query = {k: v for k, v in query.items() if k not in path_values}
-            if p["in"] == "path":
-                path_values[name] = BAD
-            else:
-                query[name] = BAD
-            target = url(sidecar, path, path_values, query)
-            status, raw = http_request("GET", target)[::2]
-            assert status == 400, f"{target} -> {status} {raw[:300]!r}"
-            assert bad_answer is not None, f"{path} answers 400 but does not document it"
-            body = json.loads(raw)
-            conforms(spec, bad_answer["content"]["application/json"]["schema"], body)
-            if p["in"] == "query":
-                assert f"'{name}'" in error_message(body), (target, body)
-            tried += 1
-    assert tried >= 40, f"only {tried} checked parameters found"
+            for value in refused_values(p["schema"]):
+                query = {k: v for k, v in examples.items() if not same_meaning(k, name)}
+                path_values = {k: v for k, v in query.items() if "{" + k + "}" in path}
+                query = {k: v for k, v in query.items() if k not in path_values}
+                (path_values if p["in"] == "path" else query)[name] = value
+                target = url(sidecar, path, path_values, query)
+                status, raw = http_request("GET", target)[::2]
+                assert status == 400, f"{target} -> {status} {raw[:300]!r}"
+                assert bad_answer is not None, f"{path} answers 400 but does not document it"
+                body = json.loads(raw)
+                conforms(spec, bad_answer["content"]["application/json"]["schema"], body)
+                if p["in"] == "query":
+                    assert f"'{name}'" in error_message(body), (target, body)
+                tried += 1
+    assert tried >= 70, f"only {tried} refused values tried"
 
 
 def test_the_search_limits_in_the_document_are_the_configured_ones(sidecar_factory: SidecarFactory) -> None:
@@ -338,6 +341,10 @@ def test_the_search_limits_in_the_document_are_the_configured_ones(sidecar_facto
         "maximum": 50,
         "default": 7,
     }
-    assert limit("/api/traces", "limit")["maximum"] == 50
+    # Jaeger's default of 100 would exceed the maximum, so the default is the maximum.
+    assert limit("/api/traces", "limit") == {"type": "integer", "minimum": 0, "maximum": 50, "default": 50}
     assert limit("/api/v3/traces", "query.searchDepth")["maximum"] == 50
     assert limit("/api/v3/trace-summaries", "query.num_traces")["maximum"] == 50
+    # The configured maximum is the enforced one.
+    assert sidecar.get("/api/trace-summaries", limit=50)[0] == 200
+    assert sidecar.get("/api/trace-summaries", limit=51)[0] == 400
