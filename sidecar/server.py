@@ -25,6 +25,7 @@ from sidecar.query.traces import TraceQueryService
 from sidecar.receivers.export import TraceExporter
 from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
 from sidecar.receivers.otlp_http import OtlpHttpReceiver
+from sidecar.receivers.rejections import rejection_log
 from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
 from sidecar.storage.rocks.keys import DAY_NS
 from sidecar.storage.rocks.reader import RocksReader
@@ -102,9 +103,16 @@ async def run(config: Config) -> int:
     )
     exporter = TraceExporter(writer)
     otlp = config.receivers.otlp
-    grpc_receiver = OtlpGrpcReceiver(otlp.grpc.endpoint, otlp.grpc.max_recv_msg_size_mib, exporter)
+    rejections = rejection_log()  # one per process: a reason is rate-limited across both transports
+    grpc_receiver = OtlpGrpcReceiver(
+        otlp.grpc.endpoint, otlp.grpc.max_recv_msg_size_mib, exporter, rejections=rejections
+    )
     http_receiver = OtlpHttpReceiver(
-        otlp.http.endpoint, otlp.http.max_request_body_size_mib, exporter, shutdown_timeout=grace
+        otlp.http.endpoint,
+        otlp.http.max_request_body_size_mib,
+        exporter,
+        shutdown_timeout=grace,
+        rejections=rejections,
     )
     api_runner: web.AppRunner | None = None
     retention: asyncio.Task[None] | None = None
@@ -136,6 +144,7 @@ async def run(config: Config) -> int:
             http_receiver.stop(grace),
             api_runner.cleanup() if api_runner is not None else asyncio.sleep(0),
         )
+        rejections.flush()  # counts still held back by the rate limit
         if retention is not None:
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):

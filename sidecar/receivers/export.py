@@ -17,6 +17,8 @@ from sidecar.storage.api import Overloaded, SpanWriter, StoreClosed
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 1
+NOT_A_REQUEST = "body is not a valid ExportTraceServiceRequest"
+PARTIAL = "invalid spans dropped (bad IDs or timestamps), the response names them"
 
 
 class Outcome(Enum):
@@ -33,6 +35,9 @@ class ExportResult:
     response: ExportTraceServiceResponse | None = None
     accepted: int = 0
     rejected: int = 0
+    # Why, as a fixed payload-free text for the warning log (``message`` may quote the payload).
+    reason: str = ""
+    refused_spans: int = 0  # decoded spans refused as a whole (backpressure), for the log
 
 
 class TraceExporter:
@@ -46,18 +51,28 @@ class TraceExporter:
         try:
             prepared = prepare_traces(body, well_formed=well_formed)
         except RequestDecodeError as exc:
-            return ExportResult(Outcome.BAD_REQUEST, str(exc))
+            return ExportResult(Outcome.BAD_REQUEST, str(exc), reason=NOT_A_REQUEST)
         try:
             future = self._writer.submit_async(prepared)
         except Overloaded as exc:
-            return ExportResult(Outcome.UNAVAILABLE, f"sidecar overloaded, retry later: {exc}")
+            return ExportResult(
+                Outcome.UNAVAILABLE,
+                f"sidecar overloaded, retry later: {exc}",
+                reason="write queue full, backpressure (ingest.max_queue_spans)",
+                refused_spans=prepared.accepted,
+            )
         except StoreClosed as exc:
-            return ExportResult(Outcome.UNAVAILABLE, str(exc))
+            return ExportResult(
+                Outcome.UNAVAILABLE,
+                str(exc),
+                reason="store is shutting down",
+                refused_spans=prepared.accepted,
+            )
         try:
             await future
         except Exception as exc:
             log.error("storing %d spans failed: %s", prepared.accepted, exc)
-            return ExportResult(Outcome.INTERNAL, f"storage failure: {exc}")
+            return ExportResult(Outcome.INTERNAL, f"storage failure: {exc}", reason="storage failure")
         response = ExportTraceServiceResponse()
         if prepared.rejected:
             response.partial_success.rejected_spans = prepared.rejected

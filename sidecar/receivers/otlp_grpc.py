@@ -1,34 +1,48 @@
 """OTLP/gRPC receiver (TraceService/Export on :4317).
 
 Requests arrive as raw bytes (no deserializer) so the ingest path parses them once, its own way.
+
+Export is registered as a client-streaming method although clients call it unary (on the wire the
+two are the same): with a unary handler, a request over ``grpc.max_receive_message_length`` is
+refused by gRPC's core before any of our code runs, so it could not be logged. As a streaming
+handler we are called first and see the message that never came.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from sidecar.receivers.export import RETRY_AFTER_S, Outcome, TraceExporter
+from sidecar.receivers.export import PARTIAL, RETRY_AFTER_S, Outcome, TraceExporter
+from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 
 log = logging.getLogger(__name__)
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
 class OtlpGrpcReceiver:
-    def __init__(self, endpoint: str, max_recv_mib: int, exporter: TraceExporter) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        max_recv_mib: int,
+        exporter: TraceExporter,
+        rejections: RateLimitedLog | None = None,
+    ) -> None:
         self._endpoint = endpoint
         self._exporter = exporter
+        self._rejections = rejections or rejection_log()
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", max_recv_mib << 20),
                 ("grpc.max_send_message_length", 4 << 20),
             ]
         )
-        handler = grpc.unary_unary_rpc_method_handler(self._export)  # raw bytes in and out
+        handler = grpc.stream_unary_rpc_method_handler(self._export)  # raw bytes in and out
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),)
         )
@@ -49,14 +63,30 @@ class OtlpGrpcReceiver:
             self._started = False
             await self._server.stop(grace)
 
-    async def _export(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _export(self, _requests: Any, context: grpc.aio.ServicerContext) -> bytes:
+        body = await context.read()
+        if body is grpc.aio.EOF:
+            # gRPC's core has already answered RESOURCE_EXHAUSTED (over the limit) or the message
+            # could not be decompressed; only a broken client sends none. Our abort reaches the
+            # latter only.
+            self._rejections.event(
+                "OTLP/gRPC export rejected, RESOURCE_EXHAUSTED: request over "
+                "receivers.otlp.grpc.max_recv_msg_size_mib (or no readable request message)"
+            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message received")
         result = await self._exporter.export(body)
         if result.outcome is Outcome.OK:
             assert result.response is not None
+            if result.rejected:
+                self._rejections.event(f"OTLP/gRPC export partly rejected: {PARTIAL}", result.rejected)
             return result.response.SerializeToString()
         if result.outcome is Outcome.BAD_REQUEST:
+            self._rejections.event(f"OTLP/gRPC export rejected, INVALID_ARGUMENT: {result.reason}")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.message)
         if result.outcome is Outcome.UNAVAILABLE:
+            self._rejections.event(
+                f"OTLP/gRPC export refused, UNAVAILABLE: {result.reason}", result.refused_spans
+            )
             retry = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=RETRY_AFTER_S))
             status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=result.message)
             status.details.add().Pack(retry)
@@ -64,5 +94,5 @@ class OtlpGrpcReceiver:
             # Go clients read the rich status details; the Python exporter reads the RetryInfo trailer.
             trailers = (*rich.trailing_metadata, ("google.rpc.retryinfo-bin", retry.SerializeToString()))
             await context.abort(rich.code, rich.details, trailing_metadata=trailers)
-        await context.abort(grpc.StatusCode.INTERNAL, result.message)
+        await context.abort(grpc.StatusCode.INTERNAL, result.message)  # logged by the exporter
         raise AssertionError("unreachable")

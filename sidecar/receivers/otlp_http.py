@@ -4,7 +4,10 @@ aiohttp's own body inflation is turned off: it would answer unknown or corrupt e
 its own plain-text 400 and an error traceback in our log, before our handler runs. We inflate
 here instead, stopping as soon as the output passes the limit (413), so the limit is on the
 decompressed size the spec asks for and a small "zip bomb" never expands in memory.
-Errors carry a google.rpc.Status in the request's own encoding, as the Collector does.
+Every error, 404/405/415 included, carries a google.rpc.Status in the request's own encoding, as
+the Collector does for 400s (CONTRACTS §1.5); a request in neither OTLP encoding gets JSON, the
+Collector's fallback, since that is what a person with curl can read. Refusals are logged through
+the rate-limited warning log.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sidecar.otlp.json_codec import OtlpJsonError, decode_json_request, encode_json
-from sidecar.receivers.export import RETRY_AFTER_S, Outcome, TraceExporter
+from sidecar.receivers.export import PARTIAL, RETRY_AFTER_S, Outcome, TraceExporter
+from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 
 log = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
@@ -53,26 +57,42 @@ _STATUS_FOR = {
 }
 
 
-def status_response(http_status: int, code: int, message: str, content_type: str) -> web.Response:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if http_status in (429, 503) else None
-    if content_type == JSON:
-        body = json.dumps({"code": code, "message": message}).encode()
-    else:
+def status_response(
+    http_status: int,
+    code: int,
+    message: str,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """A ``google.rpc.Status``: protobuf for protobuf requests, JSON for anything else."""
+    if http_status in (429, 503):
+        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
+    if content_type == PROTOBUF:
         body = status_pb2.Status(code=code, message=message).SerializeToString()
-        content_type = PROTOBUF
+    else:
+        body = json.dumps({"code": code, "message": message}).encode()
+        content_type = JSON
     return web.Response(status=http_status, body=body, content_type=content_type, headers=headers)
 
 
 class OtlpHttpReceiver:
     def __init__(
-        self, endpoint: str, max_body_mib: int, exporter: TraceExporter, shutdown_timeout: float = 4.0
+        self,
+        endpoint: str,
+        max_body_mib: int,
+        exporter: TraceExporter,
+        shutdown_timeout: float = 4.0,
+        rejections: RateLimitedLog | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._exporter = exporter
         self._limit = max_body_mib << 20
         self._shutdown_timeout = shutdown_timeout
+        self._rejections = rejections or rejection_log()
         self.app = web.Application(client_max_size=self._limit)
         self.app.router.add_route("*", "/v1/traces", self.traces)
+        # Anything else gets our 404 (a Status), not aiohttp's plain text; plain paths resolve first.
+        self.app.router.add_route("*", "/{path:.*}", self.not_found)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -96,59 +116,101 @@ class OtlpHttpReceiver:
             await runner.shutdown()
             await runner.cleanup()
 
-    async def traces(self, request: web.Request) -> web.StreamResponse:
+    def _refuse(
+        self, http_status: int, code: int, message: str, content_type: str, reason: str, spans: int = 0
+    ) -> web.Response:
+        """The error answer, plus a (rate-limited) warning that says why without quoting the body."""
+        verb = "refused" if http_status in (429, 503) else "rejected"
+        self._rejections.event(f"OTLP/HTTP export {verb}, {http_status} {reason}", spans)
+        return status_response(http_status, code, message, content_type)
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        """A POST here is an exporter with a wrong URL (often the base URL without /v1/traces): log it."""
+        message = f"no OTLP endpoint at {request.path!r}; traces go to POST /v1/traces"
         if request.method != "POST":
-            return web.Response(
-                status=405,
-                text=f"405 method not allowed, supported: [POST], got {request.method}",
+            return status_response(404, code_pb2.UNIMPLEMENTED, message, request.content_type)
+        reason = "POST to an unknown path (the traces path is /v1/traces)"
+        return self._refuse(404, code_pb2.UNIMPLEMENTED, message, request.content_type, reason)
+
+    async def traces(self, request: web.Request) -> web.StreamResponse:
+        content_type = request.content_type
+        if request.method != "POST":
+            # Not an export (a probe or a browser): answered, not logged.
+            return status_response(
+                405,
+                code_pb2.UNIMPLEMENTED,
+                f"405 method not allowed, supported: [POST], got {request.method}",
+                content_type,
                 headers={"Allow": "POST"},
             )
-        content_type = request.content_type
         if content_type not in (PROTOBUF, JSON):
-            return web.Response(
-                status=415,
-                text=f"415 unsupported media type {content_type!r}, supported: [{JSON}, {PROTOBUF}]",
+            return self._refuse(
+                415,
+                code_pb2.INVALID_ARGUMENT,
+                f"415 unsupported media type {content_type!r}, supported: [{JSON}, {PROTOBUF}]",
+                content_type,
+                f"unsupported Content-Type (use {PROTOBUF} or {JSON})",
             )
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding not in _WBITS and encoding not in ("", "identity"):
-            return status_response(
+            return self._refuse(
                 415,
                 code_pb2.INVALID_ARGUMENT,
                 f"unsupported Content-Encoding {encoding!r}, supported: gzip, deflate",
                 content_type,
+                "unsupported Content-Encoding (use gzip or deflate)",
             )
         try:
             body = await request.read()
             if encoding in _WBITS:
                 body = inflate(body, encoding, self._limit)
-        except BodyTooLarge as exc:
-            return status_response(
-                413, code_pb2.INVALID_ARGUMENT, f"request body too large: {exc}", content_type
+        except (BodyTooLarge, web.HTTPRequestEntityTooLarge) as exc:
+            detail = exc.text if isinstance(exc, web.HTTPRequestEntityTooLarge) else str(exc)
+            return self._refuse(
+                413,
+                code_pb2.INVALID_ARGUMENT,
+                f"request body too large: {detail}",
+                content_type,
+                "body over receivers.otlp.http.max_request_body_size_mib (after decompression)",
             )
         except zlib.error as exc:
-            return status_response(
-                400, code_pb2.INVALID_ARGUMENT, f"cannot decompress {encoding} body: {exc}", content_type
-            )
-        except web.HTTPRequestEntityTooLarge as exc:
-            return status_response(
-                413, code_pb2.INVALID_ARGUMENT, f"request body too large: {exc.text}", content_type
+            return self._refuse(
+                400,
+                code_pb2.INVALID_ARGUMENT,
+                f"cannot decompress {encoding} body: {exc}",
+                content_type,
+                f"corrupt {encoding} body",
             )
         except Exception as exc:  # corrupt gzip/deflate stream and the like
-            return status_response(
-                400, code_pb2.INVALID_ARGUMENT, f"cannot read request body: {exc}", content_type
+            return self._refuse(
+                400,
+                code_pb2.INVALID_ARGUMENT,
+                f"cannot read request body: {exc}",
+                content_type,
+                "unreadable body",
             )
         if content_type == JSON:
             try:
                 body = decode_json_request(body, ExportTraceServiceRequest).SerializeToString()
             except OtlpJsonError as exc:
-                return status_response(
-                    400, code_pb2.INVALID_ARGUMENT, f"invalid OTLP-JSON: {exc}", content_type
+                return self._refuse(
+                    400,
+                    code_pb2.INVALID_ARGUMENT,
+                    f"invalid OTLP-JSON: {exc}",
+                    content_type,
+                    "body is not valid OTLP-JSON",
                 )
         result = await self._exporter.export(body, well_formed=content_type == JSON)
         if result.outcome is not Outcome.OK:
             http_status, code = _STATUS_FOR[result.outcome]
-            return status_response(http_status, code, result.message, content_type)
+            if result.outcome is Outcome.INTERNAL:  # the exporter logged it as an error already
+                return status_response(http_status, code, result.message, content_type)
+            return self._refuse(
+                http_status, code, result.message, content_type, result.reason, result.refused_spans
+            )
         assert result.response is not None
+        if result.rejected:
+            self._rejections.event(f"OTLP/HTTP export partly rejected: {PARTIAL}", result.rejected)
         if content_type == JSON:
             return web.Response(body=json.dumps(encode_json(result.response)).encode(), content_type=JSON)
         return web.Response(body=result.response.SerializeToString(), content_type=PROTOBUF)
