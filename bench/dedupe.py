@@ -17,6 +17,7 @@ import functools
 import inspect
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,8 @@ def one_round(requests: int, seed: int) -> dict[str, float]:
                 writer.submit(prepared).result(60)
             result[f"{name}_us_per_span"] = (time.process_time() - cpu) / spans * 1e6
         writer.close()
+        # Peak RSS of the process: the writer's cache of recent traces (their span ids) lives here.
+        result["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         del writer
         store.close()
     return result

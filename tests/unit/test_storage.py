@@ -323,3 +323,17 @@ def test_resent_client_and_server_spans_count_one_call(db: Store) -> None:
     db.write(server, client)
     links = db.reader.get_dependencies(time.time_ns() + 3_600_000_000_000, 86_400_000_000_000)
     assert [(d.parent, d.child, d.call_count) for d in links] == [("web", "api", 1)]
+
+
+def test_a_request_resending_one_service_and_adding_another(db: Store) -> None:
+    """One service's spans all resent, another's new, in one request: the new ones are stored."""
+    db.write(request("api", span(T1, 1, "GET /a", 0, 50, kind=2, user__id="u1")))
+    both = ExportTraceServiceRequest.FromString(
+        request("api", span(T1, 1, "GET /a", 0, 50, kind=2, user__id="u1"))
+    )
+    both.MergeFromString(request("db", span(T1, 2, "SELECT", 5, 10, 1, table="orders")))
+    db.write(both.SerializeToString())
+    assert _span_ids(db, T1) == [_sid(1), _sid(2)]
+    assert _counts(db, T1) == (2, 0, {"api": (1, 0), "db": (1, 0)})
+    assert db.find(service="db", tags=(("table", "orders"),)) == [T1]
+    assert db.find(service="api", tags=(("user.id", "u1"),)) == [T1]

@@ -63,9 +63,9 @@ class Summary:
         self.root_name = b""
         self.services: dict[int, list[int]] = {}  # service id -> [spans, errors]
         self.operations: set[int] = set()
-        # Writer-side only, never encoded: the ids of the trace's stored spans (8 bytes each), so
-        # that a retried export is recognised. Loaded from the chunks when the cache lacks it.
-        self.span_ids = bytearray()  # appended to in place: a long trace grows in many writes
+        # Writer-side only, never encoded: the ids of the trace's stored spans, so that a resent
+        # span is recognised. Loaded from the chunks when the cache lacks the trace.
+        self.span_ids = bytearray()  # 8 bytes a span, appended in place
 
     def add(
         self,
