@@ -89,10 +89,14 @@ def _service_name(attributes: list[bytes]) -> str:
 
 
 def _span_problem(tid: bytes, sid: bytes, start: int, end: int) -> str:
+    if not tid:
+        return "trace_id is missing"
     if len(tid) != 16:
         return f"trace_id must be 16 bytes, got {len(tid)}"
     if tid == _ZERO_TRACE:
         return "trace_id must not be all zeros"
+    if not sid:
+        return "span_id is missing"
     if len(sid) != 8:
         return f"span_id must be 8 bytes, got {len(sid)}"
     if sid == _ZERO_SPAN:

@@ -29,7 +29,7 @@ M = TypeVar("M", bound=Message)
 
 # Bytes fields with these names carry trace/span IDs (Span, Span.Link, LogRecord, Exemplar, profiles'
 # Link); OTLP-JSON encodes all of them as hex, every other bytes field as base64.
-_ID_FIELD_NAMES = frozenset({"trace_id", "span_id", "parent_span_id"})
+_ID_FIELD_NAMES = frozenset({"trace_id", "span_id", "parent_span_id"})  # sizes: _ID_FIELDS
 
 _INT_RE = re.compile(r"-?[0-9]+")
 _FLOAT_RE = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
@@ -112,17 +112,32 @@ def _to_b64_bytes(v: Any) -> bytes:
         raise _Bad("invalid base64") from None
 
 
-def _to_hex_id(v: Any) -> bytes:
-    """Hex ID -> bytes. Bad hex becomes b"" so per-item validation drops that one span or record
-    instead of failing the whole request."""
-    if type(v) is not str:
-        raise _Bad("expected hex string")
-    try:
-        b = bytes.fromhex(v)
-    except ValueError:
-        return b""
-    # fromhex() skips whitespace between bytes; OTLP IDs have none.
-    return b if len(b) * 2 == len(v) else b""
+def _hex_id_converter(size: int, what: str) -> Callable[[Any], bytes]:
+    """Hex ID -> bytes, as the Collector reads OTLP-JSON: an empty string is an absent ID (item
+    validation decides), anything but exactly ``2 * size`` hex digits fails the request (400)."""
+    digits = 2 * size
+
+    def conv(v: Any) -> bytes:
+        if type(v) is not str:
+            raise _Bad(f"expected a {what} as a string of {digits} hex digits")
+        if not v:
+            return b""
+        shown = repr(v if len(v) <= 40 else v[:40] + "...")
+        if len(v) != digits:
+            raise _Bad(f"{shown} has {len(v)} characters; a {what} is {digits} hex digits")
+        try:
+            b = bytes.fromhex(v)
+        except ValueError:
+            b = b""
+        if len(b) != size:  # not hex (fromhex() also skips spaces, which IDs never have)
+            raise _Bad(f"{shown} is not hex; a {what} is {digits} hex digits")
+        return b
+
+    return conv
+
+
+# ID field name -> (bytes, what the error calls it); every OTLP message uses these sizes.
+_ID_FIELDS = {"trace_id": (16, "trace ID"), "span_id": (8, "span ID"), "parent_span_id": (8, "span ID")}
 
 
 def _enum_converter(enum: EnumDescriptor) -> Callable[[Any], int | None]:
@@ -208,7 +223,7 @@ def _make_setter(field: FieldDescriptor) -> _Setter:
     if field.type == FieldDescriptor.TYPE_ENUM:
         conv: Callable[[Any], Any] = _enum_converter(field.enum_type)
     elif field.type == FieldDescriptor.TYPE_BYTES and name in _ID_FIELD_NAMES:
-        conv = _to_hex_id
+        conv = _hex_id_converter(*_ID_FIELDS[name])
     else:
         conv = _SCALAR_CONVERTERS[field.type]
     return _repeated_scalar_setter(name, conv) if repeated else _scalar_setter(name, conv)
@@ -291,7 +306,8 @@ def decode_json_request(body: bytes, message_cls: type[M]) -> M:
 
     Raises:
         OtlpJsonError: invalid JSON, a non-object top level, or a value of the wrong type; the
-            message names the field path. Bad hex IDs do not raise: they decode to ``b""``.
+            message names the field path. So does an ID that is not exactly 32 (trace) or 16
+            (span) hex digits; an empty ID decodes to ``b""`` for item validation to reject.
     """
     if isinstance(body, memoryview):
         body = body.tobytes()

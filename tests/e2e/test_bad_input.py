@@ -239,13 +239,36 @@ def test_http_partial_success_protobuf(sidecar: Sidecar) -> None:
 
 def test_http_partial_success_json(sidecar: Sidecar) -> None:
     trace_id, root, body = _mixed_request("partial-json")
-    json_body = json.dumps(to_otlp_json(ExportTraceServiceRequest.FromString(body))).encode()
-    status, headers, raw = sidecar.post_traces(json_body, JSON)
+    request = to_otlp_json(ExportTraceServiceRequest.FromString(body))
+    # In OTLP-JSON a 15-byte ID is not decodable (see the next test); an empty one is a missing ID.
+    request["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["traceId"] = ""
+    status, headers, raw = sidecar.post_traces(json.dumps(request).encode(), JSON)
     assert status == 200, raw
     assert headers["content-type"].startswith(JSON)
     partial = json.loads(raw)["partialSuccess"]
     assert partial["rejectedSpans"] in ("3", 3)  # int64: a string in proto3 JSON
+    assert "spans[1]: trace_id is missing" in partial["errorMessage"]
     _check_partial(sidecar, trace_id, root, int(partial["rejectedSpans"]), partial["errorMessage"])
+
+
+@pytest.mark.parametrize(
+    ("trace_id", "reason"),
+    [("abc", "'abc' has 3 characters; a trace ID is 32 hex digits"), ("g" * 32, "is not hex")],
+)
+def test_http_json_bad_hex_id_is_400_naming_the_field(sidecar: Sidecar, trace_id: str, reason: str) -> None:
+    """As in the Collector, an ID that is not 32 / 16 hex digits makes OTLP-JSON undecodable."""
+    good_id = new_trace_id()
+    request = to_otlp_json(
+        make_request("bad-hex-json", [make_span(good_id, "ok", time.time_ns() - 10 * MS, MS)] * 2)
+    )
+    request["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["traceId"] = trace_id
+    body = json.dumps(request).encode()
+    status, headers, raw = sidecar.post_traces(body, JSON)
+    assert status == 400, raw
+    assert headers["content-type"].startswith(JSON)
+    message = json.loads(raw)["message"]
+    assert "resourceSpans[0].scopeSpans[0].spans[1].traceId: " in message and reason in message, message
+    assert sidecar.get_json(f"/api/traces/{jaeger_id(good_id)}")[0] == 404
 
 
 # ---------------------------------------------------------------------------------------------

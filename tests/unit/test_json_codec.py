@@ -78,15 +78,41 @@ def test_snake_case_keys_accepted() -> None:
     assert span.start_time_unix_nano == 5
 
 
-def test_bad_hex_id_empties_only_that_span() -> None:
+def test_empty_ids_decode_as_absent() -> None:
+    """An empty ID is an absent one (the Collector reads it so); span validation rejects the span."""
     good = {"traceId": TRACE_HEX, "spanId": SPAN_HEX, "name": "good"}
-    bad = {"traceId": "not-hex-at-all-but-32-characters", "spanId": "zz", "name": "bad"}
-    spaced = {"traceId": "5b 8e", "spanId": "", "name": "spaced"}
-    spans = _spans(decode_json_request(_traces(good, bad, spaced), ExportTraceServiceRequest))
-    assert [s.name for s in spans] == ["good", "bad", "spaced"]
-    assert spans[0].trace_id == bytes.fromhex(TRACE_HEX)
-    assert spans[1].trace_id == b"" and spans[1].span_id == b""
-    assert spans[2].trace_id == b"" and spans[2].span_id == b""
+    empty = {"traceId": "", "spanId": "", "parentSpanId": "", "name": "empty"}
+    spans = _spans(decode_json_request(_traces(good, empty), ExportTraceServiceRequest))
+    assert [s.name for s in spans] == ["good", "empty"]
+    assert spans[1].trace_id == b"" and spans[1].span_id == b"" and spans[1].parent_span_id == b""
+
+
+@pytest.mark.parametrize(
+    ("span", "message"),
+    [
+        (
+            {"traceId": "abc"},
+            "spans[1].traceId: 'abc' has 3 characters; a trace ID is 32 hex digits",
+        ),
+        (
+            {"traceId": "not-hex-at-all-but-32-characters"},
+            "spans[1].traceId: 'not-hex-at-all-but-32-characters' is not hex; a trace ID is 32 hex digits",
+        ),
+        ({"trace_id": TRACE_HEX[:30]}, "spans[1].trace_id: '5b8efff798038103d269b633813fc6' has 30"),
+        ({"spanId": "zz"}, "spans[1].spanId: 'zz' has 2 characters; a span ID is 16 hex digits"),
+        ({"parentSpanId": "5b 8e 5b 8e 5b 8"}, "spans[1].parentSpanId: '5b 8e 5b 8e 5b 8' is not hex"),
+        (
+            {"links": [{"traceId": TRACE_HEX, "spanId": "x" * 100}]},
+            "spans[1].links[0].spanId: '" + "x" * 40 + "...' has 100 characters",
+        ),
+    ],
+)
+def test_bad_ids_fail_the_request_naming_the_field(span: dict[str, object], message: str) -> None:
+    """As in the Collector: an ID that is not exactly 32 / 16 hex digits is undecodable (400)."""
+    good = {"traceId": TRACE_HEX, "spanId": SPAN_HEX, "name": "good"}
+    with pytest.raises(OtlpJsonError) as info:
+        decode_json_request(_traces(good, {"name": "bad", **span}), ExportTraceServiceRequest)
+    assert message.lower() in str(info.value).lower()
 
 
 def test_unknown_fields_ignored() -> None:
@@ -186,7 +212,7 @@ def test_null_means_unset() -> None:
         ),
         (
             b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 12}]}]}]}',
-            "traceId: expected hex string",
+            "spans[0].traceId: expected a trace ID as a string of 32 hex digits",
         ),
         (
             b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"flags": -1}]}]}]}',
@@ -221,7 +247,7 @@ def test_logs_request() -> None:
                                     "severityNumber": "SEVERITY_NUMBER_INFO",
                                     "severityText": "Information",
                                     "traceId": TRACE_HEX,
-                                    "spanId": "bad!",
+                                    "spanId": "",
                                     "body": {"stringValue": "hello"},
                                     "eventName": "app.started",
                                 },
