@@ -37,7 +37,8 @@ class ApiError(Exception):
         self.message = message
 
     def cli_error(self) -> CliError:
-        return CliError(f"API error (HTTP {self.status}): {self.message}")
+        hint = f" (is --api the query API address, such as {DEFAULT_API_URL}?)" if self.status == 404 else ""
+        return CliError(f"API error (HTTP {self.status}): {self.message}{hint}")
 
 
 def envelope_message(doc: object) -> str:
@@ -52,7 +53,10 @@ def envelope_message(doc: object) -> str:
     error = doc.get("error")
     if isinstance(error, Mapping) and error.get("message"):
         return str(error["message"])
-    return error if isinstance(error, str) else ""
+    if isinstance(error, str):
+        return error
+    message = doc.get("message")  # google.rpc.Status, as the OTLP/HTTP port answers
+    return message if isinstance(message, str) else ""
 
 
 def error_message(body: bytes, fallback: str) -> str:
@@ -69,7 +73,10 @@ def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
-    return str(reason) or type(reason).__name__
+    if isinstance(exc, http.client.HTTPException):  # e.g. HTTP/2 frames from the OTLP/gRPC port
+        return "the server there does not answer HTTP/1.1 (is it the OTLP/gRPC port?)"
+    text = str(reason) or type(reason).__name__
+    return text if text.isprintable() else repr(text)[:80]
 
 
 def fetch_json(api: str, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
@@ -105,7 +112,7 @@ def fetch_data(api: str, path: str, params: Sequence[tuple[str, str]] = ()) -> l
 def api_url(text: str) -> str:
     """An http(s) base URL without trailing slash, so paths can be appended."""
     parts = urllib.parse.urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or not text.isprintable() or " " in text:
         raise argparse.ArgumentTypeError(f"expected an http(s) URL such as {DEFAULT_API_URL}, got {text!r}")
     return text.rstrip("/")
 

@@ -229,7 +229,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     try:
         doc = fetch_json(api, f"/api/traces/{urllib.parse.quote(args.trace_id)}")
     except ApiError as exc:
-        if exc.status == 404:
+        if exc.status == 404 and exc.message == "trace not found":  # not any 404: a wrong --api is one too
             raise CliError(f"trace {args.trace_id} not found") from None
         raise exc.cli_error() from None
     data = doc.get("data") if isinstance(doc, Mapping) else None

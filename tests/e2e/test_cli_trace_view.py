@@ -261,6 +261,28 @@ def test_get_shows_the_servers_error_message(sidecar: Sidecar, capsys: pytest.Ca
     assert err == "sidecar: API error (HTTP 400): parameter 'traceID': invalid trace ID '0': all zeros\n"
 
 
+def test_wrong_api_address_is_not_reported_as_a_missing_trace(
+    sidecar: Sidecar, data: Data, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--api pointed at the OTLP ports: say what the server said and hint at --api, never 'not found'."""
+    code, out, err = run(capsys, "traces", "get", data.checkout, "--api", sidecar.http_url)
+    assert (code, out) == (1, "")
+    assert f"trace {data.checkout} not found" not in err
+    assert err.startswith("sidecar: API error (HTTP 404): no OTLP endpoint at '/api/traces/"), err
+    assert "is --api the query API address" in err and "{" not in err  # the Status message, not JSON
+    code, out, err = run(capsys, "services", "--api", f"http://{sidecar.grpc_endpoint}")
+    assert (code, out) == (1, "")
+    assert "does not answer HTTP/1.1 (is it the OTLP/gRPC port?)" in err and err[:-1].isprintable(), err
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:16686/a b", "http://127.0.0.1:16686/\x07"])
+def test_api_url_with_spaces_or_control_characters_is_a_usage_error(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "services", "--api", url)
+    assert code == 2 and "--api" in err
+
+
 # ---------------------------------------------------------------------------------------------
 # traces search
 
