@@ -72,12 +72,14 @@ def limit(text: str) -> int:
 def trace_id(text: str) -> str:
     if not _TRACE_ID.fullmatch(text):
         raise argparse.ArgumentTypeError(f"expected a hex trace ID of up to 32 digits, got {text!r}")
+    if not int(text, 16):
+        raise argparse.ArgumentTypeError(f"a trace ID is never all zeros, got {text!r}")
     return text.lower()
 
 
-def tag(text: str) -> str:
-    """``KEY=VALUE`` as the API's ``key:value``; only the first ``=`` splits."""
+def tag(text: str) -> tuple[str, str]:
+    """``KEY=VALUE``; only the first ``=`` splits, so keys and values may hold ``:`` and values ``=``."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return f"{key}:{value}"
+    return key, value

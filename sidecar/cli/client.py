@@ -66,7 +66,12 @@ def error_message(body: bytes, fallback: str) -> str:
         message = envelope_message(json.loads(text))
     except ValueError:
         message = ""
-    return message or text or fallback
+    if message:
+        return message
+    if text.startswith("<"):  # a web page: whatever answered is not the sidecar's API
+        return f"{fallback} (an HTML page, not the sidecar's API)"
+    first = text.splitlines()[0] if text else ""
+    return (first[:200] + "..." if len(first) > 200 or len(text) > len(first) else first) or fallback
 
 
 def _reason(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.parse
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -252,7 +253,8 @@ def search_params(args: argparse.Namespace) -> list[tuple[str, str]]:
     for name, value in (("service", args.service), ("operation", args.operation)):
         if value is not None:
             params.append((name, value))
-    params.extend(("tag", tag) for tag in args.tags or ())
+    # As Jaeger's `tags` JSON: the legacy `tag=key:value` form cannot carry a key with a colon.
+    params.extend(("tags", json.dumps({key: value}, ensure_ascii=False)) for key, value in args.tags or ())
     for name, value in (("minDuration", args.min_duration), ("maxDuration", args.max_duration)):
         if value is not None:
             params.append((name, value))
@@ -264,6 +266,10 @@ def search_params(args: argparse.Namespace) -> list[tuple[str, str]]:
             start = end - argtypes.duration_ns(args.since) // 1000
     if start is not None and end is not None and start > end:
         raise CliError(f"--start ({utc_time(start)}) is after --end ({utc_time(end)})", code=2)
+    if start is not None and end is None and start > time.time_ns() // 1000:
+        raise CliError(
+            f"--start ({utc_time(start)}) is in the future, and without --end the window ends now", code=2
+        )
     params.extend((name, str(us)) for name, us in (("start", start), ("end", end)) if us is not None)
     return params
 
