@@ -31,9 +31,13 @@ _TAGS_JSON: Schema = {
     "contentMediaType": "application/json",
     "contentSchema": {"type": "object", "additionalProperties": {"type": "string"}},
 }
+# The `error` tag asks for spans with (true) or without (false) status ERROR; anything else is a 400.
+_ERROR_TAG_DOC = "The `error` tag takes only `true` or `false` (any case); another value is refused with 400."
 _TAGS_DOC = (
-    'JSON object of attribute filters, values all strings (`{"http.status_code":"500"}`); all must match.'
+    'JSON object of attribute filters, values all strings (`{"http.status_code":"500"}`); all must match. '
+    + _ERROR_TAG_DOC
 )
+_TAG_PAIR_DOC = "Attribute filter `key:value` (or `key=value`); all must match. " + _ERROR_TAG_DOC
 _TAG_PAIR: Schema = {"type": "string", "pattern": r"^([^:]+:.*|[^:=]+=.*)$"}
 _SPAN_KIND: Schema = {"type": "string", "enum": list(SPAN_KINDS)}
 # Times the int64 nanoseconds of the store can hold (years 1677 to 2262); endTs is never negative.
@@ -155,9 +159,7 @@ def _v1_paths(max_limit: int) -> dict[str, Any]:
             repeated=True,
             example=['{"http.status_code":"500"}'],
         ),
-        _param(
-            "tag", "Attribute filter `key:value` (or `key=value`); all must match.", _TAG_PAIR, repeated=True
-        ),
+        _param("tag", _TAG_PAIR_DOC, _TAG_PAIR, repeated=True),
         _param("start", "Earliest span start, µs since the epoch (default: 2 days before `end`).", _MICROS),
         _param("end", "Latest span start, µs since the epoch (default: now).", _MICROS),
         _param(
@@ -413,9 +415,7 @@ def _native_paths(default_limit: int, max_limit: int) -> dict[str, Any]:
     params = [
         _param("service", "Service name; optional, unlike Jaeger."),
         _param("operation", "Span name."),
-        _param(
-            "tag", "Attribute filter `key:value` (or `key=value`); all must match.", _TAG_PAIR, repeated=True
-        ),
+        _param("tag", _TAG_PAIR_DOC, _TAG_PAIR, repeated=True),
         _param(
             "tags",
             _TAGS_DOC,

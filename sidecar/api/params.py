@@ -203,6 +203,7 @@ def tags(
 
     JSON values must be strings, as Jaeger decodes them into ``map[string]string``; Grafana and
     Jaeger UI stringify every value before sending, so a number here is a client bug worth a 400.
+    Every tag passes :func:`checked_tag`, so ``error`` arrives as ``true`` or ``false``.
     """
     result: list[tuple[str, str]] = []
     for name in json_names:
@@ -224,15 +225,31 @@ def tags(
                         f"values must be strings: {shown(key)} is {json.dumps(value)[:40]}, "
                         f"write it as {json.dumps({key: _as_text(value)})[:80]}",
                     )
-                result.append((key, value))
+                result.append(checked_tag(name, key, value))
     if pair_name:
         for raw in params.getall(pair_name, []):
             sep = ":" if ":" in raw else "="
             key, found, value = raw.partition(sep)
             if not found or not key:
                 raise BadParam(pair_name, f"expected key:value, got {shown(raw)}")
-            result.append((key, value))
+            result.append(checked_tag(pair_name, key, value))
     return result
+
+
+def checked_tag(name: str, key: str, value: str) -> tuple[str, str]:
+    """One tag filter, with ``error`` held to true/false (any case, spaces around allowed).
+
+    The store reads any other ``error`` value as "false", so ``error:junk`` or a typo like
+    ``error=ture`` would quietly return every non-error trace; the user gets a 400 instead.
+    ``span.status`` and ``span.kind`` are left alone: Jaeger's reference store refuses no value for
+    them (unknown ones map to UNSET / UNSPECIFIED), and here an unknown one matches no span.
+    """
+    if key != "error":
+        return key, value
+    wanted = value.strip().lower()
+    if wanted not in ("true", "false"):
+        raise BadParam(name, f"tag 'error' must be true or false, got {shown(value)}")
+    return key, wanted
 
 
 def _as_text(value: object) -> str:

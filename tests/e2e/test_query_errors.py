@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from sidecar.cli.main import main
 from tests.e2e.conftest import SidecarFactory
 from tests.e2e.harness import (
     Sidecar,
@@ -33,6 +34,7 @@ MS = 1_000_000
 S = 1_000 * MS
 SERVICE = "qe-shop"
 KINDS = ("server", "client", "producer", "consumer", "internal")
+ERROR, OK = Status.STATUS_CODE_ERROR, Status.STATUS_CODE_OK
 
 
 def rfc3339(ns: int) -> str:
@@ -238,6 +240,126 @@ def test_string_tag_values_still_match(sidecar: Sidecar, seed: Seed) -> None:
         {**seed.v3_window(), "query.serviceName": SERVICE, "query.attributes": tags},
     )
     assert status == 200 and [s["traceId"] for s in body["summaries"]] == [seed.trace_id.hex()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tags: `error` is true or false; anything else used to be read as false and return every trace
+
+PAY = "qe-payments"
+# Every search route and the tag parameters it reads: (path, name, JSON object or key:value pair).
+TAG_ROUTES = [
+    ("/api/traces", "tag", False),
+    ("/api/traces", "tags", True),
+    ("/api/trace-summaries", "tag", False),
+    ("/api/trace-summaries", "tags", True),
+    ("/api/v3/traces", "query.attributes", True),
+    ("/api/v3/trace-summaries", "query.attributes", True),
+]
+
+
+@dataclass
+class Payments:
+    failed: str  # full hex trace IDs
+    fine: str
+
+
+@pytest.fixture(scope="module")
+def payments(sidecar: Sidecar) -> Payments:
+    """Service qe-payments: one trace whose SERVER span failed, one whose SERVER span is OK."""
+    now = time.time_ns()
+    failed, fine = new_trace_id(), new_trace_id()
+    spans = [
+        make_span(failed, "charge", now - 20 * S, 5 * MS, kind=Span.SPAN_KIND_SERVER, status=ERROR),
+        make_span(fine, "charge", now - 10 * S, 5 * MS, kind=Span.SPAN_KIND_SERVER, status=OK),
+    ]
+    sidecar.export(make_request(PAY, spans))
+    return Payments(failed.hex(), fine.hex())
+
+
+def tag_params(seed: Seed, path: str, name: str, as_json: bool, key: str, value: str) -> dict[str, str]:
+    """A search of qe-payments on ``path`` filtering on one tag, sent the way ``name`` takes it."""
+    tag = json.dumps({key: value}) if as_json else f"{key}:{value}"
+    if path.startswith("/api/v3/"):
+        return {**seed.v3_window(), "query.serviceName": PAY, name: tag}
+    return {"service": PAY, name: tag}
+
+
+def found(sidecar: Sidecar, path: str, params: dict[str, str]) -> set[str]:
+    """Full hex IDs of the traces a search answers (api_v3's 404 "No traces found" is none)."""
+    status, body = sidecar.get_json(path, params)
+    if path == "/api/v3/traces":
+        if status == 404:
+            return set()
+        assert status == 200, body
+        return {
+            span["traceId"].lower()
+            for rs in body["result"]["resourceSpans"]
+            for ss in rs["scopeSpans"]
+            for span in ss["spans"]
+        }
+    assert status == 200, body
+    if path == "/api/v3/trace-summaries":
+        return {s["traceId"] for s in body["summaries"]}
+    return {t["traceID"].rjust(32, "0") for t in body["data"]}
+
+
+@pytest.mark.parametrize(("path", "name", "as_json"), TAG_ROUTES)
+@pytest.mark.parametrize("value", ["junk", "0", "1", "", "ture", "yes", "true!"])
+def test_error_tag_other_than_true_or_false_is_400(
+    sidecar: Sidecar, seed: Seed, payments: Payments, path: str, name: str, as_json: bool, value: str
+) -> None:
+    msg = bad_request(sidecar, path, tag_params(seed, path, name, as_json, "error", value))
+    assert msg == f"parameter '{name}': tag 'error' must be true or false, got {value!r}"
+
+
+def test_error_tag_pair_with_equals_sign_is_checked_too(sidecar: Sidecar, payments: Payments) -> None:
+    msg = native_error(sidecar, {"service": PAY, "tag": "error=ture"})
+    assert msg == "parameter 'tag': tag 'error' must be true or false, got 'ture'"
+
+
+@pytest.mark.parametrize(("path", "name", "as_json"), TAG_ROUTES)
+def test_error_tag_true_or_false_in_any_case_still_filters(
+    sidecar: Sidecar, seed: Seed, payments: Payments, path: str, name: str, as_json: bool
+) -> None:
+    for value in ("true", "TRUE", " True "):
+        assert found(sidecar, path, tag_params(seed, path, name, as_json, "error", value)) == {
+            payments.failed
+        }, value
+    for value in ("false", "FALSE", "False\t"):
+        assert found(sidecar, path, tag_params(seed, path, name, as_json, "error", value)) == {
+            payments.fine
+        }, value
+
+
+@pytest.mark.parametrize(("path", "name", "as_json"), TAG_ROUTES)
+def test_unknown_span_status_and_kind_match_nothing(
+    sidecar: Sidecar, seed: Seed, payments: Payments, path: str, name: str, as_json: bool
+) -> None:
+    """Jaeger refuses no span.status or span.kind value (CONTRACTS §2.2), so neither does the sidecar."""
+    both = {payments.failed, payments.fine}
+    for key, value, expected in [
+        ("span.status", "error", {payments.failed}),
+        ("span.status", "OK", {payments.fine}),
+        ("span.status", "junk", set()),
+        ("span.kind", "server", both),
+        ("span.kind", "junk", set()),
+    ]:
+        assert found(sidecar, path, tag_params(seed, path, name, as_json, key, value)) == expected, (
+            key,
+            value,
+        )
+
+
+def test_cli_search_with_a_misspelt_error_tag_is_refused(
+    sidecar: Sidecar, payments: Payments, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trial's ``sidecar traces search --tag error=ture`` listed the non-error traces."""
+    code = main(["traces", "search", "--service", PAY, "--tag", "error=ture", "--api", sidecar.api_url])
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (1, "")
+    assert captured.err == (
+        "sidecar: API error (HTTP 400): parameter 'tags': tag 'error' must be true or false, got 'ture'\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -297,6 +297,38 @@ def test_tags_string_values_and_pairs_pass() -> None:
     ]
 
 
+@pytest.mark.parametrize("value", ["junk", "0", "1", "", "ture", "yes", "t"])
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("tag", "error:{}"),
+        ("tag", "error={}"),
+        ("tags", '{{"error": "{}"}}'),
+        ("query.attributes", '{{"error": "{}"}}'),
+    ],
+)
+def test_error_tag_must_be_true_or_false(name: str, raw: str, value: str) -> None:
+    params = q((name, raw.format(value)))
+    msg = bad(lambda: api_params.tags(params, ("tags", "query.attributes"), "tag"))
+    assert msg == f"parameter '{name}': tag 'error' must be true or false, got {value!r}"
+
+
+@pytest.mark.parametrize(("value", "read"), [("TRUE", "true"), (" True ", "true"), ("False\t", "false")])
+def test_error_tag_any_case_and_spaces_pass_as_lowercase(value: str, read: str) -> None:
+    params = q(("tag", f"error:{value}"), ("tags", f'{{"error": "{value.strip()}"}}'))
+    assert api_params.tags(params, ("tags",), "tag") == [("error", read), ("error", read)]
+
+
+def test_span_status_and_kind_values_are_not_checked() -> None:
+    """Jaeger refuses none of them; an unknown value is passed on and matches no span."""
+    params = q(("tag", "span.status:junk"), ("tag", "span.kind:JUNK"), ("tag", "http.error:junk"))
+    assert api_params.tags(params, (), "tag") == [
+        ("span.status", "junk"),
+        ("span.kind", "JUNK"),
+        ("http.error", "junk"),
+    ]
+
+
 def test_search_limit_refuses_above_the_maximum_and_says_it() -> None:
     msg = bad(lambda: api_params.search_limit(q(("limit", "1501")), "limit", default=20, low=1, maximum=1500))
     assert msg == "parameter 'limit': must be at most 1500 (the server's api.max_search_limit), got '1501'"
