@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,6 +24,10 @@ CONFIG_FILE_ENV = "SIDECAR_CONFIG"
 API_URL_ENV = "SIDECAR_API_URL"  # reserved for the CLI client, never a config key
 _RESERVED_ENV = frozenset({CONFIG_FILE_ENV, API_URL_ENV})
 _OVERRIDE_ORIGIN = "command line"
+# How alike a whole unknown path must be to a real one to be named as meant: typos such as
+# storage_trace_retention_days or log_levl pass; endpoint (0.8 to api_endpoint, but also one of
+# three endpoints) does not.
+_CLOSE_PATH = 0.85
 _TYPE_WORDS: dict[type, str] = {
     bool: "a boolean (true/false)",
     int: "an integer",
@@ -61,6 +66,43 @@ def iter_leaves(cls: type = Config, prefix: str = "") -> Iterator[tuple[str, typ
             yield from iter_leaves(typing.cast(type, tp), path)
         else:
             yield path, tp
+
+
+def _section_paths(cls: type = Config, prefix: str = "") -> Iterator[str]:
+    """Dotted paths of every section (``receivers``, ``receivers.otlp``, ...)."""
+    for name, tp in _fields(cls).items():
+        if dataclasses.is_dataclass(tp):
+            path = join_path(prefix, name)
+            yield path
+            yield from _section_paths(typing.cast(type, tp), path)
+
+
+def _squashed(path: str) -> str:
+    """A key path with ``.``, ``__`` and ``_`` made alike: what stays when a user mixes them up."""
+    return re.sub(r"[._]+", "_", path.lower()).strip("_")
+
+
+def _meant_leaf(path: str) -> str | None:
+    """The real key an unknown path most likely meant: the same words with ``.``/``_`` mixed up
+    (``api_endpoint``), else a near spelling of the whole path (``storage.trace.retention_days``)."""
+    by_squashed = {_squashed(leaf): leaf for leaf, _ in iter_leaves()}
+    wanted = _squashed(path)
+    if wanted in by_squashed:
+        return by_squashed[wanted]
+    if wanted:
+        near = difflib.get_close_matches(wanted, list(by_squashed), n=1, cutoff=_CLOSE_PATH)
+        if near:
+            return by_squashed[near[0]]
+    return None
+
+
+def _nested(path: str) -> str:
+    """``api.endpoint`` as the YAML that sets it, in flow style: ``api: {endpoint: ...}``."""
+    *sections, key = path.split(".")
+    text = f"{key}: ..."
+    for section in reversed(sections):
+        text = f"{section}: {{{text}}}"
+    return text
 
 
 def _describe(value: object) -> str:
@@ -127,11 +169,25 @@ class _Merger:
         self.errors.append(f"{path}: {reason}{suffix}")
 
     def _unknown(
-        self, section: str, name: str, value: object, known: Mapping[str, type], origin: str
+        self,
+        section: str,
+        name: str,
+        value: object,
+        known: Mapping[str, type],
+        origin: str,
+        *,
+        from_yaml: bool = False,
     ) -> None:
-        """Report an unknown key; under an unknown section, name each leaf so the full path shows."""
+        """Report an unknown key; under an unknown section, name each leaf so the full path shows.
+
+        A YAML key with no near spelling in its own section may still spell a real key's whole path
+        flat (``api_endpoint`` or ``api.endpoint`` at the top level): then the hint shows the nesting.
+        """
         close = difflib.get_close_matches(name, list(known), n=1)
         hint = f" (did you mean {join_path(section, close[0])!r}?)" if close else ""
+        meant = _meant_leaf(join_path(section, name)) if from_yaml and not close else None
+        if meant is not None and not isinstance(value, Mapping):
+            hint = f" (did you mean {meant!r}? YAML nests keys: {_nested(meant)})"
         bad = join_path(section, name)
         leaves = list(_leaf_paths(value, bad)) if isinstance(value, Mapping) and value else [bad]
         for leaf in leaves:
@@ -151,7 +207,7 @@ class _Merger:
             path = join_path(prefix, str(key))
             tp = known.get(key) if isinstance(key, str) else None
             if tp is None:
-                self._unknown(prefix, str(key), value, known, origin)
+                self._unknown(prefix, str(key), value, known, origin, from_yaml=True)
             elif dataclasses.is_dataclass(tp):
                 self.apply_mapping(value, typing.cast(type, tp), path, tree[key], origin)
             else:
@@ -266,10 +322,19 @@ def load_config(
         else:
             merger.apply_mapping(data, Config, "", merger.tree, path)
 
+    settable = {leaf for leaf, _ in iter_leaves()} | set(_section_paths())
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV:
             continue
         key_path = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+        if key_path not in settable:
+            # SIDECAR_API_ENDPOINT for SIDECAR_API__ENDPOINT is the usual slip: name the variable meant.
+            meant = _meant_leaf(name[len(ENV_PREFIX) :])
+            if meant is not None:
+                merger.errors.append(
+                    f"{name}: unknown setting; did you mean {env_var_name(meant)} ({meant})?"
+                )
+                continue
         if not key_path or any(not part for part in key_path.split(".")):
             merger.errors.append(f"{name}: unknown environment variable (not a config key)")
             continue

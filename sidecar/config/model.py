@@ -216,6 +216,14 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
+    def __post_init__(self) -> None:
+        """``DEBUG``, ``Info`` and ``WARNING`` are the same levels to a user (Python's logging names them
+        in upper case), so any case is taken and kept lowercase; an unknown level stays as written so
+        the validation error quotes what the user typed."""
+        level = self.log_level
+        if isinstance(level, str) and level.lower() in LOG_LEVELS:
+            object.__setattr__(self, "log_level", level.lower())
+
     def validate(self, path: str = "") -> list[str]:
         """Checks every section plus cross-section rules (listeners must not collide)."""
         errors: list[str] = []

@@ -127,10 +127,77 @@ def test_unknown_key_in_file_names_dotted_path(tmp_path: Path) -> None:
 
 def test_unknown_env_variable_is_named() -> None:
     errors = errors_of(env={"SIDECAR_STORAGE__TRACE__RETENTION_DAYS": "3", "SIDECAR_NOPE": "1"})
-    assert len(errors) == 2
-    assert any(e.startswith("nope: unknown key") and "SIDECAR_NOPE" in e for e in errors)
-    var = "SIDECAR_STORAGE__TRACE__RETENTION_DAYS"
-    assert any(e.startswith("storage.trace.retention_days: unknown key") and var in e for e in errors)
+    assert errors == [
+        "nope: unknown key (from SIDECAR_NOPE)",
+        "SIDECAR_STORAGE__TRACE__RETENTION_DAYS: unknown setting; "
+        "did you mean SIDECAR_STORAGE__TRACES__RETENTION_DAYS (storage.traces.retention_days)?",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("var", "path"),
+    [
+        ("SIDECAR_API_ENDPOINT", "api.endpoint"),
+        ("SIDECAR_API_MAX_SEARCH_LIMIT", "api.max_search_limit"),
+        ("SIDECAR_RECEIVERS_OTLP_GRPC_ENDPOINT", "receivers.otlp.grpc.endpoint"),
+        ("SIDECAR_STORAGE_TRACES__RETENTION_DAYS", "storage.traces.retention_days"),
+        ("SIDECAR_API____ENDPOINT", "api.endpoint"),
+        ("SIDECAR_DATA__DIR", "data_dir"),  # the other way round
+        ("SIDECAR_LOG_LEVL", "log_level"),  # a typo
+        ("SIDECAR_API__ENDPIONT", "api.endpoint"),
+    ],
+)
+def test_env_variable_for_a_real_key_with_underscores_mixed_up_names_the_right_one(
+    var: str, path: str
+) -> None:
+    assert errors_of(env={var: "1"}) == [
+        f"{var}: unknown setting; did you mean {env_var_name(path)} ({path})?"
+    ]
+
+
+def test_env_variable_like_several_keys_gets_no_guess() -> None:
+    """``endpoint`` is the last word of three keys; naming one would be a guess."""
+    assert errors_of(env={"SIDECAR_ENDPOINT": "127.0.0.1:1"}) == [
+        "endpoint: unknown key (from SIDECAR_ENDPOINT)"
+    ]
+
+
+def test_every_key_is_told_apart_with_underscores_mixed_up() -> None:
+    """The hint above is unambiguous only while no two keys differ just in ``.`` versus ``_``."""
+    squashed = [path.replace(".", "_") for path, _ in iter_leaves()]
+    assert len(set(squashed)) == len(squashed)
+
+
+@pytest.mark.parametrize(
+    ("key", "path", "nesting"),
+    [
+        ("api_endpoint", "api.endpoint", "api: {endpoint: ...}"),
+        ("api.endpoint", "api.endpoint", "api: {endpoint: ...}"),
+        (
+            "storage_traces_retention_days",
+            "storage.traces.retention_days",
+            "storage: {traces: {retention_days: ...}}",
+        ),
+    ],
+)
+def test_flat_yaml_key_names_the_nested_one(tmp_path: Path, key: str, path: str, nesting: str) -> None:
+    file = write(tmp_path, f"{key}: 7\n")
+    (error,) = errors_of(config_file=file)
+    assert error == f"{key}: unknown key (did you mean {path!r}? YAML nests keys: {nesting}) (from {file})"
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "Info", "WARNING", "Error", "warning"])
+def test_log_level_in_any_case_is_kept_lowercase(tmp_path: Path, level: str) -> None:
+    lower = level.lower()
+    assert load_config(write(tmp_path, f"log_level: {level}\n"), env={}).log_level == lower
+    assert load_config(env={"SIDECAR_LOG_LEVEL": level}).log_level == lower
+    assert load_config(env={}, overrides={"log_level": level}).log_level == lower  # serve --log-level
+    assert Config(log_level=level).log_level == lower
+
+
+def test_unknown_log_level_is_quoted_as_written() -> None:
+    (error,) = errors_of(overrides={"log_level": "LOUD"})
+    assert error == "log_level: must be one of debug, info, warning, error; got 'LOUD' (from command line)"
 
 
 def test_env_cannot_set_a_whole_section() -> None:
