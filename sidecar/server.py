@@ -1,7 +1,9 @@
 """The ``sidecar serve`` process: wires store, writer, receivers and API, and shuts them down in order.
 
 Shutdown order matters for the no-loss promise: stop accepting, let in-flight exports finish (they
-wait for the writer), drain the write queue, then flush and close RocksDB.
+wait for the writer), drain the write queue, then flush and close RocksDB. A listener that cannot
+bind at start-up takes the same path, then ``serve`` prints one line naming the address, the config
+key and the flag, and exits 2: a taken port is an operator mistake, like a data dir in use.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -23,9 +27,11 @@ from sidecar.config.model import Config, split_endpoint
 from sidecar.ingest.traces import prepare_traces
 from sidecar.query.traces import TraceQueryService
 from sidecar.receivers.export import TraceExporter
+from sidecar.receivers.http_log import HttpServerLog
+from sidecar.receivers.listen import CannotListen, bind_error_reason
 from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
 from sidecar.receivers.otlp_http import OtlpHttpReceiver
-from sidecar.receivers.rejections import rejection_log
+from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
 from sidecar.storage.rocks.keys import DAY_NS
 from sidecar.storage.rocks.reader import RocksReader
@@ -33,6 +39,7 @@ from sidecar.storage.rocks.registry import Registry
 from sidecar.storage.rocks.writer import TraceWriter
 
 log = logging.getLogger("sidecar")
+T = TypeVar("T")
 
 
 def setup_logging(level: str) -> None:
@@ -70,12 +77,28 @@ async def _retention_loop(store: RocksStore, days: int, interval_s: int) -> None
         await asyncio.sleep(interval_s)
 
 
-async def _start_site(app: web.Application, endpoint: str, shutdown_timeout: float) -> web.AppRunner:
+async def _start_site(
+    app: web.Application, endpoint: str, shutdown_timeout: float, logger: HttpServerLog
+) -> web.AppRunner:
     host, port = split_endpoint(endpoint)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout, logger=logger
+    )
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except BaseException:
+        await runner.cleanup()  # the caller never gets the runner to clean up
+        raise
     return runner
+
+
+async def _listen(endpoint: str, key: str, flag: str, start: Awaitable[T]) -> T:
+    """Await a listener's start; a bind failure becomes :class:`CannotListen`, without a traceback."""
+    try:
+        return await start
+    except OSError as exc:
+        raise CannotListen(endpoint, key, flag, bind_error_reason(exc)) from None
 
 
 async def run(config: Config) -> int:
@@ -113,19 +136,37 @@ async def run(config: Config) -> int:
         exporter,
         shutdown_timeout=grace,
         rejections=rejections,
+        grpc_endpoint=otlp.grpc.endpoint if otlp.grpc.enabled else None,
+    )
+    # The API port's own warnings (a gRPC client pointed at it), rate-limited like the receivers'.
+    api_log = RateLimitedLog(logging.getLogger("sidecar.api"))
+    grpc_hint = f"; OTLP/gRPC goes to {split_endpoint(otlp.grpc.endpoint)[1]}" if otlp.grpc.enabled else ""
+    api_server_log = HttpServerLog(
+        api_log,
+        "query API port got a request that is not HTTP/1.1 "
+        f"(a gRPC client on the query API port? the API is HTTP/JSON{grpc_hint})",
     )
     api_runner: web.AppRunner | None = None
     retention: asyncio.Task[None] | None = None
     try:
-        api_runner = await _start_site(build_api_app(ctx), config.api.endpoint, grace)
+        api_runner = await _listen(
+            config.api.endpoint,
+            "api.endpoint",
+            "--api",
+            _start_site(build_api_app(ctx), config.api.endpoint, grace, api_server_log),
+        )
         log.info("query API listening on %s", config.api.endpoint)
         if otlp.grpc.enabled:
             health.receivers["otlp_grpc"] = False
-            await grpc_receiver.start()
+            await _listen(
+                otlp.grpc.endpoint, "receivers.otlp.grpc.endpoint", "--otlp-grpc", grpc_receiver.start()
+            )
             health.receivers["otlp_grpc"] = True
         if otlp.http.enabled:
             health.receivers["otlp_http"] = False
-            await http_receiver.start()
+            await _listen(
+                otlp.http.endpoint, "receivers.otlp.http.endpoint", "--otlp-http", http_receiver.start()
+            )
             health.receivers["otlp_http"] = True
         retention = asyncio.create_task(
             _retention_loop(
@@ -145,6 +186,7 @@ async def run(config: Config) -> int:
             api_runner.cleanup() if api_runner is not None else asyncio.sleep(0),
         )
         rejections.flush()  # counts still held back by the rate limit
+        api_log.flush()
         if retention is not None:
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -166,8 +208,9 @@ def serve(config: Config) -> int:
     gc.set_threshold(100_000, 50, 100)
     try:
         return asyncio.run(run(config))
-    except DataDirInUse as exc:
-        # An operator mistake, not a crash: one line, no traceback, the usage-error status.
+    except (DataDirInUse, CannotListen) as exc:
+        # An operator mistake, not a crash: one line, no traceback, the usage-error status. A
+        # listener's line comes after the shutdown of what had started, so it is the last one.
         print(f"sidecar: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

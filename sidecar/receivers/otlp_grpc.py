@@ -6,6 +6,10 @@ Export is registered as a client-streaming method although clients call it unary
 two are the same): with a unary handler, a request over ``grpc.max_receive_message_length`` is
 refused by gRPC's core before any of our code runs, so it could not be logged. As a streaming
 handler we are called first and see the message that never came.
+
+``grpc.so_reuseport`` is off: with gRPC's default a second sidecar binds the same port and the
+kernel splits exports between the two processes; without it the second start fails, as on the
+HTTP ports.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sidecar.receivers.export import PARTIAL, RETRY_AFTER_S, Outcome, TraceExporter
+from sidecar.receivers.listen import probe_bind
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,7 @@ class OtlpGrpcReceiver:
             options=[
                 ("grpc.max_receive_message_length", max_recv_mib << 20),
                 ("grpc.max_send_message_length", 4 << 20),
+                ("grpc.so_reuseport", 0),
             ]
         )
         handler = grpc.stream_unary_rpc_method_handler(self._export)  # raw bytes in and out
@@ -50,9 +56,14 @@ class OtlpGrpcReceiver:
         self._started = False
 
     async def start(self) -> None:
-        self.port = self._server.add_insecure_port(self._endpoint)
-        if not self.port:
-            raise OSError(f"cannot listen for OTLP/gRPC on {self._endpoint}")
+        """Bind or raise ``OSError``; the probe first, so that the error can say why."""
+        probe_bind(self._endpoint)
+        try:
+            self.port = self._server.add_insecure_port(self._endpoint)
+        except RuntimeError:  # newer grpcio raises where older ones returned 0
+            self.port = 0
+        if not self.port:  # taken since the probe: gRPC has written its reason to stderr
+            raise OSError("gRPC could not bind it (its reason is in the line from gRPC above)")
         await self._server.start()
         self._started = True
         log.info("OTLP/gRPC receiver listening on %s", self._endpoint)

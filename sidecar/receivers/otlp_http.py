@@ -7,7 +7,8 @@ decompressed size the spec asks for and a small "zip bomb" never expands in memo
 Every error, 404/405/415 included, carries a google.rpc.Status in the request's own encoding, as
 the Collector does for 400s (CONTRACTS §1.5); a request in neither OTLP encoding gets JSON, the
 Collector's fallback, since that is what a person with curl can read. Refusals are logged through
-the rate-limited warning log.
+the rate-limited warning log, and so are connections the HTTP/1.1 parser cannot read (an OTLP/gRPC
+exporter given this port), which aiohttp would log as errors with tracebacks.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import json
 import logging
 import zlib
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from sidecar.config.model import split_endpoint
 from sidecar.otlp.json_codec import OtlpJsonError, decode_json_request, encode_json
 from sidecar.receivers.export import PARTIAL, RETRY_AFTER_S, Outcome, TraceExporter
+from sidecar.receivers.http_log import HttpServerLog
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 
 log = logging.getLogger(__name__)
@@ -83,7 +86,9 @@ class OtlpHttpReceiver:
         exporter: TraceExporter,
         shutdown_timeout: float = 4.0,
         rejections: RateLimitedLog | None = None,
+        grpc_endpoint: str | None = None,
     ) -> None:
+        """``grpc_endpoint`` (None when that receiver is off) is named to a gRPC client on this port."""
         self._endpoint = endpoint
         self._exporter = exporter
         self._limit = max_body_mib << 20
@@ -94,6 +99,11 @@ class OtlpHttpReceiver:
         # Anything else gets our 404 (a Status), not aiohttp's plain text; plain paths resolve first.
         self.app.router.add_route("*", "/{path:.*}", self.not_found)
         self._runner: web.AppRunner | None = None
+        hint = f"use {split_endpoint(grpc_endpoint)[1]}" if grpc_endpoint else "the gRPC receiver is off"
+        self._not_http1 = (
+            "OTLP/HTTP port got a request that is not HTTP/1.1 "
+            f"(an OTLP/gRPC client on the HTTP port? {hint})"
+        )
 
     async def start(self) -> None:
         host, _, port = self._endpoint.rpartition(":")
@@ -103,6 +113,7 @@ class OtlpHttpReceiver:
             handle_signals=False,
             auto_decompress=False,
             shutdown_timeout=self._shutdown_timeout,
+            logger=HttpServerLog(self._rejections, self._not_http1),
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_address=True)
@@ -144,6 +155,15 @@ class OtlpHttpReceiver:
                 headers={"Allow": "POST"},
             )
         if content_type not in (PROTOBUF, JSON):
+            if not request.headers.get(hdrs.CONTENT_TYPE, "").strip():
+                # aiohttp reports a missing header as application/octet-stream, which nobody sent.
+                return self._refuse(
+                    415,
+                    code_pb2.INVALID_ARGUMENT,
+                    f"missing Content-Type; use {PROTOBUF} or {JSON}",
+                    content_type,
+                    f"missing Content-Type (use {PROTOBUF} or {JSON})",
+                )
             return self._refuse(
                 415,
                 code_pb2.INVALID_ARGUMENT,

@@ -240,7 +240,7 @@ class Sidecar:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                if self.proc.returncode == 1 and "cannot start" in self.stderr_text():
+                if self.proc.returncode == 2 and "sidecar: cannot listen on " in self.stderr_text():
                     raise PortTaken(self.stderr_text())
                 raise RuntimeError(
                     f"sidecar exited with {self.proc.returncode} before ready:\n{self.stderr_text()}"

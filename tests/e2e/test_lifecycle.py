@@ -317,14 +317,16 @@ def test_all_config_errors_reported_at_once(tmp_path: Path) -> None:
     assert "receivers.otlp.grpc.endpoint" in result.stderr and "command line" in result.stderr
 
 
-def test_port_in_use_is_runtime_failure(tmp_path: Path) -> None:
+def test_port_in_use_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """An operator mistake like a bad value (details in test_ports.py)."""
     with socket.socket() as busy:
         busy.bind((HOST, 0))
         busy.listen()
         port = busy.getsockname()[1]
         result = run_serve(tmp_path, "--api", f"{HOST}:{port}")
-    assert result.returncode == 1, result.stderr
-    assert "cannot start" in result.stderr
+    assert result.returncode == 2, result.stderr
+    line = f"sidecar: cannot listen on {HOST}:{port} (api.endpoint, --api): address already in use"
+    assert result.stderr.splitlines()[-1] == line
 
 
 def test_precedence_flag_beats_env_beats_file(sidecar_factory: SidecarFactory, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ Live sidecars, real HTTP and gRPC, and the real rate limiter on a real event loo
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from aiohttp import web
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -31,10 +33,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from sidecar.receivers.http_log import HttpServerLog
 from sidecar.receivers.rejections import RateLimitedLog
 from tests.e2e.conftest import SidecarFactory
 from tests.e2e.harness import (
     EXPORT_PATH,
+    HOST,
     JSON,
     PROTOBUF,
     RecordingExporter,
@@ -424,3 +428,134 @@ def test_backpressure_is_logged_for_both_transports(tiny_queue: Sidecar) -> None
         assert line.startswith(f"{reason} (1 request, 50 spans; further ones are counted"), line
         assert all(" in the last " in x for x in later), later  # only interval summaries follow
     assert SECRET not in tiny_queue.stderr_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# A request without a Content-Type
+
+
+@pytest.mark.parametrize("headers", [{}, {"Content-Type": ""}], ids=["no-header", "empty-header"])
+def test_415_without_a_content_type_says_it_is_missing(sidecar: Sidecar, headers: dict[str, str]) -> None:
+    """Not aiohttp's 'application/octet-stream', a type the client never sent."""
+    conn = http.client.HTTPConnection(HOST, sidecar.http_port, timeout=10)  # urllib would add one
+    try:
+        conn.request("POST", "/v1/traces", body=b"hello", headers=headers)
+        resp = conn.getresponse()
+        status, content_type, raw = resp.status, resp.getheader("Content-Type", ""), resp.read()
+    finally:
+        conn.close()
+    assert status == 415
+    assert content_type.startswith(JSON)
+    assert decode_status(content_type, raw) == (
+        code_pb2.INVALID_ARGUMENT,
+        f"missing Content-Type; use {PROTOBUF} or {JSON}",
+    )
+    reason = f"OTLP/HTTP export rejected, 415 missing Content-Type (use {PROTOBUF} or {JSON})"
+    wait_for(lambda: bool(lines_for(sidecar, reason)), 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# A gRPC client on an HTTP port: one rate-limited warning, not a traceback per retry
+
+
+def grpc_call_to_port(port: int) -> grpc.StatusCode:
+    """An OTLP/gRPC export (HTTP/2) sent to ``port``, as an exporter with the wrong endpoint does."""
+    # A connection of its own: channels to one address otherwise share one, and its backoff.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(f"{HOST}:{port}", options=options) as channel:
+        call = channel.unary_unary(EXPORT_PATH, request_serializer=None, response_deserializer=None)
+        try:
+            call(b"", timeout=10)
+        except grpc.RpcError as err:
+            return err.code()
+    return grpc.StatusCode.OK
+
+
+def held_back(lines: list[str]) -> int:
+    """The number of requests a reason's lines stand for."""
+    counts = [re.search(r"\((\d+) requests?\b", line) for line in lines]
+    assert all(counts), lines
+    return sum(int(m.group(1)) for m in counts if m)
+
+
+def test_grpc_client_on_the_http_ports_is_one_warning_per_interval(sidecar_factory: SidecarFactory) -> None:
+    sc = sidecar_factory("grpc-on-http")
+    attempts = 4
+    for port in (sc.http_port, sc.api_port):
+        for _ in range(attempts):
+            assert grpc_call_to_port(port) == grpc.StatusCode.UNAVAILABLE
+    otlp_http = (
+        "OTLP/HTTP port got a request that is not HTTP/1.1 "
+        f"(an OTLP/gRPC client on the HTTP port? use {sc.grpc_port})"
+    )
+    api = (
+        "query API port got a request that is not HTTP/1.1 "
+        f"(a gRPC client on the query API port? the API is HTTP/JSON; OTLP/gRPC goes to {sc.grpc_port})"
+    )
+
+    def api_lines() -> list[str]:
+        marker = " WARNING sidecar.api: "
+        found = [x.split(marker, 1)[1] for x in sc.stderr_text().splitlines() if marker in x]
+        assert all(x.startswith(api + " (") for x in found), found
+        return found
+
+    wait_for(lambda: bool(lines_for(sc, otlp_http)) and bool(api_lines()), 5)
+    for first in (lines_for(sc, otlp_http)[0], api_lines()[0]):
+        assert first.endswith("(1 request; further ones are counted and reported at most every 10 s)"), first
+    code, _ = sc.stop()  # shutdown reports the held-back count
+    assert code == 0
+    for lines in (lines_for(sc, otlp_http), api_lines()):
+        assert len(lines) == 2, lines  # well inside one interval: the first event, then the rest
+        assert held_back(lines) == attempts, lines  # one connection each
+    assert warnings(sc) == lines_for(sc, otlp_http)
+    log = sc.stderr_text()
+    assert "Traceback" not in log and "aiohttp.server" not in log and " ERROR " not in log
+    assert "PRI" not in log and "\\x00" not in log  # none of the HTTP/2 bytes
+
+
+def test_a_handler_bug_is_still_an_error_with_its_traceback() -> None:
+    """The gRPC-client filter takes unreadable requests only; a server bug keeps its ERROR line."""
+    records: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = records.append  # type: ignore[method-assign]
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addHandler(capture)
+    warned: list[str] = []
+    limiter_log = logging.getLogger("tests.e2e.http_server_log")
+    limiter_log.propagate = False
+    limiter_log.setLevel(logging.WARNING)
+    limiter = logging.Handler()
+    limiter.emit = lambda record: warned.append(record.getMessage())  # type: ignore[method-assign]
+    limiter_log.addHandler(limiter)
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug in a handler")
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get("/boom", boom)
+        runner = web.AppRunner(
+            app, access_log=None, logger=HttpServerLog(RateLimitedLog(limiter_log), "not HTTP/1.1")
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, HOST, 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            loop = asyncio.get_running_loop()
+            status, _, _ = await loop.run_in_executor(None, http_request, "GET", f"http://{HOST}:{port}/boom")
+            assert status == 500
+            assert await loop.run_in_executor(None, grpc_call_to_port, port) == grpc.StatusCode.UNAVAILABLE
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server_log.removeHandler(capture)
+        limiter_log.removeHandler(limiter)
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in records]
+    assert errors[0].getMessage().startswith("Error handling request")
+    assert errors[0].exc_info is not None and isinstance(errors[0].exc_info[1], RuntimeError)
+    assert warned == ["not HTTP/1.1 (1 request; further ones are counted and reported at most every 10 s)"]
