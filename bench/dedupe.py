@@ -69,8 +69,10 @@ def _run_in(checkout: Path | None, requests: int, seed: int) -> dict[str, float]
         env["PYTHONPATH"] = str(checkout)
     argv = [sys.executable, str(Path(__file__).resolve()), "--one", f"--requests={requests}"]
     argv.append(f"--seed={seed}")
-    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
-    return dict(json.loads(out))
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench.dedupe round in {checkout} failed:\n{done.stderr}")
+    return dict(json.loads(done.stdout))
 
 
 def main(argv: list[str] | None = None) -> None:
