@@ -11,7 +11,7 @@ per trace rather than per span wherever possible.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from hashlib import blake2b
 from itertools import count, repeat
 from operator import add, sub
@@ -39,7 +39,7 @@ _CLIENT_KINDS = frozenset({3, 4})  # CLIENT, PRODUCER: the caller side
 _EDGE_KINDS = _SERVER_KINDS | _CLIENT_KINDS
 _STATUS_ERROR = 2
 _SERVICE_NAME_KEY = b"\x0a\x0cservice.name"
-_consume = deque(maxlen=0).extend  # runs an iterator to the end in C
+_consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # runs an iterator to the end in C
 
 
 class RequestDecodeError(ValueError):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 __all__ = ["OtlpJsonError", "decode_json_request", "encode_json"]
@@ -140,7 +140,7 @@ def _hex_id_converter(size: int, what: str) -> Callable[[Any], bytes]:
 _ID_FIELDS = {"trace_id": (16, "trace ID"), "span_id": (8, "span ID"), "parent_span_id": (8, "span ID")}
 
 
-def _enum_converter(enum: EnumDescriptor) -> Callable[[Any], int | None]:
+def _enum_converter(enum: Any) -> Callable[[Any], int | None]:
     """Integers (the OTLP-JSON form), full names, and case-insensitive short names such as "server"."""
     names: dict[str, int] = {}
     values = enum.values
@@ -202,7 +202,7 @@ _Table = dict[str, _Setter]
 _tables: dict[str, _Table] = {}
 
 
-def _table_for(desc: Descriptor) -> _Table:
+def _table_for(desc: Any) -> _Table:  # Any: upb's descriptors are not the stubs' Descriptor
     table = _tables.get(desc.full_name)
     if table is None:
         # Register before filling so recursive types (AnyValue -> ArrayValue -> AnyValue) terminate.
@@ -337,7 +337,7 @@ _Plan = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, bool, "_Plan"],
 _plans: dict[str, _Plan | None] = {}
 
 
-def _plan_for(desc: Descriptor) -> _Plan | None:
+def _plan_for(desc: Any) -> _Plan | None:
     """Which fields of ``desc`` hold IDs or lead to messages that do; None when no branch does."""
     if desc.full_name in _plans:
         return _plans[desc.full_name]

@@ -9,6 +9,8 @@ Fields we do not declare survive as unknown fields, so nothing a client sent is 
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
@@ -108,12 +110,13 @@ def _build() -> dict[str, type[Message]]:
 
 
 _CLASSES = _build()
-TraceRequest = _CLASSES["TraceRequest"]
-RawTraceRequest = _CLASSES["RawTraceRequest"]
-RawResourceSpans = _CLASSES["RawResourceSpans"]
-ShadowResource = _CLASSES["Resource"]
-ShadowScope = _CLASSES["Scope"]
-Chunk = _CLASSES["Chunk"]
-ChunkGroup = _CLASSES["ChunkGroup"]
-IdChunk = _CLASSES["IdChunk"]
-ShadowStatus = _CLASSES["Status"]
+# Built at run time from _SCHEMA, so their fields are unknown to mypy.
+TraceRequest: Any = _CLASSES["TraceRequest"]
+RawTraceRequest: Any = _CLASSES["RawTraceRequest"]
+RawResourceSpans: Any = _CLASSES["RawResourceSpans"]
+ShadowResource: Any = _CLASSES["Resource"]
+ShadowScope: Any = _CLASSES["Scope"]
+Chunk: Any = _CLASSES["Chunk"]
+ChunkGroup: Any = _CLASSES["ChunkGroup"]
+IdChunk: Any = _CLASSES["IdChunk"]
+ShadowStatus: Any = _CLASSES["Status"]

@@ -24,7 +24,7 @@ from sidecar.otlp.conventions import NO_SERVICE_NAME, UNKNOWN_SERVICE
 
 _JS_MAX_SAFE_INT = 2**53 - 1  # the UI parses JSON numbers as doubles
 
-_KIND_NAMES = {
+_KIND_NAMES: dict[int, str] = {
     Span.SPAN_KIND_INTERNAL: "internal",
     Span.SPAN_KIND_SERVER: "server",
     Span.SPAN_KIND_CLIENT: "client",

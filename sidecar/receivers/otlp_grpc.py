@@ -48,7 +48,9 @@ class OtlpGrpcReceiver:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        handler = grpc.stream_unary_rpc_method_handler(self._export)  # raw bytes in and out
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.stream_unary_rpc_method_handler(
+            self._export  # raw bytes in and out
+        )
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),)
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from rocksdict import Rdict, ReadOptions, WriteBatch
+from rocksdict import ColumnFamily, Rdict, ReadOptions, WriteBatch
 
 from sidecar.storage.rocks import keys
 
@@ -57,7 +57,7 @@ class Registry:
         del it
 
     # -- writer side -------------------------------------------------------------------------
-    def service_id(self, name: str, batch: WriteBatch, default_cf: object) -> int:
+    def service_id(self, name: str, batch: WriteBatch, default_cf: ColumnFamily) -> int:
         ident = self.service_ids.get(name)
         if ident is None:
             with self._lock:
@@ -68,7 +68,7 @@ class Registry:
         return ident
 
     def operation_id(
-        self, service: int, name: bytes, kind: int, batch: WriteBatch, default_cf: object
+        self, service: int, name: bytes, kind: int, batch: WriteBatch, default_cf: ColumnFamily
     ) -> int:
         ident = self.operation_ids.get((service, name))
         bit = 1 << kind if 0 <= kind < 8 else 1
@@ -87,7 +87,7 @@ class Registry:
         batch.put(keys.REG_OPERATION + keys.u32(ident), keys.u32(service) + bytes([kinds]) + name, default_cf)
         return ident
 
-    def note_attribute_key(self, key: str, batch: WriteBatch, default_cf: object) -> None:
+    def note_attribute_key(self, key: str, batch: WriteBatch, default_cf: ColumnFamily) -> None:
         if key in self.attribute_keys or len(self.attribute_keys) >= MAX_ATTRIBUTE_KEYS:
             return
         self.attribute_keys.add(key)

@@ -170,7 +170,7 @@ def read_summaries(partitions: Iterable[Partition], trace_ids: list[bytes]) -> d
     for part in partitions:
         if not missing:
             break
-        values = part.data.get([SUMMARY + t for t in missing])
+        values: list[bytes | None] = part.data.get([SUMMARY + t for t in missing]) or []
         still = []
         for tid, value in zip(missing, values, strict=True):
             if value is None:

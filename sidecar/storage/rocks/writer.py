@@ -114,7 +114,7 @@ class TraceWriter:
         self._registry = registry
         self._max_batch = min(max_batch_spans, MAX_TRACES_PER_WRITE)  # slots are u16
         self._max_queue = max_queue_spans
-        self._queue: list[tuple[PreparedTraces, Future[None]]] = []
+        self._queue: list[tuple[PreparedTraces, Future[None] | asyncio.Future[None]]] = []
         self._queued_spans = 0
         self._cond = threading.Condition()
         self._stopping = False
@@ -344,10 +344,10 @@ class TraceWriter:
             summary = summaries[tid]  # every kept part's trace has one (_drop_stored_spans)
             if svc not in summary.services:
                 # Resource and scope attributes: indexed once per trace and service, not per span.
-                key = (svc, p.resource.ref, p.scope.ref)
-                waiting = first_seen.get(key)
+                group = (svc, p.resource.ref, p.scope.ref)
+                waiting = first_seen.get(group)
                 if waiting is None:
-                    first_seen[key] = ([*p.resource.attributes, *p.scope.attributes], [tid])
+                    first_seen[group] = ([*p.resource.attributes, *p.scope.attributes], [tid])
                 else:
                     waiting[1].append(tid)
             summary.add(svc, p.span_count, p.errors, p.start, p.end, p.min_duration, p.max_duration, p.root)
