@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
+from rocksdict import WriteBatch
 
 from sidecar.ingest.traces import prepare_traces
 from sidecar.query.traces import TraceQueryService
@@ -20,6 +21,7 @@ from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import RocksStore, StoreOptions
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
+from sidecar.storage.rocks.servicegraph import ServiceGraph, read_calls
 from sidecar.storage.rocks.summary import Summary
 from sidecar.storage.rocks.writer import TraceWriter
 
@@ -199,6 +201,28 @@ def test_dependencies_pair_client_and_server_spans(db: Store) -> None:
     )
     links = db.reader.get_dependencies(time.time_ns() + 3_600 * 10**9, 2 * 3_600 * 10**9)
     assert [(x.parent, x.child, x.call_count) for x in links] == [("web", "api", 1)]
+
+
+def test_service_graph_pairs_across_writes_and_counts_per_hour(tmp_path: Path) -> None:
+    """Halves meet in later writes; totals add up per hour; a call inside one service is no edge."""
+    store = RocksStore(str(tmp_path / "db"), StoreOptions())
+    graph = ServiceGraph()
+    hour = time.time_ns() // keys.HOUR_NS
+
+    def write(clients: dict[bytes, int], servers: dict[bytes, int], ns: int) -> dict[tuple[int, int], int]:
+        batch = WriteBatch(raw_mode=True)
+        calls = graph.add(clients, servers, ns, store.partition_for_write(ns // keys.DAY_NS), batch)
+        store.db.write(batch)
+        return calls
+
+    ns = hour * keys.HOUR_NS
+    assert write({T1 + _sid(1): 7, T1 + _sid(2): 7}, {}, ns) == {}  # clients wait for their servers
+    assert write({}, {T1 + _sid(1): 8, T1 + _sid(2): 7}, ns + 1) == {(7, 8): 1}  # 7 -> 7 is no edge
+    assert write({T2 + _sid(1): 7}, {T2 + _sid(1): 8, T3 + _sid(5): 9}, ns + 2) == {(7, 8): 1}
+    assert write({T3 + _sid(5): 8}, {}, ns + 3) == {(8, 9): 1}  # the server came first
+    assert read_calls(store.partitions(), ns, ns + 10) == {(7, 8): 2, (8, 9): 1}
+    assert read_calls(store.partitions(), ns + keys.HOUR_NS, ns + 2 * keys.HOUR_NS) == {}
+    store.close()
 
 
 def test_retention_drops_whole_partitions_and_frees_space(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.chunks import group_span_ids, trace_chunks
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.registry import SPAN_KINDS, Registry
+from sidecar.storage.rocks.servicegraph import read_calls
 from sidecar.storage.rocks.summary import NO_SERVICE, Summary, read_summaries
 
 # Postings are ordered by arrival. A search by start time scans arrivals up to the window's end plus
@@ -278,21 +279,7 @@ class RocksReader:
         return sorted(result, key=lambda o: (o.name, o.span_kind))
 
     def get_dependencies(self, end_ns: int, lookback_ns: int) -> list[DependencyLink]:
-        start_ns = max(0, end_ns - lookback_ns)
-        lo_hour, hi_hour = start_ns // keys.HOUR_NS, end_ns // keys.HOUR_NS
-        totals: dict[tuple[int, int], int] = {}
-        for part in self._store.partitions():
-            if part.day < start_ns // keys.DAY_NS or part.day > end_ns // keys.DAY_NS:
-                continue
-            ro = ReadOptions()
-            ro.set_iterate_upper_bound(keys.EDGE + keys.u32(hi_hour + 1))
-            it = part.data.iter(ro)
-            it.seek(keys.EDGE + keys.u32(lo_hour))
-            while it.valid():
-                _hour, parent, child = keys.parse_edge_key(it.key())
-                totals[(parent, child)] = totals.get((parent, child), 0) + keys.read_u64(it.value())
-                it.next()
-            del it
+        totals = read_calls(self._store.partitions(), max(0, end_ns - lookback_ns), end_ns)
         names = self._registry.services
         return [
             DependencyLink(names.get(p, "?"), names.get(c, "?"), n) for (p, c), n in sorted(totals.items())

@@ -10,7 +10,7 @@ Partition column family ``tYYYYMMDD`` (UTC day of arrival; retention drops the w
     O | operation_id(4) | rev_ingest_ns(8)             -> slots of traces with that (service, span name)
     A | service_id(4) | len(2) | term | rev_ingest_ns(8) -> slots of traces carrying that attribute
     R | 'r'|'s' | blake2b-128(bytes)                   -> resource / scope bytes (once per partition)
-    G | hour(4) | parent_service(4) | child_service(4) -> calls between services in that hour (u64)
+    G | hour(4) | parent_service(4) | child_service(4) -> calls that hour, u64 (servicegraph.py)
     L                                                  -> longest (ingest - span start) seen, ns (u64)
 Default column family (registries, loaded whole at start-up):
     N | service_id(4) -> name;  P | operation_id(4) -> service_id | kinds | name;  K | key -> ""
@@ -37,7 +37,7 @@ from array import array
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from itertools import count, islice, repeat
+from itertools import count, repeat
 
 from rocksdict import WriteBatch, WriteOptions
 
@@ -48,13 +48,13 @@ from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.chunks import group_span_ids, trace_chunks
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.registry import Registry
+from sidecar.storage.rocks.servicegraph import ServiceGraph
 from sidecar.storage.rocks.summary import Summary, read_summaries
 
 log = logging.getLogger(__name__)
 
 _SUMMARY_CACHE = 16_384  # traces active in the last few seconds; misses cost one multi-get
 MAX_TRACES_PER_WRITE = 65_535
-_PENDING_EDGES = 16_384
 _SEARCHED_IDS_BYTES = 2_048  # up to 256 known spans a trace, new ids are found by substring search
 
 
@@ -125,10 +125,7 @@ class TraceWriter:
         self._last_ns = 0
         self._summaries: OrderedDict[bytes, Summary] = OrderedDict()  # recently written traces
         self._blobs_written: set[tuple[int, bytes, bytes]] = set()
-        # Unpaired client / server spans by trace id + span id; oldest evicted in bulk.
-        self._pending_clients: dict[bytes, int] = {}
-        self._pending_servers: dict[bytes, int] = {}
-        self._edge_counts: dict[bytes, int] = {}
+        self._graph = ServiceGraph()
         self._operation_cache: dict[tuple[int, bytes, int], int] = {}
         self._lateness: dict[int, int] = {}  # partition day -> max ingest delay seen
         # Attribute key names (as encoded bytes) already in the registry; the hot loop checks bytes.
@@ -409,9 +406,7 @@ class TraceWriter:
                     if key_name not in known_keys:
                         known_keys.add(key_name)
                         registry.note_attribute_key(key_name.decode("utf-8", "replace"), batch, default_cf)
-        edges = self._pair_edges(clients, servers)
-        if edges:
-            self._write_edges(edges, ns // keys.HOUR_NS, part, batch)
+        self._graph.add(clients, servers, ns, part, batch)
         cache = self._summaries
         try:
             self._store.db.write(batch, self._write_options)
@@ -433,47 +428,3 @@ class TraceWriter:
         if lateness > known:
             self._lateness[part.day] = lateness
             batch.put(keys.LATENESS, keys.u64(lateness))
-
-    # -- service graph edges -------------------------------------------------------------
-    def _pair_edges(self, clients: dict[bytes, int], servers: dict[bytes, int]) -> dict[tuple[int, int], int]:
-        """Pair CLIENT/PRODUCER spans with the SERVER/CONSUMER spans that name them as parent.
-
-        Keys are trace id + span id; the intersections run in C, the loop only over real pairs.
-        Unpaired spans wait (bounded, oldest evicted) for their other half in a later write.
-        """
-        edges: dict[tuple[int, int], int] = {}
-        pending_clients, pending_servers = self._pending_clients, self._pending_servers
-        for key in clients.keys() & servers.keys():
-            self._count_edge(edges, clients.pop(key), servers.pop(key))
-        for key in clients.keys() & pending_servers.keys():
-            self._count_edge(edges, clients.pop(key), pending_servers.pop(key))
-        for key in servers.keys() & pending_clients.keys():
-            self._count_edge(edges, pending_clients.pop(key), servers.pop(key))
-        pending_clients.update(clients)
-        pending_servers.update(servers)
-        if len(pending_clients) > _PENDING_EDGES:
-            self._pending_clients = dict(islice(pending_clients.items(), _PENDING_EDGES // 2, None))
-        if len(pending_servers) > _PENDING_EDGES:
-            self._pending_servers = dict(islice(pending_servers.items(), _PENDING_EDGES // 2, None))
-        return edges
-
-    @staticmethod
-    def _count_edge(edges: dict[tuple[int, int], int], parent: int, child: int) -> None:
-        if parent != child:
-            edges[(parent, child)] = edges.get((parent, child), 0) + 1
-
-    def _write_edges(
-        self, edges: dict[tuple[int, int], int], hour: int, part: Partition, batch: WriteBatch
-    ) -> None:
-        counts = self._edge_counts
-        if len(counts) > 10_000:
-            counts.clear()
-        for (parent, child), n in edges.items():
-            key = keys.edge_key(hour, parent, child)
-            total = counts.get(key)
-            if total is None:
-                stored = part.data.get(key)
-                total = keys.read_u64(stored) if stored else 0
-            total += n
-            counts[key] = total
-            batch.put(key, keys.u64(total))
