@@ -1,31 +1,23 @@
 """The one Export entry point both OTLP transports call (the Collector's internal/trace/otlp.go idea).
 
 It maps outcomes to transport-neutral results; the gRPC and HTTP receivers only translate those
-into status codes. Acknowledgement waits for the writer, i.e. for the WAL.
+into status codes, through ``status.py``. Acknowledgement waits for the writer, i.e. for the WAL.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import Enum
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from sidecar.ingest.traces import RequestDecodeError, prepare_traces
+from sidecar.receivers.status import Outcome
 from sidecar.storage.api import Overloaded, SpanWriter, StoreClosed
 
 log = logging.getLogger(__name__)
-RETRY_AFTER_S = 1
 NOT_A_REQUEST = "body is not a valid ExportTraceServiceRequest"
 PARTIAL = "invalid spans dropped (bad IDs or timestamps), the response names them"
-
-
-class Outcome(Enum):
-    OK = "ok"
-    BAD_REQUEST = "bad_request"  # 400 / INVALID_ARGUMENT
-    UNAVAILABLE = "unavailable"  # 503 / UNAVAILABLE, retryable
-    INTERNAL = "internal"  # 500 / INTERNAL
 
 
 @dataclass(frozen=True, slots=True)

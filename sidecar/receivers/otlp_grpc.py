@@ -18,13 +18,11 @@ import logging
 from typing import Any
 
 import grpc
-from google.protobuf.duration_pb2 import Duration
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
-from sidecar.receivers.export import PARTIAL, RETRY_AFTER_S, Outcome, TraceExporter
+from sidecar.receivers.export import PARTIAL, TraceExporter
 from sidecar.receivers.listen import probe_bind
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
+from sidecar.receivers.status import STATUS, Outcome, grpc_error
 
 log = logging.getLogger(__name__)
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
@@ -86,26 +84,19 @@ class OtlpGrpcReceiver:
                 "OTLP/gRPC export rejected, RESOURCE_EXHAUSTED: request over "
                 "receivers.otlp.grpc.max_recv_msg_size_mib (or no readable request message)"
             )
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message received")
+            code, details, _ = grpc_error(Outcome.BAD_REQUEST, "no request message received")
+            await context.abort(code, details)
         result = await self._exporter.export(body)
         if result.outcome is Outcome.OK:
             assert result.response is not None
             if result.rejected:
                 self._rejections.event(f"OTLP/gRPC export partly rejected: {PARTIAL}", result.rejected)
             return result.response.SerializeToString()
-        if result.outcome is Outcome.BAD_REQUEST:
-            self._rejections.event(f"OTLP/gRPC export rejected, INVALID_ARGUMENT: {result.reason}")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.message)
-        if result.outcome is Outcome.UNAVAILABLE:
+        if result.outcome is not Outcome.INTERNAL:  # the exporter logged that one as an error
+            status = STATUS[result.outcome]
             self._rejections.event(
-                f"OTLP/gRPC export refused, UNAVAILABLE: {result.reason}", result.refused_spans
+                f"OTLP/gRPC export {status.verb}, {status.grpc.name}: {result.reason}", result.refused_spans
             )
-            retry = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=RETRY_AFTER_S))
-            status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=result.message)
-            status.details.add().Pack(retry)
-            rich = rpc_status.to_status(status)
-            # Go clients read the rich status details; the Python exporter reads the RetryInfo trailer.
-            trailers = (*rich.trailing_metadata, ("google.rpc.retryinfo-bin", retry.SerializeToString()))
-            await context.abort(rich.code, rich.details, trailing_metadata=trailers)
-        await context.abort(grpc.StatusCode.INTERNAL, result.message)  # logged by the exporter
+        code, details, trailers = grpc_error(result.outcome, result.message)
+        await context.abort(code, details, trailing_metadata=trailers)
         raise AssertionError("unreachable")

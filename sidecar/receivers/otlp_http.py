@@ -18,18 +18,16 @@ import logging
 import zlib
 
 from aiohttp import hdrs, web
-from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sidecar.config.model import split_endpoint
 from sidecar.otlp.json_codec import OtlpJsonError, decode_json_request, encode_json
-from sidecar.receivers.export import PARTIAL, RETRY_AFTER_S, Outcome, TraceExporter
+from sidecar.receivers.export import PARTIAL, TraceExporter
 from sidecar.receivers.http_log import HttpServerLog
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
+from sidecar.receivers.status import JSON, PROTOBUF, STATUS, Outcome, http_error
 
 log = logging.getLogger(__name__)
-PROTOBUF = "application/x-protobuf"
-JSON = "application/json"
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -51,31 +49,6 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     if len(out) > limit or inflater.unconsumed_tail:
         raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
     return out
-
-
-_STATUS_FOR = {
-    Outcome.BAD_REQUEST: (400, code_pb2.INVALID_ARGUMENT),
-    Outcome.UNAVAILABLE: (503, code_pb2.UNAVAILABLE),
-    Outcome.INTERNAL: (500, code_pb2.INTERNAL),
-}
-
-
-def status_response(
-    http_status: int,
-    code: int,
-    message: str,
-    content_type: str,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    """A ``google.rpc.Status``: protobuf for protobuf requests, JSON for anything else."""
-    if http_status in (429, 503):
-        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
-    if content_type == PROTOBUF:
-        body = status_pb2.Status(code=code, message=message).SerializeToString()
-    else:
-        body = json.dumps({"code": code, "message": message}).encode()
-        content_type = JSON
-    return web.Response(status=http_status, body=body, content_type=content_type, headers=headers)
 
 
 class OtlpHttpReceiver:
@@ -128,28 +101,27 @@ class OtlpHttpReceiver:
             await runner.cleanup()
 
     def _refuse(
-        self, http_status: int, code: int, message: str, content_type: str, reason: str, spans: int = 0
+        self, outcome: Outcome, message: str, content_type: str, reason: str, spans: int = 0
     ) -> web.Response:
         """The error answer, plus a (rate-limited) warning that says why without quoting the body."""
-        verb = "refused" if http_status in (429, 503) else "rejected"
-        self._rejections.event(f"OTLP/HTTP export {verb}, {http_status} {reason}", spans)
-        return status_response(http_status, code, message, content_type)
+        status = STATUS[outcome]
+        self._rejections.event(f"OTLP/HTTP export {status.verb}, {status.http} {reason}", spans)
+        return http_error(outcome, message, content_type)
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         """A POST here is an exporter with a wrong URL (often the base URL without /v1/traces): log it."""
         message = f"no OTLP endpoint at {request.path!r}; traces go to POST /v1/traces"
         if request.method != "POST":
-            return status_response(404, code_pb2.UNIMPLEMENTED, message, request.content_type)
+            return http_error(Outcome.NOT_FOUND, message, request.content_type)
         reason = "POST to an unknown path (the traces path is /v1/traces)"
-        return self._refuse(404, code_pb2.UNIMPLEMENTED, message, request.content_type, reason)
+        return self._refuse(Outcome.NOT_FOUND, message, request.content_type, reason)
 
     async def traces(self, request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
         if request.method != "POST":
             # Not an export (a probe or a browser): answered, not logged.
-            return status_response(
-                405,
-                code_pb2.UNIMPLEMENTED,
+            return http_error(
+                Outcome.METHOD_NOT_ALLOWED,
                 f"405 method not allowed, supported: [POST], got {request.method}",
                 content_type,
                 headers={"Allow": "POST"},
@@ -158,15 +130,13 @@ class OtlpHttpReceiver:
             if not request.headers.get(hdrs.CONTENT_TYPE, "").strip():
                 # aiohttp reports a missing header as application/octet-stream, which nobody sent.
                 return self._refuse(
-                    415,
-                    code_pb2.INVALID_ARGUMENT,
+                    Outcome.UNSUPPORTED_MEDIA_TYPE,
                     f"missing Content-Type; use {PROTOBUF} or {JSON}",
                     content_type,
                     f"missing Content-Type (use {PROTOBUF} or {JSON})",
                 )
             return self._refuse(
-                415,
-                code_pb2.INVALID_ARGUMENT,
+                Outcome.UNSUPPORTED_MEDIA_TYPE,
                 f"415 unsupported media type {content_type!r}, supported: [{JSON}, {PROTOBUF}]",
                 content_type,
                 f"unsupported Content-Type (use {PROTOBUF} or {JSON})",
@@ -174,8 +144,7 @@ class OtlpHttpReceiver:
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding not in _WBITS and encoding not in ("", "identity"):
             return self._refuse(
-                415,
-                code_pb2.INVALID_ARGUMENT,
+                Outcome.UNSUPPORTED_MEDIA_TYPE,
                 f"unsupported Content-Encoding {encoding!r}, supported: gzip, deflate",
                 content_type,
                 "unsupported Content-Encoding (use gzip or deflate)",
@@ -187,24 +156,21 @@ class OtlpHttpReceiver:
         except (BodyTooLarge, web.HTTPRequestEntityTooLarge) as exc:
             detail = exc.text if isinstance(exc, web.HTTPRequestEntityTooLarge) else str(exc)
             return self._refuse(
-                413,
-                code_pb2.INVALID_ARGUMENT,
+                Outcome.TOO_LARGE,
                 f"request body too large: {detail}",
                 content_type,
                 "body over receivers.otlp.http.max_request_body_size_mib (after decompression)",
             )
         except zlib.error as exc:
             return self._refuse(
-                400,
-                code_pb2.INVALID_ARGUMENT,
+                Outcome.BAD_REQUEST,
                 f"cannot decompress {encoding} body: {exc}",
                 content_type,
                 f"corrupt {encoding} body",
             )
         except Exception as exc:  # corrupt gzip/deflate stream and the like
             return self._refuse(
-                400,
-                code_pb2.INVALID_ARGUMENT,
+                Outcome.BAD_REQUEST,
                 f"cannot read request body: {exc}",
                 content_type,
                 "unreadable body",
@@ -214,19 +180,17 @@ class OtlpHttpReceiver:
                 body = decode_json_request(body, ExportTraceServiceRequest).SerializeToString()
             except OtlpJsonError as exc:
                 return self._refuse(
-                    400,
-                    code_pb2.INVALID_ARGUMENT,
+                    Outcome.BAD_REQUEST,
                     f"invalid OTLP-JSON: {exc}",
                     content_type,
                     "body is not valid OTLP-JSON",
                 )
         result = await self._exporter.export(body, well_formed=content_type == JSON)
         if result.outcome is not Outcome.OK:
-            http_status, code = _STATUS_FOR[result.outcome]
             if result.outcome is Outcome.INTERNAL:  # the exporter logged it as an error already
-                return status_response(http_status, code, result.message, content_type)
+                return http_error(result.outcome, result.message, content_type)
             return self._refuse(
-                http_status, code, result.message, content_type, result.reason, result.refused_spans
+                result.outcome, result.message, content_type, result.reason, result.refused_spans
             )
         assert result.response is not None
         if result.rejected:
