@@ -17,7 +17,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from sidecar.query.traces import TraceQueryService
 from sidecar.storage.api import TraceQuery
+from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import RocksStore, StoreOptions
+from sidecar.storage.rocks.partitions import TRACES, Signal, Width
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
 
@@ -56,3 +58,117 @@ def test_a_data_dir_written_before_signals_opens_and_reads_back(old_dir: str) ->
     finally:
         del reader
         store.close()
+
+
+LOGS = Signal("logs", "l", Width.DAY)  # test rows: the real logs and events signals come with their issue
+EVENTS = Signal("events", "e", Width.MONTH)
+
+
+def day_of(year: int, month: int, day: int) -> int:
+    return (dt.date(year, month, day) - dt.date(1970, 1, 1)).days
+
+
+def test_month_periods_start_on_the_first_and_roll_over_the_year() -> None:
+    assert Width.MONTH.start(day_of(2024, 2, 29)) == day_of(2024, 2, 1)
+    assert Width.MONTH.next(day_of(2024, 2, 1)) == day_of(2024, 3, 1)
+    assert Width.MONTH.next(day_of(2024, 12, 1)) == day_of(2025, 1, 1)
+    assert Width.DAY.start(MARCH_1) == MARCH_1 and Width.DAY.next(MARCH_1) == MARCH_1 + 1
+
+
+def test_partition_names_carry_the_signal_prefix_and_period_start() -> None:
+    assert TRACES.partition_name(MARCH_1) == keys.partition_name(MARCH_1) == "t20240301"
+    assert EVENTS.partition_name(day_of(2024, 3, 17)) == "e20240301"
+    assert EVENTS.parse("e20240301") == MARCH_1
+    assert EVENTS.parse("e20240317") is None  # not a month's first day: not an events partition
+    assert TRACES.parse("e20240301") is None and LOGS.parse("t20240301") is None
+    assert TRACES.parse("default") is None and TRACES.parse("t2024030") is None
+    assert TRACES.parse("t20240230") is None  # no such date
+    with pytest.raises(ValueError, match="prefix"):
+        Signal("bad", "t1")
+
+
+def test_a_store_refuses_signals_that_share_a_prefix(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        RocksStore(str(tmp_path / "db"), StoreOptions(), signals=(TRACES, Signal("tables", "t")))
+    store = RocksStore(str(tmp_path / "db"), StoreOptions())  # the failed open left no lock behind
+    try:
+        with pytest.raises(ValueError, match="events"):
+            store.partition_for_write(MARCH_1, EVENTS)
+    finally:
+        store.close()
+
+
+def put(store: RocksStore, signal: Signal, day: int) -> None:
+    """One key in ``signal``'s partition for ``day``, named after both."""
+    store.partition_for_write(day, signal).data[f"{signal.name}/{day}".encode()] = b"x"
+
+
+def stored(store: RocksStore, signal: Signal) -> list[tuple[str, list[bytes]]]:
+    """Each of the signal's partitions, oldest first, with its keys."""
+    return [(p.name, list(p.data.keys())) for p in store.partitions(signal, newest_first=False)]
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> Iterator[RocksStore]:
+    """A store with traces, logs and events, written on 2024-02-27 .. 2024-03-02 (events: two months)."""
+    store = RocksStore(str(tmp_path / "db"), StoreOptions(), signals=(TRACES, LOGS, EVENTS))
+    for day in range(day_of(2024, 2, 27), day_of(2024, 3, 3)):
+        for signal in (TRACES, LOGS, EVENTS):
+            put(store, signal, day)
+    yield store
+    store.close()
+
+
+def test_each_signal_has_its_own_partitions(three: RocksStore) -> None:
+    days = ["20240302", "20240301", "20240229", "20240228", "20240227"]
+    assert [p.name for p in three.partitions(LOGS)] == ["l" + d for d in days]
+    assert [p.name for p in three.partitions()] == ["t" + d for d in days]
+    assert stored(three, LOGS)[0] == ("l20240227", [f"logs/{day_of(2024, 2, 27)}".encode()])
+    assert stored(three, EVENTS) == [
+        ("e20240201", [f"events/{d}".encode() for d in range(day_of(2024, 2, 27), MARCH_1)]),
+        ("e20240301", [f"events/{d}".encode() for d in (MARCH_1, MARCH_1 + 1)]),
+    ]
+    assert three.partition(day_of(2024, 3, 2), EVENTS) is three.partition(MARCH_1, EVENTS)
+    assert three.partition(day_of(2024, 3, 20), EVENTS) is three.partition(MARCH_1, EVENTS)
+    assert three.partition(day_of(2024, 3, 20), LOGS) is None  # reads never create a partition
+
+
+def test_dropping_one_signals_old_partitions_leaves_the_others(three: RocksStore) -> None:
+    before = {s.name: stored(three, s) for s in (LOGS, EVENTS)}
+    assert three.drop_before(MARCH_1) == ["t20240227", "t20240228", "t20240229"]
+    assert [p.name for p in three.partitions(newest_first=False)] == ["t20240301", "t20240302"]
+    assert {s.name: stored(three, s) for s in (LOGS, EVENTS)} == before
+    assert three.drop_before(day_of(2024, 2, 29), LOGS) == ["l20240227", "l20240228"]
+    assert three.drop_before(day_of(2024, 2, 29), EVENTS) == []  # February still has a day to keep
+    assert three.drop_before(MARCH_1, EVENTS) == ["e20240201"]  # a month goes whole, when all of it is old
+    assert [p.name for p in three.partitions(EVENTS)] == ["e20240301"]
+    assert [p.name for p in three.partitions()] == ["t20240302", "t20240301"]
+    put(three, TRACES, day_of(2024, 2, 27))  # a late write re-creates its partition, then goes again
+    assert three.drop_before(MARCH_1) == ["t20240227"]
+
+
+def test_partitions_are_found_per_signal_on_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    store = RocksStore(path, StoreOptions(), signals=(TRACES, LOGS, EVENTS))
+    for signal in (TRACES, LOGS, EVENTS):
+        put(store, signal, MARCH_1)
+    store.close()
+    # Opened by a version that knows only traces: the others' families stay, untouched.
+    store = RocksStore(path, StoreOptions())
+    assert [p.name for p in store.partitions()] == ["t20240301"]
+    assert store.drop_before(MARCH_1 + 400) == ["t20240301"]
+    store.close()
+    store = RocksStore(path, StoreOptions(), signals=(TRACES, LOGS, EVENTS))
+    try:
+        assert stored(store, TRACES) == []
+        assert stored(store, LOGS) == [("l20240301", [f"logs/{MARCH_1}".encode()])]
+        assert stored(store, EVENTS) == [("e20240301", [f"events/{MARCH_1}".encode()])]
+    finally:
+        store.close()
+
+
+def test_dropping_after_close_is_a_no_op(tmp_path: Path) -> None:
+    store = RocksStore(str(tmp_path / "db"), StoreOptions())
+    put(store, TRACES, MARCH_1)
+    store.close()
+    assert store.drop_before(MARCH_1 + 10) == []

@@ -1,8 +1,9 @@
-"""The RocksDB handle, its options and its time partitions (one column family per UTC day).
+"""The RocksDB handle, its options and its time partitions (column families per signal and period).
 
 Retention drops whole partitions, which frees their files at once instead of waiting for
-compaction to notice expired keys (the Badger/TTL trap Jaeger users hit). This is the only module
-that constructs rocksdict options.
+compaction to notice expired keys (the Badger/TTL trap Jaeger users hit). Which signals exist and
+how wide their partitions are is in ``partitions.py``; when to drop them, in ``retention.py``. This
+is the only module that constructs rocksdict options.
 
 One process at a time owns a data directory. RocksDB's own LOCK file enforces that, but only says
 "lock file ... temporarily unavailable" and, before failing, rotates the owner's info LOG. So the
@@ -18,13 +19,13 @@ import fcntl
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
 
 from rocksdict import (
     BlockBasedOptions,
     Cache,
-    ColumnFamily,
     DBCompressionType,
     DBRecoveryMode,
     Options,
@@ -34,7 +35,14 @@ from rocksdict import (
 )
 
 from sidecar.storage.api import StorageError
-from sidecar.storage.rocks.keys import partition_day, partition_name
+from sidecar.storage.rocks.partitions import (
+    SIGNALS,
+    TRACES,
+    Partition,
+    Signal,
+    check_signals,
+    parse_partition,
+)
 
 log = logging.getLogger(__name__)
 PID_FILE = "sidecar.pid"
@@ -103,14 +111,6 @@ class StoreOptions:
     wal_sync: bool = False
 
 
-@dataclass(slots=True)
-class Partition:
-    day: int
-    name: str
-    data: Rdict  # column-family view for reads
-    handle: ColumnFamily  # for WriteBatch
-
-
 _COMPRESSION = {
     "lz4": DBCompressionType.lz4,
     "zstd": DBCompressionType.zstd,
@@ -119,12 +119,16 @@ _COMPRESSION = {
 
 
 class RocksStore:
-    """Opens the database and hands out partitions; safe to close twice."""
+    """Opens the database and hands out each signal's partitions; safe to close twice.
 
-    def __init__(self, path: str, options: StoreOptions) -> None:
+    ``signal`` arguments default to traces, the one signal whose callers predate the others.
+    """
+
+    def __init__(self, path: str, options: StoreOptions, signals: Iterable[Signal] = SIGNALS) -> None:
         """Raises DataDirInUse when another process has ``path`` open."""
         self.path = path
         self.options = options
+        self.signals = check_signals(signals)
         os.makedirs(path, exist_ok=True)
         self._pid_lock = _PidLock(path)
         try:
@@ -142,11 +146,15 @@ class RocksStore:
             self._pid_lock.release()
             raise
         self._lock = threading.Lock()
-        self._partitions: dict[int, Partition] = {}
+        self._partitions: dict[Signal, dict[int, Partition]] = {signal: {} for signal in self.signals}
         for name in names:
-            day = partition_day(name)
-            if day is not None:
-                self._partitions[day] = self._open_partition(day, name)
+            found = parse_partition(name, self.signals)
+            if found is not None:
+                signal, day = found
+                self._partitions[signal][day] = self._open_partition(signal, day, name)
+            elif name != "default":
+                # A newer version's signal, say: kept open (RocksDB needs every family) but untouched.
+                log.warning("column family %s belongs to no known signal; leaving it as it is", name)
         self._closed = False
 
     # -- options -------------------------------------------------------------------------
@@ -188,42 +196,61 @@ class RocksStore:
         return o
 
     # -- partitions ----------------------------------------------------------------------
-    def _open_partition(self, day: int, name: str) -> Partition:
-        return Partition(day, name, self.db.get_column_family(name), self.db.get_column_family_handle(name))
+    def _open_partition(self, signal: Signal, day: int, name: str) -> Partition:
+        data, handle = self.db.get_column_family(name), self.db.get_column_family_handle(name)
+        return Partition(day, name, data, handle, signal)
 
-    def partition_for_write(self, day: int) -> Partition:
-        part = self._partitions.get(day)
+    def _of(self, signal: Signal) -> dict[int, Partition]:
+        try:
+            return self._partitions[signal]
+        except KeyError:
+            raise ValueError(f"signal {signal.name!r} is not one of this store's signals") from None
+
+    def partition_for_write(self, day: int, signal: Signal = TRACES) -> Partition:
+        """The partition holding ``day`` for ``signal``, created (a new column family) on first use."""
+        parts, start = self._of(signal), signal.period(day)
+        part = parts.get(start)
         if part is not None:
             return part
         with self._lock:
-            part = self._partitions.get(day)
+            part = parts.get(start)
             if part is None:
-                name = partition_name(day)
+                name = signal.partition_name(start)
                 self.db.create_column_family(name, self._make_cf_options())
-                part = self._open_partition(day, name)
-                self._partitions[day] = part
+                part = self._open_partition(signal, start, name)
+                parts[start] = part
                 log.info("created partition %s", name)
             return part
 
-    def partition(self, day: int) -> Partition | None:
-        return self._partitions.get(day)
+    def partition(self, day: int, signal: Signal = TRACES) -> Partition | None:
+        """The partition holding ``day`` for ``signal`` if it exists; reads never create one."""
+        return self._of(signal).get(signal.period(day))
 
-    def partitions(self, newest_first: bool = True) -> list[Partition]:
-        parts = list(self._partitions.values())
+    def partitions(self, signal: Signal = TRACES, newest_first: bool = True) -> list[Partition]:
+        parts = list(self._of(signal).values())
         parts.sort(key=lambda p: p.day, reverse=newest_first)
         return parts
 
-    def drop_before(self, day: int) -> list[str]:
-        """Drop every partition older than ``day``; their files go as soon as readers let go."""
+    def drop_before(self, day: int, signal: Signal = TRACES) -> list[str]:
+        """Drop ``signal``'s partitions that end before ``day`` (hold nothing from ``day`` on).
+
+        Their files go as soon as readers let go of the partitions; other signals are not touched.
+        """
         dropped: list[str] = []
         with self._lock:
-            for old_day in sorted(d for d in self._partitions if d < day):
-                part = self._partitions.pop(old_day)
+            if self._closed:
+                return dropped
+            parts = self._of(signal)
+            for start in sorted(d for d, p in parts.items() if p.end_day <= day):
+                part = parts.pop(start)
+                name = part.name
                 del part  # our handles must go before RocksDB can delete the files
-                name = partition_name(old_day)
                 self.db.drop_column_family(name)
                 dropped.append(name)
         return dropped
+
+    def _all_partitions(self) -> list[Partition]:
+        return [part for signal in self.signals for part in self.partitions(signal)]
 
     def read_options(self) -> ReadOptions:
         return ReadOptions()
@@ -236,24 +263,26 @@ class RocksStore:
         return total
 
     def flush(self) -> None:
-        for part in self.partitions():
+        for part in self._all_partitions():
             part.data.flush(True)
         self.db.flush(True)
 
     def compact(self) -> None:
-        for part in self.partitions():
+        for part in self._all_partitions():
             part.data.compact_range(None, None)
         self.db.compact_range(None, None)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:  # after any partition being created or dropped
+            if self._closed:
+                return
+            self._closed = True
         try:
             self.db.flush_wal(True)
         except Exception:  # pragma: no cover - closing must not raise
             log.exception("WAL flush on close failed")
-        self._partitions.clear()
+        for parts in self._partitions.values():
+            parts.clear()
         try:
             self.db.close()
         finally:

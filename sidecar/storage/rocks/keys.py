@@ -7,14 +7,17 @@ must return newest first.
 
 from __future__ import annotations
 
+import datetime as _dt
 import struct
 from hashlib import blake2b
 
 MAX_U64 = (1 << 64) - 1
 DAY_NS = 86_400 * 1_000_000_000
 HOUR_NS = 3_600 * 1_000_000_000
+_EPOCH = _dt.date(1970, 1, 1)
+TRACE_PARTITION_PREFIX = "t"  # existing data directories hold tYYYYMMDD families: never change it
 
-# Partition column families (one per UTC day): data, summaries and indexes.
+# Trace partition column families (``tYYYYMMDD``, one per UTC day): data, summaries and indexes.
 CHUNK = b"C"  # C | trace_id(16) | ingest_ns(8)              -> Chunk
 SUMMARY = b"M"  # M | trace_id(16)                            -> summary record
 TRACE_TABLE = b"T"  # T | rev_ns(8)                          -> trace ids of one write
@@ -105,19 +108,18 @@ def prefix_end(prefix: bytes) -> bytes:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-def partition_name(day: int) -> str:
-    import datetime as _dt
+def partition_name(day: int, prefix: str = TRACE_PARTITION_PREFIX) -> str:
+    """``<prefix>YYYYMMDD`` for UTC day ``day`` (days since the epoch); traces' by default."""
+    return prefix + (_EPOCH + _dt.timedelta(days=day)).strftime("%Y%m%d")
 
-    return "t" + (_dt.date(1970, 1, 1) + _dt.timedelta(days=day)).strftime("%Y%m%d")
 
-
-def partition_day(name: str) -> int | None:
-    import datetime as _dt
-
-    if len(name) != 9 or not name.startswith("t") or not name[1:].isdigit():
+def partition_day(name: str, prefix: str = TRACE_PARTITION_PREFIX) -> int | None:
+    """The day a ``<prefix>YYYYMMDD`` name stands for, or None for any other name."""
+    digits = name[len(prefix) :]
+    if not name.startswith(prefix) or len(digits) != 8 or not digits.isascii() or not digits.isdigit():
         return None
     try:
-        date = _dt.datetime.strptime(name[1:], "%Y%m%d").date()
+        date = _dt.datetime.strptime(digits, "%Y%m%d").date()
     except ValueError:
         return None
-    return (date - _dt.date(1970, 1, 1)).days
+    return (date - _EPOCH).days
