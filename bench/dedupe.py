@@ -1,9 +1,10 @@
 """``python -m bench.dedupe``: what the writer's resent-span check costs, in process, per span.
 
-Each round prepares and writes the workload's requests through the real TraceWriter into a fresh
-RocksDB directory (every trace new: the check's cost on ordinary ingest), then writes the same
-requests again (every span a resend: the cost of recognising them). CPU seconds of the whole process
-(receiving thread, writer thread and RocksDB's own threads), divided by spans.
+Each round prepares and writes the workload's requests through the real TraceWriter (over the write
+queue, where the checkout has one) into a fresh RocksDB directory (every trace new: the check's cost
+on ordinary ingest), then writes the same requests again (every span a resend: the cost of
+recognising them). CPU seconds of the whole process (receiving thread, writer thread and RocksDB's
+own threads), divided by spans.
 
 ``--against DIR`` runs the same rounds with the checkout in DIR (say, a ``git worktree`` of the
 commit before the check), alternating round by round, so the two are compared on one machine in
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import inspect
 import json
 import os
@@ -34,18 +36,28 @@ def one_round(requests: int, seed: int) -> dict[str, float]:
     from sidecar.ingest.traces import prepare_traces
     from sidecar.storage.rocks.db import RocksStore, StoreOptions
     from sidecar.storage.rocks.registry import Registry
-    from sidecar.storage.rocks.writer import TraceWriter
 
     stream = RequestStream(build_workload(min(requests, 64), seed))
     bodies = [stream.body(seq) for seq in range(requests)]
     with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as tmp:
         store = RocksStore(tmp, StoreOptions())
         registry = Registry(store.db)
-        extra: dict[str, Any] = {}
-        if "reprepare" in inspect.signature(TraceWriter).parameters:  # older checkouts lack it
-            extra["reprepare"] = functools.partial(prepare_traces, well_formed=True)
-        writer = TraceWriter(store, registry, 16_384, 1 << 20, **extra)
-        writer.start()
+        reprepare = functools.partial(prepare_traces, well_formed=True)
+        writer: Any
+        worker: Any  # what owns the writer thread
+        try:
+            from sidecar.storage.rocks.traces.writer import TraceWriter
+            from sidecar.storage.rocks.write_queue import WriteQueue
+
+            worker = WriteQueue(store)
+            writer = TraceWriter(worker, registry, 16_384, 1 << 20, reprepare)
+        except ImportError:  # older checkouts: one TraceWriter with its own thread
+            old = importlib.import_module("sidecar.storage.rocks.writer")
+            extra: dict[str, Any] = {}
+            if "reprepare" in inspect.signature(old.TraceWriter).parameters:  # older still lack it
+                extra["reprepare"] = reprepare
+            writer = worker = old.TraceWriter(store, registry, 16_384, 1 << 20, **extra)
+        worker.start()
         result: dict[str, float] = {}
         for name in ("new", "resent"):
             spans = 0
@@ -55,10 +67,10 @@ def one_round(requests: int, seed: int) -> dict[str, float]:
                 spans += prepared.accepted
                 writer.submit(prepared).result(60)
             result[f"{name}_us_per_span"] = (time.process_time() - cpu) / spans * 1e6
-        writer.close()
+        worker.close()
         # Peak RSS of the process: the writer's cache of recent traces (their span ids) lives here.
         result["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        del writer
+        del writer, worker
         store.close()
     return result
 

@@ -36,7 +36,8 @@ from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
 from sidecar.storage.rocks.keys import DAY_NS
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
-from sidecar.storage.rocks.writer import TraceWriter
+from sidecar.storage.rocks.traces.writer import TraceWriter
+from sidecar.storage.rocks.write_queue import WriteQueue
 
 log = logging.getLogger("sidecar")
 T = TypeVar("T")
@@ -109,14 +110,15 @@ async def run(config: Config) -> int:
     health = Health()
     grace = config.shutdown_timeout_s / 2
     store, registry = open_store(config)
+    queue = WriteQueue(store)
     writer = TraceWriter(
-        store,
+        queue,
         registry,
         config.ingest.max_batch_spans,
         config.ingest.max_queue_spans,
         reprepare=functools.partial(prepare_traces, well_formed=True),
     )
-    writer.start()
+    queue.start()
     health.store_open = True
     ctx = ApiContext(
         TraceQueryService(RocksReader(store, registry)),
@@ -191,13 +193,17 @@ async def run(config: Config) -> int:
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
-        await loop.run_in_executor(None, writer.close, grace)
+        await loop.run_in_executor(None, queue.close, grace)
         ctx.pool.shutdown(wait=True, cancel_futures=True)
         health.store_open = False
-        del ctx, writer
+        writing = queue.alive  # a write outlasted the timeout: RocksDB must not close under it
+        del ctx, writer, queue
         gc.collect()
-        store.close()
-        log.info("store closed")
+        if writing:
+            log.error("a write is still running: store left open (the WAL holds what was acknowledged)")
+        else:
+            store.close()
+            log.info("store closed")
     return 0
 
 

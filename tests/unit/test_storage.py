@@ -23,7 +23,8 @@ from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
 from sidecar.storage.rocks.servicegraph import ServiceGraph, read_calls
 from sidecar.storage.rocks.summary import Summary
-from sidecar.storage.rocks.writer import TraceWriter
+from sidecar.storage.rocks.traces.writer import TraceWriter
+from sidecar.storage.rocks.write_queue import WriteQueue
 
 NOW = time.time_ns()
 MS = 1_000_000
@@ -86,15 +87,15 @@ class Store:
         self.path = str(path)
         self.store = RocksStore(self.path, StoreOptions())
         self.registry = Registry(self.store.db)
+        self.queue = WriteQueue(self.store, clock=clock)  # type: ignore[arg-type]
         self.writer = TraceWriter(
-            self.store,
+            self.queue,
             self.registry,
             10_000,
             100_000,
             reprepare=functools.partial(prepare_traces, well_formed=True),
-            clock=clock,  # type: ignore[arg-type]
         )
-        self.writer.start()
+        self.queue.start()
         self.reader = RocksReader(self.store, self.registry)
         self.query = TraceQueryService(self.reader)
 
@@ -106,8 +107,9 @@ class Store:
         return [s.trace_id for s, _ in self.query.find_traces(TraceQuery(**kw))]  # type: ignore[arg-type]
 
     def close(self) -> None:
-        self.writer.close()
-        del self.writer, self.reader, self.query
+        self.queue.close()
+        assert not self.queue.alive
+        del self.queue, self.writer, self.reader, self.query
         self.store.close()
 
 

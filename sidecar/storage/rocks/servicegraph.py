@@ -2,10 +2,10 @@
 
 A call is a CLIENT (or PRODUCER) span in one service whose id is the parent of a SERVER (or
 CONSUMER) span in another: the Collector's servicegraph connector and Jaeger's dependencies both
-count these. Each trace write hands its halves to :class:`ServiceGraph`, which pairs them (waiting,
-bounded, for a half that comes in a later write) and adds the counts to the write's batch
-under ``G | hour(4) | parent(4) | child(4) -> u64`` in the day's partition (layout atop
-``writer.py``). ``/api/dependencies`` reads them back with :func:`read_calls`, and derived
+count these. The trace merge hands each write's halves to :class:`ServiceGraph`, which pairs them
+(waiting, bounded, for a half that comes in a later write) and adds the counts to the write's
+batch under ``G | hour(4) | parent(4) | child(4) -> u64`` in the day's partition (layout atop
+``traces/merge.py``). ``/api/dependencies`` reads them back with :func:`read_calls`, and derived
 metrics can read the same edges.
 """
 

@@ -1,4 +1,4 @@
-"""The single writer thread: merges prepared requests into one WriteBatch and acknowledges them.
+"""The trace merge: prepared spans into the write queue's WriteBatch, with summaries and indexes.
 
 Key layout (all big-endian; ids are registry ids; ``rev`` = 2**64-1 - ns so scans run newest first).
 
@@ -22,27 +22,21 @@ RocksDB's per-key cost (held under the GIL) off the per-span budget; and they ho
 into the write's trace table rather than 16-byte trace ids, which keeps indexes small on disk.
 
 Everything for one write - chunks, summaries, postings, registry entries, edges - goes in the same
-WriteBatch, so an acknowledged span is always searchable and nothing is half-indexed after a kill.
+WriteBatch (write_queue.py makes one per drain), so an acknowledged span is always searchable and
+nothing is half-indexed after a kill.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import struct
-import threading
-import time
 from array import array
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from itertools import count, repeat
 
-from rocksdict import WriteBatch, WriteOptions
+from rocksdict import WriteBatch
 
 from sidecar.otlp.shadow import Chunk, RawTraceRequest
-from sidecar.storage.api import Overloaded, StoreClosed
 from sidecar.storage.prepared import PreparedTraces, TracePart
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.chunks import group_span_ids, trace_chunks
@@ -51,40 +45,14 @@ from sidecar.storage.rocks.registry import Registry
 from sidecar.storage.rocks.servicegraph import ServiceGraph
 from sidecar.storage.rocks.summary import Summary, read_summaries
 
-log = logging.getLogger(__name__)
-
 _SUMMARY_CACHE = 16_384  # traces active in the last few seconds; misses cost one multi-get
-MAX_TRACES_PER_WRITE = 65_535
+MAX_TRACES_PER_WRITE = 65_535  # posting slots are u16
 _SEARCHED_IDS_BYTES = 2_048  # up to 256 known spans a trace, new ids are found by substring search
 
 
 _U16 = struct.Struct(">H").pack
 _U16LE = struct.Struct("=H").pack  # same layout as array("H")
 _LENGTH = [_U16(n) for n in range(keys.MAX_TERM_BYTES + 1)]
-
-
-def _settle(futures: list[Future[None] | asyncio.Future[None]], error: Exception | None) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for future in futures:
-        if isinstance(future, asyncio.Future):
-            by_loop.setdefault(future.get_loop(), []).append(future)
-        elif error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
-    for loop, waiting in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # loop already closed: nobody is waiting
-            loop.call_soon_threadsafe(_settle_in_loop, waiting, error)
-
-
-def _settle_in_loop(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
-    for future in futures:
-        if future.done():  # the caller gave up (cancelled)
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
 
 
 def _slots(trace_ids: list[bytes], slot_of: Callable[[bytes], int]) -> bytes:
@@ -94,36 +62,21 @@ def _slots(trace_ids: list[bytes], slot_of: Callable[[bytes], int]) -> bytes:
     return array("H", dict.fromkeys(map(slot_of, trace_ids))).tobytes()
 
 
-class TraceWriter:
-    """Serialises all writes through one thread with reply futures (Datasette's writer pattern)."""
+class TraceMerge:
+    """The write queue's merger for traces; its caches belong to the writer thread."""
 
     def __init__(
-        self,
-        store: RocksStore,
-        registry: Registry,
-        max_batch_spans: int,
-        max_queue_spans: int,
-        reprepare: Callable[[bytes], PreparedTraces],
-        clock: Callable[[], int] = time.time_ns,
+        self, store: RocksStore, registry: Registry, reprepare: Callable[[bytes], PreparedTraces]
     ) -> None:
-        self._clock = clock
         # Ingest's own preparation, for the rare part that holds both new and resent spans: the
-        # writer rebuilds it from the new spans' bytes rather than knowing how parts are made.
+        # merge rebuilds it from the new spans' bytes rather than knowing how parts are made.
         self._reprepare = reprepare
         self._store = store
         self._registry = registry
-        self._max_batch = min(max_batch_spans, MAX_TRACES_PER_WRITE)  # slots are u16
-        self._max_queue = max_queue_spans
-        self._queue: list[tuple[PreparedTraces, Future[None] | asyncio.Future[None]]] = []
-        self._queued_spans = 0
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="trace-writer", daemon=True)
-        self._write_options = WriteOptions()
-        self._write_options.sync = store.options.wal_sync
         self._default_cf = store.db.get_column_family_handle("default")
-        self._last_ns = 0
         self._summaries: OrderedDict[bytes, Summary] = OrderedDict()  # recently written traces
+        # This write's summaries, changed in place: cached once the batch is written, dropped if not.
+        self._pending: dict[bytes, Summary] | None = None
         self._blobs_written: set[tuple[int, bytes, bytes]] = set()
         self._graph = ServiceGraph()
         self._operation_cache: dict[tuple[int, bytes, int], int] = {}
@@ -131,174 +84,11 @@ class TraceWriter:
         # Attribute key names (as encoded bytes) already in the registry; the hot loop checks bytes.
         self._attribute_key_bytes: set[bytes] = {k.encode() for k in registry.attribute_keys}
 
-    # -- public --------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-
-    def submit(self, prepared: PreparedTraces) -> Future[None]:
-        """Queue a prepared request; the future resolves once it is in the WAL."""
-        future: Future[None] = Future()
-        if not prepared.parts:
-            future.set_result(None)
-        else:
-            self._enqueue(prepared, future)
-        return future
-
-    def submit_async(self, prepared: PreparedTraces) -> asyncio.Future[None]:
-        """Like submit, for the calling event loop.
-
-        The writer settles all of a write's futures with one call_soon_threadsafe per loop: one
-        wake-up (and one GIL hand-over) per write instead of one per request.
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        if not prepared.parts:
-            future.set_result(None)
-        else:
-            self._enqueue(prepared, future)
-        return future
-
-    def _enqueue(self, prepared: PreparedTraces, future: Future[None] | asyncio.Future[None]) -> None:
-        with self._cond:
-            if self._stopping:
-                raise StoreClosed("the store is shutting down")
-            if self._queued_spans and self._queued_spans + prepared.accepted > self._max_queue:
-                raise Overloaded(f"write queue holds {self._queued_spans} spans (limit {self._max_queue})")
-            self._queue.append((prepared, future))
-            self._queued_spans += prepared.accepted
-            self._cond.notify()
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop; safe to call twice."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    # -- writer thread -------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue and self._stopping:
-                    return
-                batch: list[tuple[PreparedTraces, Future[None] | asyncio.Future[None]]] = []
-                spans = 0
-                while self._queue and (not batch or spans + self._queue[0][0].accepted <= self._max_batch):
-                    item = self._queue.pop(0)
-                    batch.append(item)
-                    spans += item[0].accepted
-                self._queued_spans -= spans
-            error: Exception | None = None
-            try:
-                self._write([p for p, _ in batch])
-            except Exception as exc:
-                log.exception("write of %d spans failed", spans)
-                error = exc
-            _settle([future for _, future in batch], error)
-
-    def _next_ns(self) -> int:
-        ns = max(self._clock(), self._last_ns + 1)
-        self._last_ns = ns
-        return ns
-
-    def _store_blobs(self, prepared: list[PreparedTraces], part: Partition, batch: WriteBatch) -> None:
-        """Resource and scope bytes, once per partition: chunks refer to them by content hash."""
-        written = self._blobs_written
-        if len(written) > 100_000:
-            written.clear()
-        for prep in prepared:
-            for p in prep.parts:
-                for kind, info in ((b"r", p.resource), (b"s", p.scope)):
-                    marker = (part.day, kind, info.ref)
-                    if marker not in written:
-                        written.add(marker)
-                        batch.put(keys.BLOB + kind + info.ref, info.encoded, part.handle)
-
-    def _load_summaries(self, trace_ids: Iterable[bytes], day: int) -> dict[bytes, Summary]:
-        """Summaries for this write: cached, else read from this or the previous partition."""
-        found: dict[bytes, Summary] = {}
-        missing: list[bytes] = []
-        for tid in trace_ids:
-            cached = self._summaries.get(tid)
-            if cached is not None:
-                self._summaries.move_to_end(tid)
-                found[tid] = cached
-            else:
-                missing.append(tid)
-        if missing:
-            recent = [
-                p for p in (self._store.partition(day), self._store.partition(day - 1)) if p is not None
-            ]
-            loaded = read_summaries(recent, missing)
-            for tid, summary in loaded.items():  # a trace seen before but no longer cached
-                summary.span_ids = bytearray().join(
-                    sid
-                    for part in recent
-                    for chunk in trace_chunks(part, tid)
-                    for ids in group_span_ids(chunk)
-                    for sid in ids
-                )
-            found.update(loaded)
-        return found
-
-    def _drop_stored_spans(
-        self, parts: list[TracePart], summaries: dict[bytes, Summary], ns: int
-    ) -> list[TracePart]:
-        """Drop spans whose (trace id, span id) is stored already or came earlier in this write.
-
-        OTLP exporters resend a batch whose answer was lost, and Jaeger de-duplicates span ids, so a
-        span counts once: in the trace, its summary, the index and the service graph. A part is
-        usually all new (kept as it is) or all resent (dropped); one with both is prepared again
-        from its new spans.
-
-        A trace's known ids are one compact byte string (8 bytes a span: 16k cached traces cost
-        ~2 MB, where sets of ids would cost ~40 MB). A part whose ids occur nowhere in it, not even
-        across id boundaries, is new: a substring search in C, no set built. Anything else, and
-        long traces, where the searches would add up, take the exact path through a set.
-        """
-        kept: list[TracePart] = []
-        for p in parts:
-            ids = p.span_ids
-            summary = summaries.get(p.trace_id)
-            if summary is None:
-                summary = summaries[p.trace_id] = Summary(ns)
-            known = summary.span_ids  # grows here; the cache drops it if the write fails
-            if (
-                len(known) <= _SEARCHED_IDS_BYTES
-                and not any(map(known.__contains__, ids))
-                and (len(ids) == 1 or len(set(ids)) == len(ids))
-            ):
-                known.extend(b"".join(ids))
-                kept.append(p)
-                continue
-            seen = {bytes(known[i : i + 8]) for i in range(0, len(known), 8)}
-            keep = []
-            for index, sid in enumerate(ids):
-                if sid not in seen:
-                    seen.add(sid)
-                    keep.append(index)
-            if keep:
-                known.extend(b"".join(ids[i] for i in keep))
-                kept.extend(self._subset(p, keep) if len(keep) < len(ids) else (p,))
-        return kept
-
-    def _subset(self, part: TracePart, keep: list[int]) -> list[TracePart]:
-        spans = Chunk.FromString(part.chunk).groups[0].spans
-        request = RawTraceRequest()
-        scope_spans = request.resource_spans.add(resource=part.resource.encoded).scope_spans.add(
-            scope=part.scope.encoded
-        )
-        scope_spans.spans.extend(spans[i] for i in keep)
-        return self._reprepare(request.SerializeToString()).parts
-
-    def _write(self, prepared: list[PreparedTraces]) -> None:
-        ns = self._next_ns()
+    # -- the merge -------------------------------------------------------------------------
+    def merge(self, prepared: list[PreparedTraces], batch: WriteBatch, ns: int) -> None:
+        """Spans not stored before, with their summaries, indexes and edges, into ``batch``."""
         day = ns // keys.DAY_NS
         part = self._store.partition_for_write(day)
-        batch = WriteBatch(raw_mode=True)
         batch.set_default_column_family(part.handle)
         registry, default_cf = self._registry, self._default_cf
         op_cache = self._operation_cache
@@ -307,9 +97,10 @@ class TraceWriter:
 
         parts: list[TracePart] = [p for prep in prepared for p in prep.parts]
         trace_ids = dict.fromkeys(p.trace_id for p in parts)
-        summaries = self._load_summaries(trace_ids, day)
+        summaries = self._pending = self._load_summaries(trace_ids, day)
         parts = self._drop_stored_spans(parts, summaries, ns)
         if not parts:
+            self._pending = None  # unchanged: nothing to cache or forget
             return  # every span is a resent copy of one already stored
         # Postings name traces by their slot in this write's trace table (2 bytes, not 16).
         slot_of = dict(zip(trace_ids, count())).__getitem__
@@ -407,17 +198,113 @@ class TraceWriter:
                         known_keys.add(key_name)
                         registry.note_attribute_key(key_name.decode("utf-8", "replace"), batch, default_cf)
         self._graph.add(clients, servers, ns, part, batch)
+
+    # -- write-queue hooks -----------------------------------------------------------------
+    def after_write(self) -> None:
+        summaries, self._pending = self._pending, None
+        if not summaries:
+            return
         cache = self._summaries
-        try:
-            self._store.db.write(batch, self._write_options)
-        except Exception:
-            for tid in summaries:  # changed in place but not stored: read them again next time
-                cache.pop(tid, None)
-            raise
         for tid, summary in summaries.items():
             cache[tid] = summary
         while len(cache) > _SUMMARY_CACHE:
             cache.popitem(last=False)
+
+    def write_failed(self) -> None:
+        summaries, self._pending = self._pending, None
+        for tid in summaries or ():  # changed in place but not stored: read them again next time
+            self._summaries.pop(tid, None)
+
+    # -- parts of the merge ------------------------------------------------------------------
+    def _store_blobs(self, prepared: list[PreparedTraces], part: Partition, batch: WriteBatch) -> None:
+        """Resource and scope bytes, once per partition: chunks refer to them by content hash."""
+        written = self._blobs_written
+        if len(written) > 100_000:
+            written.clear()
+        for prep in prepared:
+            for p in prep.parts:
+                for kind, info in ((b"r", p.resource), (b"s", p.scope)):
+                    marker = (part.day, kind, info.ref)
+                    if marker not in written:
+                        written.add(marker)
+                        batch.put(keys.BLOB + kind + info.ref, info.encoded, part.handle)
+
+    def _load_summaries(self, trace_ids: Iterable[bytes], day: int) -> dict[bytes, Summary]:
+        """Summaries for this write: cached, else read from this or the previous partition."""
+        found: dict[bytes, Summary] = {}
+        missing: list[bytes] = []
+        for tid in trace_ids:
+            cached = self._summaries.get(tid)
+            if cached is not None:
+                self._summaries.move_to_end(tid)
+                found[tid] = cached
+            else:
+                missing.append(tid)
+        if missing:
+            recent = [
+                p for p in (self._store.partition(day), self._store.partition(day - 1)) if p is not None
+            ]
+            loaded = read_summaries(recent, missing)
+            for tid, summary in loaded.items():  # a trace seen before but no longer cached
+                summary.span_ids = bytearray().join(
+                    sid
+                    for part in recent
+                    for chunk in trace_chunks(part, tid)
+                    for ids in group_span_ids(chunk)
+                    for sid in ids
+                )
+            found.update(loaded)
+        return found
+
+    def _drop_stored_spans(
+        self, parts: list[TracePart], summaries: dict[bytes, Summary], ns: int
+    ) -> list[TracePart]:
+        """Drop spans whose (trace id, span id) is stored already or came earlier in this write.
+
+        OTLP exporters resend a batch whose answer was lost, and Jaeger de-duplicates span ids, so a
+        span counts once: in the trace, its summary, the index and the service graph. A part is
+        usually all new (kept as it is) or all resent (dropped); one with both is prepared again
+        from its new spans.
+
+        A trace's known ids are one compact byte string (8 bytes a span: 16k cached traces cost
+        ~2 MB, where sets of ids would cost ~40 MB). A part whose ids occur nowhere in it, not even
+        across id boundaries, is new: a substring search in C, no set built. Anything else, and
+        long traces, where the searches would add up, take the exact path through a set.
+        """
+        kept: list[TracePart] = []
+        for p in parts:
+            ids = p.span_ids
+            summary = summaries.get(p.trace_id)
+            if summary is None:
+                summary = summaries[p.trace_id] = Summary(ns)
+            known = summary.span_ids  # grows here; the cache drops it if the write fails
+            if (
+                len(known) <= _SEARCHED_IDS_BYTES
+                and not any(map(known.__contains__, ids))
+                and (len(ids) == 1 or len(set(ids)) == len(ids))
+            ):
+                known.extend(b"".join(ids))
+                kept.append(p)
+                continue
+            seen = {bytes(known[i : i + 8]) for i in range(0, len(known), 8)}
+            keep = []
+            for index, sid in enumerate(ids):
+                if sid not in seen:
+                    seen.add(sid)
+                    keep.append(index)
+            if keep:
+                known.extend(b"".join(ids[i] for i in keep))
+                kept.extend(self._subset(p, keep) if len(keep) < len(ids) else (p,))
+        return kept
+
+    def _subset(self, part: TracePart, keep: list[int]) -> list[TracePart]:
+        spans = Chunk.FromString(part.chunk).groups[0].spans
+        request = RawTraceRequest()
+        scope_spans = request.resource_spans.add(resource=part.resource.encoded).scope_spans.add(
+            scope=part.scope.encoded
+        )
+        scope_spans.spans.extend(spans[i] for i in keep)
+        return self._reprepare(request.SerializeToString()).parts
 
     def _note_lateness(self, lateness: int, part: Partition, batch: WriteBatch) -> None:
         """Track how long after their start spans arrive, so searches by start time know how far to look."""
@@ -428,3 +315,4 @@ class TraceWriter:
         if lateness > known:
             self._lateness[part.day] = lateness
             batch.put(keys.LATENESS, keys.u64(lateness))
+

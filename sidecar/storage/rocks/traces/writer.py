@@ -1,0 +1,51 @@
+"""The SpanWriter the receivers hold: prepared spans into the shared write queue, merged by TraceMerge."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from sidecar.storage.prepared import PreparedTraces
+from sidecar.storage.rocks.registry import Registry
+from sidecar.storage.rocks.traces.merge import MAX_TRACES_PER_WRITE, TraceMerge
+from sidecar.storage.rocks.write_queue import WriteQueue
+
+SIGNAL = "traces"
+
+
+class TraceWriter:
+    """Registers the trace signal on ``queue`` (limits in spans); the queue's owner starts and closes it."""
+
+    def __init__(
+        self,
+        queue: WriteQueue,
+        registry: Registry,
+        max_batch_spans: int,
+        max_queue_spans: int,
+        reprepare: Callable[[bytes], PreparedTraces],
+    ) -> None:
+        self._queue = queue
+        queue.register(
+            SIGNAL,
+            TraceMerge(queue.store, registry, reprepare),
+            max_batch=min(max_batch_spans, MAX_TRACES_PER_WRITE),
+            max_queue=max_queue_spans,
+            unit="spans",
+        )
+
+    def submit(self, prepared: PreparedTraces) -> Future[None]:
+        """Queue a prepared request; the future resolves once it is in the WAL."""
+        if not prepared.parts:
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        return self._queue.submit(SIGNAL, prepared, prepared.accepted)
+
+    def submit_async(self, prepared: PreparedTraces) -> asyncio.Future[None]:
+        """Like submit, for the calling event loop (woken once per write, not once per request)."""
+        if not prepared.parts:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return self._queue.submit_async(SIGNAL, prepared, prepared.accepted)
