@@ -25,6 +25,8 @@ from sidecar.api.app import build_api_app
 from sidecar.api.context import ApiContext, Health
 from sidecar.config.model import Config, split_endpoint
 from sidecar.ingest.traces import prepare_traces
+from sidecar.pipeline.consumer import StoreConsumer
+from sidecar.pipeline.fanout import FanOut
 from sidecar.query.traces import TraceQueryService
 from sidecar.receivers.export import TraceExporter
 from sidecar.receivers.http_log import HttpServerLog
@@ -126,7 +128,9 @@ async def run(config: Config) -> int:
         default_limit=config.api.default_search_limit,
         max_limit=config.api.max_search_limit,
     )
-    exporter = TraceExporter(writer)
+    # The store decides every acknowledgement; metrics and forwarding will tap the fan-out.
+    traces = FanOut(StoreConsumer(writer))
+    exporter = TraceExporter(traces)
     otlp = config.receivers.otlp
     rejections = rejection_log()  # one per process: a reason is rate-limited across both transports
     grpc_receiver = OtlpGrpcReceiver(
@@ -189,6 +193,7 @@ async def run(config: Config) -> int:
         )
         rejections.flush()  # counts still held back by the rate limit
         api_log.flush()
+        await traces.close(grace)  # taps catch up on what was acknowledged
         if retention is not None:
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,7 +1,9 @@
 """The one Export entry point both OTLP transports call (the Collector's internal/trace/otlp.go idea).
 
-It maps outcomes to transport-neutral results; the gRPC and HTTP receivers only translate those
-into status codes, through ``status.py``. Acknowledgement waits for the writer, i.e. for the WAL.
+It decodes a request (``prepare_traces``, the hot path), hands the batch to the pipeline and maps
+what happened to a transport-neutral :class:`Outcome`; the gRPC and HTTP receivers translate that
+into their status codes through ``status.py``. The pipeline's consumer decides the acknowledgement:
+it returns once the store has the batch in the WAL.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from dataclasses import dataclass
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from sidecar.ingest.traces import RequestDecodeError, prepare_traces
+from sidecar.pipeline.consumer import TracesConsumer
 from sidecar.receivers.status import Outcome
-from sidecar.storage.api import Overloaded, SpanWriter, StoreClosed
+from sidecar.storage.api import Overloaded, StoreClosed
 
 log = logging.getLogger(__name__)
 NOT_A_REQUEST = "body is not a valid ExportTraceServiceRequest"
@@ -33,10 +36,10 @@ class ExportResult:
 
 
 class TraceExporter:
-    """Decode, validate, queue, await durability."""
+    """Decode, validate, hand to the pipeline, answer by what its consumer did."""
 
-    def __init__(self, writer: SpanWriter) -> None:
-        self._writer = writer
+    def __init__(self, consumer: TracesConsumer) -> None:
+        self._consumer = consumer
 
     async def export(self, body: bytes, *, well_formed: bool = False) -> ExportResult:
         """``well_formed``: the bytes were serialised by us (from OTLP-JSON), no need to re-check."""
@@ -45,7 +48,7 @@ class TraceExporter:
         except RequestDecodeError as exc:
             return ExportResult(Outcome.BAD_REQUEST, str(exc), reason=NOT_A_REQUEST)
         try:
-            future = self._writer.submit_async(prepared)
+            await self._consumer.consume(prepared)
         except Overloaded as exc:
             return ExportResult(
                 Outcome.UNAVAILABLE,
@@ -60,8 +63,6 @@ class TraceExporter:
                 reason="store is shutting down",
                 refused_spans=prepared.accepted,
             )
-        try:
-            await future
         except Exception as exc:
             log.error("storing %d spans failed: %s", prepared.accepted, exc)
             return ExportResult(Outcome.INTERNAL, f"storage failure: {exc}", reason="storage failure")
