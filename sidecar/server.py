@@ -9,13 +9,11 @@ key and the flag, and exits 2: a taken port is an operator mistake, like a data 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gc
 import logging
 import signal
 import sys
-import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -28,16 +26,16 @@ from sidecar.ingest.traces import prepare_traces
 from sidecar.pipeline.consumer import StoreConsumer
 from sidecar.pipeline.fanout import FanOut
 from sidecar.query.traces import TraceQueryService
-from sidecar.receivers.export import TraceExporter
+from sidecar.receivers.export import exporters
 from sidecar.receivers.http_log import HttpServerLog
 from sidecar.receivers.listen import CannotListen, bind_error_reason
 from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
 from sidecar.receivers.otlp_http import OtlpHttpReceiver
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
-from sidecar.storage.rocks.keys import DAY_NS
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
+from sidecar.storage.rocks.retention import Retention
 from sidecar.storage.rocks.traces.writer import TraceWriter
 from sidecar.storage.rocks.write_queue import WriteQueue
 
@@ -67,17 +65,6 @@ def open_store(config: Config) -> tuple[RocksStore, Registry]:
         ),
     )
     return store, Registry(store.db)
-
-
-async def _retention_loop(store: RocksStore, days: int, interval_s: int) -> None:
-    """Drop partitions wholly older than the retention; a day is the unit, so data lives days to days+1."""
-    loop = asyncio.get_running_loop()
-    while True:
-        cutoff = (time.time_ns() // DAY_NS) - days
-        dropped = await loop.run_in_executor(None, store.drop_before, cutoff)
-        for name in dropped:
-            log.info("retention: dropped partition %s", name)
-        await asyncio.sleep(interval_s)
 
 
 async def _start_site(
@@ -130,16 +117,16 @@ async def run(config: Config) -> int:
     )
     # The store decides every acknowledgement; metrics and forwarding will tap the fan-out.
     traces = FanOut(StoreConsumer(writer))
-    exporter = TraceExporter(traces)
+    exports = exporters({"traces": traces})  # one per row of the signal table, each to its pipeline
     otlp = config.receivers.otlp
     rejections = rejection_log()  # one per process: a reason is rate-limited across both transports
     grpc_receiver = OtlpGrpcReceiver(
-        otlp.grpc.endpoint, otlp.grpc.max_recv_msg_size_mib, exporter, rejections=rejections
+        otlp.grpc.endpoint, otlp.grpc.max_recv_msg_size_mib, exports, rejections=rejections
     )
     http_receiver = OtlpHttpReceiver(
         otlp.http.endpoint,
         otlp.http.max_request_body_size_mib,
-        exporter,
+        exports,
         shutdown_timeout=grace,
         rejections=rejections,
         grpc_endpoint=otlp.grpc.endpoint if otlp.grpc.enabled else None,
@@ -153,7 +140,7 @@ async def run(config: Config) -> int:
         f"(a gRPC client on the query API port? the API is HTTP/JSON{grpc_hint})",
     )
     api_runner: web.AppRunner | None = None
-    retention: asyncio.Task[None] | None = None
+    retention = Retention.from_config(store, config.storage)
     try:
         api_runner = await _listen(
             config.api.endpoint,
@@ -174,11 +161,7 @@ async def run(config: Config) -> int:
                 otlp.http.endpoint, "receivers.otlp.http.endpoint", "--otlp-http", http_receiver.start()
             )
             health.receivers["otlp_http"] = True
-        retention = asyncio.create_task(
-            _retention_loop(
-                store, config.storage.traces.retention_days, config.storage.retention_check_interval_s
-            )
-        )
+        retention.start()
         log.info("sidecar ready (data dir %s)", config.data_dir)
         await stop.wait()
         log.info("shutting down")
@@ -194,10 +177,7 @@ async def run(config: Config) -> int:
         rejections.flush()  # counts still held back by the rate limit
         api_log.flush()
         await traces.close(grace)  # taps catch up on what was acknowledged
-        if retention is not None:
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
+        await retention.stop()  # a drop under way finishes before the store closes
         await loop.run_in_executor(None, queue.close, grace)
         ctx.pool.shutdown(wait=True, cancel_futures=True)
         health.store_open = False

@@ -7,6 +7,7 @@ OPTIONS file removed to keep it small). It must keep opening unchanged: never re
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import shutil
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
+from sidecar.config.model import StorageConfig, TracesStorageConfig
 from sidecar.query.traces import TraceQueryService
 from sidecar.storage.api import TraceQuery
 from sidecar.storage.rocks import keys
@@ -22,6 +24,7 @@ from sidecar.storage.rocks.db import RocksStore, StoreOptions
 from sidecar.storage.rocks.partitions import TRACES, Signal, Width
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
+from sidecar.storage.rocks.retention import MaxAge, Retention
 
 FIXTURE = Path(__file__).parent / "data" / "store_969d561"
 T1, T2 = bytes([1]) * 16, bytes([2]) * 16
@@ -172,3 +175,95 @@ def test_dropping_after_close_is_a_no_op(tmp_path: Path) -> None:
     put(store, TRACES, MARCH_1)
     store.close()
     assert store.drop_before(MARCH_1 + 10) == []
+
+
+def at(day: int, seconds: int = 0) -> int:
+    """A clock reading: ``seconds`` into UTC day ``day``."""
+    return day * keys.DAY_NS + seconds * 1_000_000_000
+
+
+def test_an_age_limit_keeps_a_day_at_least_its_retention_and_at_most_a_day_more(tmp_path: Path) -> None:
+    store = RocksStore(str(tmp_path / "db"), StoreOptions())
+    try:
+        put(store, TRACES, MARCH_1)  # arrived any time on March 1
+        clock = {"ns": at(MARCH_1 + 8) - 1}  # a moment before March 9: 7 days after March 1 ended
+        retention = Retention(store, [MaxAge(TRACES, 7)], 60, clock=lambda: clock["ns"])
+        assert retention.check() == []
+        clock["ns"] = at(MARCH_1 + 8)
+        assert retention.check() == ["t20240301"]
+    finally:
+        store.close()
+
+
+def test_each_signal_ages_out_by_its_own_limit(three: RocksStore) -> None:
+    now = at(day_of(2024, 3, 2), 3600)
+    retention = Retention(three, [MaxAge(TRACES, 1), MaxAge(LOGS, 3), MaxAge(EVENTS, 400)], 60, lambda: now)
+    assert retention.check() == ["t20240227", "t20240228", "t20240229", "l20240227"]
+    assert [p.name for p in three.partitions(newest_first=False)] == ["t20240301", "t20240302"]
+    assert three.partitions(LOGS, newest_first=False)[0].name == "l20240228"
+    assert [p.name for p in three.partitions(EVENTS, newest_first=False)] == ["e20240201", "e20240301"]
+    # February 2024 ends on March 1, 2024: 400 days later is April 5, 2025.
+    assert Retention(three, [MaxAge(EVENTS, 400)], 60, lambda: at(day_of(2025, 4, 5)) - 1).check() == []
+    assert Retention(three, [MaxAge(EVENTS, 400)], 60, lambda: at(day_of(2025, 4, 5))).check() == [
+        "e20240201"
+    ]
+    assert three.partitions(LOGS)[-1].name == "l20240228"  # logs untouched
+
+
+def test_the_config_sets_the_trace_age_and_the_interval(tmp_path: Path) -> None:
+    store = RocksStore(str(tmp_path / "db"), StoreOptions())
+    try:
+        for day in (MARCH_1, MARCH_1 + 1):
+            put(store, TRACES, day)
+        storage = StorageConfig(traces=TracesStorageConfig(retention_days=3))
+        retention = Retention.from_config(store, storage, clock=lambda: at(MARCH_1 + 4, 1))
+        assert retention.check() == ["t20240301"]
+    finally:
+        store.close()
+
+
+def test_later_policies_such_as_a_disk_budget_run_after_the_age_limits(three: RocksStore) -> None:
+    calls: list[list[str]] = []
+
+    def budget(store: RocksStore, now_ns: int) -> list[str]:
+        """A stand-in for the disk budget: sees what the age limits left, drops the oldest log day."""
+        calls.append([p.name for p in store.partitions()])
+        return store.drop_before(store.partitions(LOGS, newest_first=False)[0].end_day, LOGS)
+
+    retention = Retention(three, [MaxAge(TRACES, 2), budget], 60, lambda: at(MARCH_1 + 1))
+    assert retention.check() == ["t20240227", "t20240228", "l20240227"]
+    assert calls == [["t20240302", "t20240301", "t20240229"]]
+
+
+def test_a_failing_policy_does_not_stop_the_others(
+    three: RocksStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(store: RocksStore, now_ns: int) -> list[str]:
+        raise RuntimeError("disk on fire")
+
+    retention = Retention(three, [broken, MaxAge(LOGS, 3)], 60, lambda: at(day_of(2024, 3, 2)))
+    assert retention.check() == ["l20240227"]
+    assert "disk on fire" in caplog.text
+
+
+def test_the_background_check_runs_until_stopped(tmp_path: Path) -> None:
+    store = RocksStore(str(tmp_path / "db"), StoreOptions())
+    clock = {"ns": at(MARCH_1 + 1)}
+    put(store, TRACES, MARCH_1)
+
+    async def main() -> None:
+        retention = Retention(store, [MaxAge(TRACES, 7)], 0.01, lambda: clock["ns"])
+        retention.start()
+        await asyncio.sleep(0.05)
+        assert [p.name for p in store.partitions()] == ["t20240301"]
+        clock["ns"] = at(MARCH_1 + 30)  # the next checks see the partition's age
+        for _ in range(500):
+            if not store.partitions():
+                break
+            await asyncio.sleep(0.01)
+        await retention.stop()
+        await retention.stop()  # twice is fine
+
+    asyncio.run(main())
+    assert store.partitions() == []
+    store.close()
