@@ -121,7 +121,9 @@ class SpanWriter(Protocol):
     def submit(self, prepared: PreparedTraces) -> Future[None]:
         """Queue spans; the future resolves once they are durable (in the WAL).
 
-        Raises Overloaded when the queue is full and StoreClosed during shutdown.
+        Raises Overloaded when the queue is full and StoreClosed during shutdown. The future fails
+        with StoreClosed when shutdown ran out of time before writing them (never acknowledged, so
+        the client sends them again), and with the storage error when the write failed.
         """
         ...
 

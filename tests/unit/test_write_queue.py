@@ -230,6 +230,17 @@ def test_close_writes_what_is_queued_then_refuses(store: RocksStore) -> None:
     queue.close()  # twice is fine
 
 
+def test_close_without_start_refuses_what_was_queued(store: RocksStore) -> None:
+    """Say, a start-up that failed before the thread ran: no caller waits forever."""
+    queue = WriteQueue(store)
+    queue.register("notes", Notes(store), max_batch=1, max_queue=1, unit="notes")
+    queued = queue.submit("notes", (b"k", b"v"), 1)
+    queue.close(timeout=0)
+    with pytest.raises(StoreClosed):
+        queued.result(0)
+    assert not queue.alive and store.db.get(b"k") is None
+
+
 def test_close_refuses_the_backlog_when_a_write_outlasts_the_timeout(store: RocksStore) -> None:
     """The store must not close under a running write: close() says so through ``alive``."""
     queue, gate, notes = WriteQueue(store), Gate(store), Notes(store)

@@ -120,21 +120,18 @@ class WriteQueue:
         return self._thread.is_alive()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Refuse new writes, write what is queued, end the thread; safe to call twice.
+        """Refuse new writes, write what is queued, end the thread; safe to call twice or unstarted.
 
-        What is still queued after ``timeout`` is refused with StoreClosed (never acknowledged, so
-        clients send it again), then the write in progress gets up to ``timeout`` more. The thread
-        has ended on return unless that one write outlasted it too: check ``alive`` before closing
-        the store.
+        What is still queued after ``timeout`` (or was queued on a queue never started) is refused
+        with StoreClosed: never acknowledged, so clients send it again. The write in progress then
+        gets up to ``timeout`` more. The thread has ended on return unless that one write outlasted
+        it too: check ``alive`` before closing the store.
         """
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        if not self._thread.is_alive():
-            return
-        self._thread.join(timeout)
-        if not self._thread.is_alive():
-            return
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         with self._cond:
             refused = [future for *_, future in self._queue]
             self._queue.clear()
@@ -143,7 +140,8 @@ class WriteQueue:
         if refused:
             log.warning("shutdown: %d queued writes refused after %.1f s", len(refused), timeout)
             _settle(refused, StoreClosed("the store shut down before this write"))
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     # -- callers -----------------------------------------------------------------------------
     def submit(self, signal: str, item: Any, count: int) -> Future[None]:
