@@ -26,7 +26,7 @@ from sidecar.ingest.traces import prepare_traces
 from sidecar.pipeline.consumer import StoreConsumer
 from sidecar.pipeline.fanout import FanOut
 from sidecar.query.traces import TraceQueryService
-from sidecar.receivers.export import TraceExporter
+from sidecar.receivers.export import exporters
 from sidecar.receivers.http_log import HttpServerLog
 from sidecar.receivers.listen import CannotListen, bind_error_reason
 from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
@@ -52,18 +52,7 @@ def setup_logging(level: str) -> None:
 
 
 def open_store(config: Config) -> tuple[RocksStore, Registry]:
-    s = config.storage
-    store = RocksStore(
-        config.data_dir,
-        StoreOptions(
-            block_cache_mib=s.block_cache_mib,
-            write_buffer_mib=s.write_buffer_mib,
-            max_write_buffers=s.max_write_buffers,
-            compression=s.compression,
-            bloom_bits_per_key=s.bloom_bits_per_key,
-            wal_sync=s.wal_sync,
-        ),
-    )
+    store = RocksStore(config.data_dir, StoreOptions.from_config(config.storage))
     return store, Registry(store.db)
 
 
@@ -117,16 +106,16 @@ async def run(config: Config) -> int:
     )
     # The store decides every acknowledgement; metrics and forwarding will tap the fan-out.
     traces = FanOut(StoreConsumer(writer))
-    exporter = TraceExporter(traces)
+    exports = exporters({"traces": traces})  # one per row of the signal table, each to its pipeline
     otlp = config.receivers.otlp
     rejections = rejection_log()  # one per process: a reason is rate-limited across both transports
     grpc_receiver = OtlpGrpcReceiver(
-        otlp.grpc.endpoint, otlp.grpc.max_recv_msg_size_mib, exporter, rejections=rejections
+        otlp.grpc.endpoint, otlp.grpc.max_recv_msg_size_mib, exports, rejections=rejections
     )
     http_receiver = OtlpHttpReceiver(
         otlp.http.endpoint,
         otlp.http.max_request_body_size_mib,
-        exporter,
+        exports,
         shutdown_timeout=grace,
         rejections=rejections,
         grpc_endpoint=otlp.grpc.endpoint if otlp.grpc.enabled else None,

@@ -1,75 +1,85 @@
 """The one Export entry point both OTLP transports call (the Collector's internal/trace/otlp.go idea).
 
-It decodes a request (``prepare_traces``, the hot path), hands the batch to the pipeline and maps
-what happened to a transport-neutral :class:`Outcome`; the gRPC and HTTP receivers translate that
-into their status codes through ``status.py``. The pipeline's consumer decides the acknowledgement:
-it returns once the store has the batch in the WAL.
+An :class:`Exporter` serves one row of the signal table: it decodes a request with the row's ingest
+function (the hot path), hands the batch to the signal's pipeline and maps what happened to a
+transport-neutral :class:`Outcome`; the gRPC and HTTP receivers translate that into their status
+codes through ``status.py``. The pipeline's consumer decides the acknowledgement: it returns once
+the store has the batch in the WAL.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Generic
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from google.protobuf.message import Message
 
-from sidecar.ingest.traces import RequestDecodeError, prepare_traces
-from sidecar.pipeline.consumer import TracesConsumer
+from sidecar.ingest.traces import RequestDecodeError
+from sidecar.pipeline.consumer import Consumer
+from sidecar.receivers.signals import SIGNALS, B, Signal
 from sidecar.receivers.status import Outcome
 from sidecar.storage.api import Overloaded, StoreClosed
 
 log = logging.getLogger(__name__)
-NOT_A_REQUEST = "body is not a valid ExportTraceServiceRequest"
-PARTIAL = "invalid spans dropped (bad IDs or timestamps), the response names them"
 
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
     outcome: Outcome
     message: str = ""
-    response: ExportTraceServiceResponse | None = None
+    response: Message | None = None  # the signal's Export<Signal>ServiceResponse when OK
     accepted: int = 0
     rejected: int = 0
     # Why, as a fixed payload-free text for the warning log (``message`` may quote the payload).
     reason: str = ""
-    refused_spans: int = 0  # decoded spans refused as a whole (backpressure), for the log
+    refused: int = 0  # decoded items refused as a whole (backpressure), for the log
 
 
-class TraceExporter:
+class Exporter(Generic[B]):
     """Decode, validate, hand to the pipeline, answer by what its consumer did."""
 
-    def __init__(self, consumer: TracesConsumer) -> None:
+    def __init__(self, signal: Signal[B], consumer: Consumer[B]) -> None:
+        self.signal = signal
+        self._prepare = signal.prepare
         self._consumer = consumer
+        self._not_a_request = f"body is not a valid {signal.request_name}"
+        self._backpressure = f"write queue full, backpressure ({signal.queue_setting})"
 
     async def export(self, body: bytes, *, well_formed: bool = False) -> ExportResult:
         """``well_formed``: the bytes were serialised by us (from OTLP-JSON), no need to re-check."""
         try:
-            prepared = prepare_traces(body, well_formed=well_formed)
+            batch = self._prepare(body, well_formed=well_formed)
         except RequestDecodeError as exc:
-            return ExportResult(Outcome.BAD_REQUEST, str(exc), reason=NOT_A_REQUEST)
+            return ExportResult(Outcome.BAD_REQUEST, str(exc), reason=self._not_a_request)
         try:
-            await self._consumer.consume(prepared)
+            await self._consumer.consume(batch)
         except Overloaded as exc:
             return ExportResult(
                 Outcome.UNAVAILABLE,
                 f"sidecar overloaded, retry later: {exc}",
-                reason="write queue full, backpressure (ingest.max_queue_spans)",
-                refused_spans=prepared.accepted,
+                reason=self._backpressure,
+                refused=batch.accepted,
             )
         except StoreClosed as exc:
             return ExportResult(
-                Outcome.UNAVAILABLE,
-                str(exc),
-                reason="store is shutting down",
-                refused_spans=prepared.accepted,
+                Outcome.UNAVAILABLE, str(exc), reason="store is shutting down", refused=batch.accepted
             )
         except Exception as exc:
-            log.error("storing %d spans failed: %s", prepared.accepted, exc)
+            log.error("storing %d %ss failed: %s", batch.accepted, self.signal.item_noun, exc)
             return ExportResult(Outcome.INTERNAL, f"storage failure: {exc}", reason="storage failure")
-        response = ExportTraceServiceResponse()
-        if prepared.rejected:
-            response.partial_success.rejected_spans = prepared.rejected
-            response.partial_success.error_message = prepared.error_message()
-        return ExportResult(
-            Outcome.OK, response=response, accepted=prepared.accepted, rejected=prepared.rejected
-        )
+        response = self.signal.response_type()
+        if batch.rejected:
+            partial = getattr(response, "partial_success")  # noqa: B009 (each signal's own message type)
+            setattr(partial, self.signal.rejected_field, batch.rejected)
+            partial.error_message = batch.error_message()
+        return ExportResult(Outcome.OK, response=response, accepted=batch.accepted, rejected=batch.rejected)
+
+
+def exporters(consumers: Mapping[str, Consumer[Any]]) -> list[Exporter[Any]]:
+    """One exporter per row of the signal table, feeding the pipeline named after its signal.
+
+    A row without a pipeline is a wiring mistake, found at start-up (``KeyError``).
+    """
+    return [Exporter(signal, consumers[signal.name]) for signal in SIGNALS]

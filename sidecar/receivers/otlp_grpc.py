@@ -1,4 +1,4 @@
-"""OTLP/gRPC receiver (TraceService/Export on :4317).
+"""OTLP/gRPC receiver (on :4317): ``<Signal>Service/Export`` for every row of the signal table.
 
 Requests arrive as raw bytes (no deserializer) so the ingest path parses them once, its own way.
 
@@ -15,17 +15,18 @@ HTTP ports.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 
-from sidecar.receivers.export import PARTIAL, TraceExporter
+from sidecar.receivers.export import Exporter
 from sidecar.receivers.listen import probe_bind
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 from sidecar.receivers.status import STATUS, Outcome, grpc_error
 
 log = logging.getLogger(__name__)
-TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+GrpcHandler = Callable[[Any, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
 
 
 class OtlpGrpcReceiver:
@@ -33,11 +34,11 @@ class OtlpGrpcReceiver:
         self,
         endpoint: str,
         max_recv_mib: int,
-        exporter: TraceExporter,
+        exporters: Sequence[Exporter[Any]],
         rejections: RateLimitedLog | None = None,
     ) -> None:
+        """``exporters``: one per signal served, each registered as its row's service's Export."""
         self._endpoint = endpoint
-        self._exporter = exporter
         self._rejections = rejections or rejection_log()
         self._server = grpc.aio.server(
             options=[
@@ -46,11 +47,15 @@ class OtlpGrpcReceiver:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.stream_unary_rpc_method_handler(
-            self._export  # raw bytes in and out
-        )
         self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),)
+            tuple(
+                grpc.method_handlers_generic_handler(
+                    exporter.signal.grpc_service,
+                    # raw bytes in and out: no (de)serializers
+                    {"Export": grpc.stream_unary_rpc_method_handler(self._handler(exporter))},
+                )
+                for exporter in exporters
+            )
         )
         self.port = 0
         self._started = False
@@ -74,7 +79,15 @@ class OtlpGrpcReceiver:
             self._started = False
             await self._server.stop(grace)
 
-    async def _export(self, _requests: Any, context: grpc.aio.ServicerContext) -> bytes:
+    def _handler(self, exporter: Exporter[Any]) -> GrpcHandler:
+        async def export(_requests: Any, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            return await self._export(exporter, context)
+
+        return export
+
+    async def _export(
+        self, exporter: Exporter[Any], context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
         body = await context.read()
         if body is grpc.aio.EOF:
             # gRPC's core has already answered RESOURCE_EXHAUSTED (over the limit) or the message
@@ -86,17 +99,18 @@ class OtlpGrpcReceiver:
             )
             code, details, _ = grpc_error(Outcome.BAD_REQUEST, "no request message received")
             await context.abort(code, details)
-        result = await self._exporter.export(body)
+        result = await exporter.export(body)
+        signal = exporter.signal
         if result.outcome is Outcome.OK:
             assert result.response is not None
             if result.rejected:
-                self._rejections.event(f"OTLP/gRPC export partly rejected: {PARTIAL}", result.rejected)
+                reason = f"OTLP/gRPC export partly rejected: {signal.partial_reason}"
+                self._rejections.event(reason, result.rejected, signal.item_noun)
             return result.response.SerializeToString()
         if result.outcome is not Outcome.INTERNAL:  # the exporter logged that one as an error
             status = STATUS[result.outcome]
-            self._rejections.event(
-                f"OTLP/gRPC export {status.verb}, {status.grpc.name}: {result.reason}", result.refused_spans
-            )
+            reason = f"OTLP/gRPC export {status.verb}, {status.grpc.name}: {result.reason}"
+            self._rejections.event(reason, result.refused, signal.item_noun)
         code, details, trailers = grpc_error(result.outcome, result.message)
         await context.abort(code, details, trailing_metadata=trailers)
         raise AssertionError("unreachable")

@@ -1,4 +1,5 @@
-"""OTLP/HTTP receiver (POST /v1/traces on :4318), protobuf and OTLP-JSON.
+"""OTLP/HTTP receiver (on :4318): ``POST`` to the path of every row of the signal table (``/v1/traces``),
+protobuf and OTLP-JSON.
 
 aiohttp's own body inflation is turned off: it would answer unknown or corrupt encodings with
 its own plain-text 400 and an error traceback in our log, before our handler runs. We inflate
@@ -16,13 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import hdrs, web
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sidecar.config.model import split_endpoint
 from sidecar.otlp.json_codec import OtlpJsonError, decode_json_request, encode_json
-from sidecar.receivers.export import PARTIAL, TraceExporter
+from sidecar.receivers.export import Exporter
 from sidecar.receivers.http_log import HttpServerLog
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 from sidecar.receivers.status import JSON, PROTOBUF, STATUS, Outcome, http_error
@@ -56,22 +58,28 @@ class OtlpHttpReceiver:
         self,
         endpoint: str,
         max_body_mib: int,
-        exporter: TraceExporter,
+        exporters: Sequence[Exporter[Any]],
         shutdown_timeout: float = 4.0,
         rejections: RateLimitedLog | None = None,
         grpc_endpoint: str | None = None,
     ) -> None:
-        """``grpc_endpoint`` (None when that receiver is off) is named to a gRPC client on this port."""
+        """``exporters``: one per signal, each served at its row's path.
+
+        ``grpc_endpoint`` (None when that receiver is off) is named to a gRPC client on this port.
+        """
         self._endpoint = endpoint
-        self._exporter = exporter
         self._limit = max_body_mib << 20
         self._shutdown_timeout = shutdown_timeout
         self._rejections = rejections or rejection_log()
         self.app = web.Application(client_max_size=self._limit)
-        self.app.router.add_route("*", "/v1/traces", self.traces)
+        for exporter in exporters:
+            self.app.router.add_route("*", exporter.signal.http_path, self._handler(exporter))
         # Anything else gets our 404 (a Status), not aiohttp's plain text; plain paths resolve first.
         self.app.router.add_route("*", "/{path:.*}", self.not_found)
         self._runner: web.AppRunner | None = None
+        signals = [exporter.signal for exporter in exporters]
+        self._routes = ", ".join(f"{s.name} go to POST {s.http_path}" for s in signals)
+        self._paths = ", ".join(f"the {s.name} path is {s.http_path}" for s in signals)
         hint = f"use {split_endpoint(grpc_endpoint)[1]}" if grpc_endpoint else "the gRPC receiver is off"
         self._not_http1 = (
             "OTLP/HTTP port got a request that is not HTTP/1.1 "
@@ -101,22 +109,34 @@ class OtlpHttpReceiver:
             await runner.cleanup()
 
     def _refuse(
-        self, outcome: Outcome, message: str, content_type: str, reason: str, spans: int = 0
+        self,
+        outcome: Outcome,
+        message: str,
+        content_type: str,
+        reason: str,
+        items: int = 0,
+        item_noun: str | None = None,
     ) -> web.Response:
         """The error answer, plus a (rate-limited) warning that says why without quoting the body."""
         status = STATUS[outcome]
-        self._rejections.event(f"OTLP/HTTP export {status.verb}, {status.http} {reason}", spans)
+        self._rejections.event(f"OTLP/HTTP export {status.verb}, {status.http} {reason}", items, item_noun)
         return http_error(outcome, message, content_type)
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         """A POST here is an exporter with a wrong URL (often the base URL without /v1/traces): log it."""
-        message = f"no OTLP endpoint at {request.path!r}; traces go to POST /v1/traces"
+        message = f"no OTLP endpoint at {request.path!r}; {self._routes}"
         if request.method != "POST":
             return http_error(Outcome.NOT_FOUND, message, request.content_type)
-        reason = "POST to an unknown path (the traces path is /v1/traces)"
+        reason = f"POST to an unknown path ({self._paths})"
         return self._refuse(Outcome.NOT_FOUND, message, request.content_type, reason)
 
-    async def traces(self, request: web.Request) -> web.StreamResponse:
+    def _handler(self, exporter: Exporter[Any]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def export(request: web.Request) -> web.StreamResponse:
+            return await self._export(exporter, request)
+
+        return export
+
+    async def _export(self, exporter: Exporter[Any], request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
         if request.method != "POST":
             # Not an export (a probe or a browser): answered, not logged.
@@ -177,7 +197,7 @@ class OtlpHttpReceiver:
             )
         if content_type == JSON:
             try:
-                body = decode_json_request(body, ExportTraceServiceRequest).SerializeToString()
+                body = decode_json_request(body, exporter.signal.request_type).SerializeToString()
             except OtlpJsonError as exc:
                 return self._refuse(
                     Outcome.BAD_REQUEST,
@@ -185,16 +205,18 @@ class OtlpHttpReceiver:
                     content_type,
                     "body is not valid OTLP-JSON",
                 )
-        result = await self._exporter.export(body, well_formed=content_type == JSON)
+        result = await exporter.export(body, well_formed=content_type == JSON)
+        noun = exporter.signal.item_noun
         if result.outcome is not Outcome.OK:
             if result.outcome is Outcome.INTERNAL:  # the exporter logged it as an error already
                 return http_error(result.outcome, result.message, content_type)
             return self._refuse(
-                result.outcome, result.message, content_type, result.reason, result.refused_spans
+                result.outcome, result.message, content_type, result.reason, result.refused, noun
             )
         assert result.response is not None
         if result.rejected:
-            self._rejections.event(f"OTLP/HTTP export partly rejected: {PARTIAL}", result.rejected)
+            reason = f"OTLP/HTTP export partly rejected: {exporter.signal.partial_reason}"
+            self._rejections.event(reason, result.rejected, noun)
         if content_type == JSON:
             return web.Response(body=json.dumps(encode_json(result.response)).encode(), content_type=JSON)
         return web.Response(body=result.response.SerializeToString(), content_type=PROTOBUF)

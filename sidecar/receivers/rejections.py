@@ -26,6 +26,7 @@ class _Reason:
     last_line: float  # clock time of the latest line for this reason
     events: int = 0  # held back since then
     items: int = 0
+    item_noun: str | None = None  # when the caller names the items (a signal's), else the log's
     timer: asyncio.TimerHandle | None = None
 
 
@@ -57,17 +58,21 @@ class RateLimitedLog:
         self._clock = clock
         self._reasons: dict[str, _Reason] = {}
 
-    def event(self, reason: str, items: int = 0) -> None:
-        """Record one event for ``reason`` (a fixed text, never payload); log now or hold it back."""
+    def event(self, reason: str, items: int = 0, item_noun: str | None = None) -> None:
+        """Record one event for ``reason`` (a fixed text, never payload); log now or hold it back.
+
+        ``item_noun`` names the items when a reason belongs to one signal (``log record``); a
+        reason keeps the noun of its first event.
+        """
         if not self._logger.isEnabledFor(self._level):
             return
         now = self._clock()
         state = self._reasons.get(reason)
         if state is None or (not state.events and now - state.last_line >= self._interval):
             if state is None:
-                self._reasons[reason] = state = _Reason(last_line=now)
+                self._reasons[reason] = state = _Reason(last_line=now, item_noun=item_noun)
             state.last_line = now
-            self._emit(reason, 1, items, None)
+            self._emit(reason, 1, items, None, state.item_noun)
             return
         state.events += 1
         state.items += items
@@ -100,14 +105,16 @@ class RateLimitedLog:
         if state.timer is not None:
             state.timer.cancel()
             state.timer = None
-        self._emit(reason, state.events, state.items, now - state.last_line)
+        self._emit(reason, state.events, state.items, now - state.last_line, state.item_noun)
         state.last_line = now
         state.events = state.items = 0
 
-    def _emit(self, reason: str, events: int, items: int, elapsed: float | None) -> None:
+    def _emit(
+        self, reason: str, events: int, items: int, elapsed: float | None, item_noun: str | None
+    ) -> None:
         count = f"{events} {_plural(self._event_noun, events)}"
         if items:
-            count += f", {items} {_plural(self._item_noun, items)}"
+            count += f", {items} {_plural(item_noun or self._item_noun, items)}"
         if elapsed is None:
             window = f"further ones are counted and reported at most every {self._interval:g} s"
             self._logger.log(self._level, "%s (%s; %s)", reason, count, window)
@@ -120,5 +127,5 @@ def _plural(noun: str, n: int) -> str:
 
 
 def rejection_log(interval_s: float = INTERVAL_S) -> RateLimitedLog:
-    """The warning log both OTLP trace receivers share (one per process, made by the server)."""
+    """The warning log both OTLP receivers share, for every signal (one per process, made by the server)."""
     return RateLimitedLog(logging.getLogger("sidecar.receivers"), interval_s=interval_s)
