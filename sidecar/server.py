@@ -52,18 +52,7 @@ def setup_logging(level: str) -> None:
 
 
 def open_store(config: Config) -> tuple[RocksStore, Registry]:
-    s = config.storage
-    store = RocksStore(
-        config.data_dir,
-        StoreOptions(
-            block_cache_mib=s.block_cache_mib,
-            write_buffer_mib=s.write_buffer_mib,
-            max_write_buffers=s.max_write_buffers,
-            compression=s.compression,
-            bloom_bits_per_key=s.bloom_bits_per_key,
-            wal_sync=s.wal_sync,
-        ),
-    )
+    store = RocksStore(config.data_dir, StoreOptions.from_config(config.storage))
     return store, Registry(store.db)
 
 

@@ -14,6 +14,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
 from rocksdict import WriteBatch
 
+from sidecar.config.model import StorageConfig
 from sidecar.ingest.traces import prepare_traces
 from sidecar.query.traces import TraceQueryService
 from sidecar.storage.api import TraceQuery
@@ -363,3 +364,12 @@ def test_a_request_resending_one_service_and_adding_another(db: Store) -> None:
     assert _counts(db, T1) == (2, 0, {"api": (1, 0), "db": (1, 0)})
     assert db.find(service="db", tags=(("table", "orders"),)) == [T1]
     assert db.find(service="api", tags=(("user.id", "u1"),)) == [T1]
+
+
+def test_store_options_take_their_defaults_and_values_from_the_storage_config() -> None:
+    """One source for each default: a store opened without a config runs as a sidecar without one."""
+    assert StoreOptions() == StoreOptions.from_config(StorageConfig())
+    custom = StorageConfig(block_cache_mib=64, compression="zstd", bloom_bits_per_key=0, wal_sync=True)
+    assert StoreOptions.from_config(custom) == StoreOptions(
+        block_cache_mib=64, compression="zstd", bloom_bits_per_key=0, wal_sync=True
+    )

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import IO
 
 from rocksdict import (
@@ -34,6 +34,7 @@ from rocksdict import (
     WriteBufferManager,
 )
 
+from sidecar.config.model import StorageConfig
 from sidecar.storage.api import StorageError
 from sidecar.storage.rocks.partitions import (
     SIGNALS,
@@ -103,12 +104,20 @@ def _is_lock_error(exc: Exception) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class StoreOptions:
-    block_cache_mib: int = 32
-    write_buffer_mib: int = 16
-    max_write_buffers: int = 3
-    compression: str = "lz4"
-    bloom_bits_per_key: int = 10
-    wal_sync: bool = False
+    """The ``storage.*`` settings the database needs. Defaults are read from the config model, not
+    copied, so ``StoreOptions()`` is what a sidecar with no config file runs with."""
+
+    block_cache_mib: int = StorageConfig.block_cache_mib
+    write_buffer_mib: int = StorageConfig.write_buffer_mib
+    max_write_buffers: int = StorageConfig.max_write_buffers
+    compression: str = StorageConfig.compression
+    bloom_bits_per_key: int = StorageConfig.bloom_bits_per_key
+    wal_sync: bool = StorageConfig.wal_sync
+
+    @classmethod
+    def from_config(cls, storage: StorageConfig) -> StoreOptions:
+        """Each field from the config section's attribute of the same name."""
+        return cls(**{f.name: getattr(storage, f.name) for f in fields(cls)})
 
 
 _COMPRESSION = {
