@@ -15,7 +15,9 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-DEFAULT_API_URL = "http://127.0.0.1:16686"
+from sidecar.config.model import ApiConfig
+
+DEFAULT_API_URL = f"http://{ApiConfig.endpoint}"  # where a sidecar without a config serves the API
 API_URL_ENV = "SIDECAR_API_URL"
 HTTP_TIMEOUT_S = 30.0
 
