@@ -17,7 +17,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from rocksdict import WriteBatch
 
 from sidecar.ingest.traces import prepare_traces
-from sidecar.storage.api import Overloaded, StoreClosed
+from sidecar.storage.api import Overloaded, StorageError, StoreClosed
 from sidecar.storage.rocks.db import RocksStore, StoreOptions
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
@@ -260,3 +260,17 @@ def test_close_refuses_the_backlog_when_a_write_outlasts_the_timeout(store: Rock
     queue.close()
     assert not queue.alive and notes.merges == []
     assert store.db.get(b"gate") == b"1" and store.db.get(b"0") is None
+
+
+def test_the_store_refuses_to_close_while_the_writer_thread_runs(store: RocksStore) -> None:
+    """RocksDB closed under a running write would crash the process: the store itself says no."""
+    queue, gate = WriteQueue(store), Gate(store)
+    queue.register("gate", gate, max_batch=1, max_queue=1, unit="notes")
+    held = hold(queue, gate)
+    with pytest.raises(StorageError, match="writer thread"):
+        store.close()
+    gate.opened.set()
+    held.result(10)
+    queue.close()
+    assert not queue.alive
+    assert store.db.get(b"gate") == b"1"  # still open: the refused close changed nothing

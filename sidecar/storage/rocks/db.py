@@ -19,7 +19,7 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import IO
 
@@ -165,6 +165,7 @@ class RocksStore:
                 # A newer version's signal, say: kept open (RocksDB needs every family) but untouched.
                 log.warning("column family %s belongs to no known signal; leaving it as it is", name)
         self._closed = False
+        self._writers: list[Callable[[], bool]] = []  # liveness of attached writer threads
 
     # -- options -------------------------------------------------------------------------
     def _make_cf_options(self) -> Options:
@@ -281,7 +282,17 @@ class RocksStore:
             part.data.compact_range(None, None)
         self.db.compact_range(None, None)
 
+    def attach_writer(self, alive: Callable[[], bool]) -> None:
+        """Register a writer thread's liveness: the store refuses to close under a running write."""
+        self._writers.append(alive)
+
     def close(self) -> None:
+        """Flush and close; safe twice. Raises StorageError while an attached writer thread runs,
+        because RocksDB closed under a write crashes the process instead of failing the write."""
+        if any(alive() for alive in self._writers):
+            raise StorageError(
+                "the store cannot close while its writer thread is running; close the queue first"
+            )
         with self._lock:  # after any partition being created or dropped
             if self._closed:
                 return

@@ -1,4 +1,4 @@
-"""Key encodings for the RocksDB store; the layout itself is documented at the top of writer.py.
+"""Key encodings for the RocksDB store; the trace layout itself is documented at the top of traces/merge.py.
 
 Every key part is fixed width or length-prefixed, so no two logical keys can collide and every
 prefix scan is exact. Times inside keys are big-endian and reversed (``MAX - ns``) where a scan

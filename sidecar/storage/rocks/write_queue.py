@@ -102,6 +102,7 @@ class WriteQueue:
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self._write_options = WriteOptions()
         self._write_options.sync = store.options.wal_sync
+        store.attach_writer(self._thread.is_alive)
 
     # -- set-up and lifecycle --------------------------------------------------------------
     def register(self, signal: str, merger: Merger, *, max_batch: int, max_queue: int, unit: str) -> None:

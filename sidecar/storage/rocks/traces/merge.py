@@ -315,4 +315,3 @@ class TraceMerge:
         if lateness > known:
             self._lateness[part.day] = lateness
             batch.put(keys.LATENESS, keys.u64(lateness))
-
