@@ -33,6 +33,7 @@ def one_round(requests: int, seed: int) -> dict[str, float]:
     """Both passes in this process, with whatever ``sidecar`` package is importable."""
     from bench.stream import RequestStream
     from bench.workload import build_workload
+    from sidecar.config.model import IngestConfig
     from sidecar.ingest.traces import prepare_traces
     from sidecar.storage.rocks.db import RocksStore, StoreOptions
     from sidecar.storage.rocks.registry import Registry
@@ -50,13 +51,13 @@ def one_round(requests: int, seed: int) -> dict[str, float]:
             from sidecar.storage.rocks.write_queue import WriteQueue
 
             worker = WriteQueue(store)
-            writer = TraceWriter(worker, registry, 16_384, 1 << 20, reprepare)
+            writer = TraceWriter(worker, registry, IngestConfig.max_batch_spans, 1 << 20, reprepare)
         except ImportError:  # older checkouts: one TraceWriter with its own thread
             old = importlib.import_module("sidecar.storage.rocks.writer")
             extra: dict[str, Any] = {}
             if "reprepare" in inspect.signature(old.TraceWriter).parameters:  # older still lack it
                 extra["reprepare"] = reprepare
-            writer = worker = old.TraceWriter(store, registry, 16_384, 1 << 20, **extra)
+            writer = worker = old.TraceWriter(store, registry, IngestConfig.max_batch_spans, 1 << 20, **extra)
         worker.start()
         result: dict[str, float] = {}
         for name in ("new", "resent"):

@@ -59,7 +59,8 @@ class OtlpHttpReceiver:
         endpoint: str,
         max_body_mib: int,
         exporters: Sequence[Exporter[Any]],
-        shutdown_timeout: float = 4.0,
+        *,
+        shutdown_timeout: float,  # the server's share of shutdown_timeout_s, from the config
         rejections: RateLimitedLog | None = None,
         grpc_endpoint: str | None = None,
     ) -> None:

@@ -92,7 +92,7 @@ class TraceQuery:
     max_duration_ns: int | None = None
     min_trace_duration_ns: int | None = None
     max_trace_duration_ns: int | None = None
-    limit: int = 20
+    limit: int = 20  # for direct callers (tests); the API always passes its configured limit
 
 
 @dataclass(frozen=True, slots=True)
