@@ -33,6 +33,7 @@ from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
 from sidecar.receivers.otlp_http import OtlpHttpReceiver
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
+from sidecar.storage.rocks.logs.writer import LogWriter
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
 from sidecar.storage.rocks.retention import Retention
@@ -96,6 +97,9 @@ async def run(config: Config) -> int:
         config.ingest.max_queue_spans,
         reprepare=functools.partial(prepare_traces, well_formed=True),
     )
+    log_writer = LogWriter(
+        queue, registry, config.ingest.max_batch_log_records, config.ingest.max_queue_log_records
+    )
     queue.start()
     health.store_open = True
     ctx = ApiContext(
@@ -106,7 +110,9 @@ async def run(config: Config) -> int:
     )
     # The store decides every acknowledgement; metrics and forwarding will tap the fan-out.
     traces = FanOut(StoreConsumer(writer))
-    exports = exporters({"traces": traces})  # one per row of the signal table, each to its pipeline
+    logs = FanOut(StoreConsumer(log_writer))
+    # One exporter per row of the signal table, each to its pipeline.
+    exports = exporters({"traces": traces, "logs": logs})
     otlp = config.receivers.otlp
     rejections = rejection_log()  # one per process: a reason is rate-limited across both transports
     grpc_receiver = OtlpGrpcReceiver(
@@ -165,13 +171,13 @@ async def run(config: Config) -> int:
         )
         rejections.flush()  # counts still held back by the rate limit
         api_log.flush()
-        await traces.close(grace)  # taps catch up on what was acknowledged
+        await asyncio.gather(traces.close(grace), logs.close(grace))  # taps catch up on what was acked
         await retention.stop()  # a drop under way finishes before the store closes
         await loop.run_in_executor(None, queue.close, grace)
         ctx.pool.shutdown(wait=True, cancel_futures=True)
         health.store_open = False
         writing = queue.alive  # a write outlasted the timeout: RocksDB must not close under it
-        del ctx, writer, queue
+        del ctx, writer, log_writer, queue
         gc.collect()
         if writing:
             log.error("a write is still running: store left open (the WAL holds what was acknowledged)")

@@ -155,10 +155,22 @@ class TracesStorageConfig:
 
 
 @dataclass(frozen=True)
+class LogsStorageConfig:
+    """Log record retention, independent of traces: whole days of logs are dropped."""
+
+    retention_days: int = 7
+
+    def validate(self, path: str) -> list[str]:
+        """Retention between one day and ten years."""
+        return _check_int_range(join_path(path, "retention_days"), self.retention_days, 1, 3650)
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """RocksDB tuning; sizes are MiB so the YAML stays readable."""
 
     traces: TracesStorageConfig = field(default_factory=TracesStorageConfig)
+    logs: LogsStorageConfig = field(default_factory=LogsStorageConfig)
     block_cache_mib: int = 32
     write_buffer_mib: int = 16
     max_write_buffers: int = 3
@@ -177,6 +189,7 @@ class StorageConfig:
         p = path
         return (
             self.traces.validate(join_path(p, "traces"))
+            + self.logs.validate(join_path(p, "logs"))
             + _check_int_range(join_path(p, "block_cache_mib"), self.block_cache_mib, 1)
             + _check_int_range(join_path(p, "write_buffer_mib"), self.write_buffer_mib, 1)
             + _check_int_range(join_path(p, "max_write_buffers"), self.max_write_buffers, 2)
@@ -192,6 +205,8 @@ class IngestConfig:
 
     max_batch_spans: int = 16384
     max_queue_spans: int = 262144
+    max_batch_log_records: int = 16384
+    max_queue_log_records: int = 262144
 
     def validate(self, path: str) -> list[str]:
         """The queue must hold at least one full batch, or batches could never form."""
@@ -200,6 +215,12 @@ class IngestConfig:
             errors.append(
                 f"{join_path(path, 'max_queue_spans')}: must be >= ingest.max_batch_spans "
                 f"({self.max_batch_spans}), got {self.max_queue_spans}"
+            )
+        errors += _check_int_range(join_path(path, "max_batch_log_records"), self.max_batch_log_records, 1)
+        if self.max_queue_log_records < max(self.max_batch_log_records, 1):
+            errors.append(
+                f"{join_path(path, 'max_queue_log_records')}: must be >= ingest.max_batch_log_records "
+                f"({self.max_batch_log_records}), got {self.max_queue_log_records}"
             )
         return errors
 

@@ -85,6 +85,56 @@ _SCHEMA: list[tuple[str, list[tuple[str, int, int, bool, str | None]]]] = [
     ("IdSpan", [("span_id", 2, _F.TYPE_BYTES, False, None)]),
     ("IdGroup", [("spans", 3, _F.TYPE_MESSAGE, True, "IdSpan")]),
     ("IdChunk", [("groups", 1, _F.TYPE_MESSAGE, True, "IdGroup")]),
+    # Logs: LogRecord{time=1, severity_number=2, body=5, attributes=6, trace_id=9, span_id=10,
+    # observed_time=11, event_name=12}; the body (AnyValue) and attributes stay encoded.
+    (
+        "LogRecord",
+        [
+            ("time_unix_nano", 1, _F.TYPE_FIXED64, False, None),
+            ("severity_number", 2, _F.TYPE_INT32, False, None),
+            ("body", 5, _F.TYPE_BYTES, False, None),
+            ("attributes", 6, _F.TYPE_BYTES, True, None),
+            ("trace_id", 9, _F.TYPE_BYTES, False, None),
+            ("span_id", 10, _F.TYPE_BYTES, False, None),
+            ("observed_time_unix_nano", 11, _F.TYPE_FIXED64, False, None),
+            ("event_name", 12, _F.TYPE_BYTES, False, None),
+        ],
+    ),
+    (
+        "ScopeLogs",
+        [("scope", 1, _F.TYPE_BYTES, False, None), ("log_records", 2, _F.TYPE_MESSAGE, True, "LogRecord")],
+    ),
+    (
+        "ResourceLogs",
+        [
+            ("resource", 1, _F.TYPE_BYTES, False, None),
+            ("scope_logs", 2, _F.TYPE_MESSAGE, True, "ScopeLogs"),
+        ],
+    ),
+    ("LogsRequest", [("resource_logs", 1, _F.TYPE_MESSAGE, True, "ResourceLogs")]),
+    (
+        "RawScopeLogs",
+        [("scope", 1, _F.TYPE_BYTES, False, None), ("log_records", 2, _F.TYPE_BYTES, True, None)],
+    ),
+    (
+        "RawResourceLogs",
+        [
+            ("resource", 1, _F.TYPE_BYTES, False, None),
+            ("scope_logs", 2, _F.TYPE_MESSAGE, True, "RawScopeLogs"),
+        ],
+    ),
+    ("RawLogsRequest", [("resource_logs", 1, _F.TYPE_MESSAGE, True, "RawResourceLogs")]),
+    # Storage block: the records of one (resource, scope) from one write, with each record's time
+    # (its own, else observed, else receive time) so a scan need not guess for records without one.
+    (
+        "LogBlock",
+        [
+            ("resource_ref", 1, _F.TYPE_BYTES, False, None),
+            ("scope_ref", 2, _F.TYPE_BYTES, False, None),
+            ("records", 3, _F.TYPE_BYTES, True, None),
+            ("times", 4, _F.TYPE_FIXED64, True, None),
+        ],
+    ),
 ]
 
 
@@ -120,3 +170,7 @@ Chunk: Any = _CLASSES["Chunk"]
 ChunkGroup: Any = _CLASSES["ChunkGroup"]
 IdChunk: Any = _CLASSES["IdChunk"]
 ShadowStatus: Any = _CLASSES["Status"]
+LogsRequest: Any = _CLASSES["LogsRequest"]
+RawLogsRequest: Any = _CLASSES["RawLogsRequest"]
+ShadowLogRecord: Any = _CLASSES["LogRecord"]
+LogBlock: Any = _CLASSES["LogBlock"]

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
+from sidecar.ingest.logs import prepare_logs
 from sidecar.ingest.traces import prepare_traces
 
 
@@ -83,4 +88,17 @@ TRACES: Signal[Any] = Signal(
     prepare=prepare_traces,
 )
 
-SIGNALS: tuple[Signal[Any], ...] = (TRACES,)
+LOGS: Signal[Any] = Signal(
+    name="logs",
+    grpc_service="opentelemetry.proto.collector.logs.v1.LogsService",
+    http_path="/v1/logs",
+    request_type=ExportLogsServiceRequest,
+    response_type=ExportLogsServiceResponse,
+    rejected_field="rejected_log_records",
+    item_noun="log record",
+    partial_reason="invalid log records dropped (bad IDs or severity), the response names them",
+    queue_setting="ingest.max_queue_log_records",
+    prepare=prepare_logs,
+)
+
+SIGNALS: tuple[Signal[Any], ...] = (TRACES, LOGS)

@@ -332,7 +332,8 @@ def test_refusals_are_logged_once_per_reason_then_counted(small: Sidecar) -> Non
             415,
             0,
         ),
-        "OTLP/HTTP export rejected, 404 POST to an unknown path (the traces path is /v1/traces)": (
+        "OTLP/HTTP export rejected, 404 POST to an unknown path (the traces path is /v1/traces, "
+        "the logs path is /v1/logs)": (
             lambda: sdk_export_to(small.http_url + "/"),  # the classic: base URL without /v1/traces
             False,
             0,

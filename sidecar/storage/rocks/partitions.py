@@ -84,8 +84,9 @@ class Signal:
 
 
 TRACES = Signal("traces", TRACE_PARTITION_PREFIX, Width.DAY)
+LOGS = Signal("logs", "l", Width.DAY)  # lYYYYMMDD: operators search hours and days back
 # The signals a store knows by default. Logs and events join here when they are stored.
-SIGNALS: tuple[Signal, ...] = (TRACES,)
+SIGNALS: tuple[Signal, ...] = (TRACES, LOGS)
 
 
 def check_signals(signals: Iterable[Signal]) -> tuple[Signal, ...]:

@@ -21,7 +21,7 @@ from typing import Protocol
 from sidecar.config.model import StorageConfig
 from sidecar.storage.rocks.db import RocksStore
 from sidecar.storage.rocks.keys import DAY_NS
-from sidecar.storage.rocks.partitions import TRACES, Signal
+from sidecar.storage.rocks.partitions import LOGS, TRACES, Signal
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class MaxAge:
 
 def age_policies(storage: StorageConfig) -> list[Policy]:
     """One age limit per stored signal, from its config section (logs and events join here)."""
-    return [MaxAge(TRACES, storage.traces.retention_days)]
+    return [MaxAge(TRACES, storage.traces.retention_days), MaxAge(LOGS, storage.logs.retention_days)]
 
 
 class Retention:

@@ -1,0 +1,122 @@
+"""Log ingest: one pass over a decoded ExportLogsServiceRequest, shaping it for the log store.
+
+Both receivers call :func:`prepare_logs` with protobuf bytes (OTLP-JSON is converted first). Records
+are kept as their original bytes (nothing a client sent is lost); what the store needs to build a
+block header - service, times, severities, trace ids, body text - is gathered here, in the
+receiving thread. Records that are business events (``event_name``, or the older ``event.name``
+attribute) are also handed out as :class:`LogEvent` for the events store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+from sidecar.ingest.traces import RequestDecodeError, _service_name, content_ref
+from sidecar.otlp.anyvalue import encoded_body_text, python_value
+from sidecar.otlp.shadow import LogsRequest, RawLogsRequest, ShadowResource, ShadowScope
+from sidecar.storage.prepared import ResourceInfo, ScopeInfo
+from sidecar.storage.prepared_logs import LogEvent, LogGroup, PreparedLogs
+
+_MAX_ERROR_MESSAGES = 5
+_MAX_SEVERITY = 24  # SeverityNumber FATAL4
+_EVENT_NAME_KEY = b"\x0a\x0aevent.name"  # KeyValue{key="event.name"} as it starts on the wire
+_USER_KEYS = ("user.id", "enduser.id")
+
+
+def _problem(record: Any) -> str | None:
+    """Why a record cannot be stored as it is; None when it can. Kept minimal: what a reader relies on."""
+    tid, sid = record.trace_id, record.span_id
+    if len(tid) not in (0, 16):
+        return f"trace_id must be 16 bytes or empty, got {len(tid)}"
+    if len(sid) not in (0, 8):
+        return f"span_id must be 8 bytes or empty, got {len(sid)}"
+    if not 0 <= record.severity_number <= _MAX_SEVERITY:
+        return f"severity_number must be 0..{_MAX_SEVERITY}, got {record.severity_number}"
+    return None
+
+
+def _event(record: Any, service: str, when: int) -> LogEvent | None:
+    """The business event a record carries, if any; ``event_name`` wins over an ``event.name`` attribute."""
+    name = record.event_name.decode("utf-8", "replace")
+    if not name and not any(kv.startswith(_EVENT_NAME_KEY) for kv in record.attributes):
+        return None
+    properties = {kv.key: python_value(kv.value) for kv in map(KeyValue.FromString, record.attributes)}
+    attribute_name = properties.pop("event.name", None)
+    if not name:
+        name = attribute_name if isinstance(attribute_name, str) else ""
+        if not name:
+            return None
+    user = None
+    for key in _USER_KEYS:
+        value = properties.pop(key, None)
+        if user is None and value is not None:
+            user = str(value)
+    return LogEvent(name, user, properties, service, when)
+
+
+def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
+    """Decode, validate and group one ExportLogsServiceRequest.
+
+    Invalid records are dropped and described (partial success). Unless the bytes are ours
+    (``well_formed``), the official schema checks them once: the shadow schemas leave nested
+    messages undecoded, and a stored record must always decode again.
+    """
+    try:
+        if not well_formed:
+            ExportLogsServiceRequest.FromString(body)
+        request = LogsRequest.FromString(body)
+        raw_request = RawLogsRequest.FromString(body)
+    except DecodeError as exc:
+        raise RequestDecodeError(f"cannot decode ExportLogsServiceRequest: {exc}") from exc
+
+    received = time.time_ns()
+    groups: list[LogGroup] = []
+    events: list[LogEvent] = []
+    messages: list[str] = []
+    accepted = rejected = 0
+    resources: dict[bytes, ResourceInfo] = {}
+    scopes: dict[bytes, ScopeInfo] = {}
+    for rl_index, (rl, raw_rl) in enumerate(
+        zip(request.resource_logs, raw_request.resource_logs, strict=True)
+    ):
+        resource = resources.get(rl.resource)
+        if resource is None:
+            attrs = list(ShadowResource.FromString(rl.resource).attributes)
+            resource = resources[rl.resource] = ResourceInfo(
+                rl.resource, _service_name(attrs), attrs, content_ref(rl.resource)
+            )
+        for sl_index, (sl, raw_sl) in enumerate(zip(rl.scope_logs, raw_rl.scope_logs, strict=True)):
+            scope = scopes.get(sl.scope)
+            if scope is None:
+                scope = scopes[sl.scope] = ScopeInfo(
+                    sl.scope, list(ShadowScope.FromString(sl.scope).attributes), content_ref(sl.scope)
+                )
+            group = LogGroup(resource, scope, [], [], [], [], [])
+            for index, (record, raw) in enumerate(zip(sl.log_records, raw_sl.log_records, strict=True)):
+                problem = _problem(record)
+                if problem is not None:
+                    rejected += 1
+                    if len(messages) < _MAX_ERROR_MESSAGES:
+                        messages.append(
+                            f"resourceLogs[{rl_index}].scopeLogs[{sl_index}].logRecords[{index}]: {problem}"
+                        )
+                    continue
+                when = record.time_unix_nano or record.observed_time_unix_nano or received
+                group.records.append(raw)
+                group.times.append(when)
+                group.severities.append(record.severity_number)
+                group.trace_ids.append(record.trace_id)
+                group.bodies.append(encoded_body_text(record.body))
+                if record.event_name or record.attributes:
+                    event = _event(record, resource.service, when)
+                    if event is not None:
+                        events.append(event)
+            if group.records:
+                accepted += len(group.records)
+                groups.append(group)
+    return PreparedLogs(groups, accepted, rejected, messages, events)

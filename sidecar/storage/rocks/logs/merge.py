@@ -1,0 +1,203 @@
+"""The log merge: prepared log records into the write queue's WriteBatch, as compressed blocks.
+
+Key layout (big-endian; ``rev`` = 2**64-1 - write ns, so scans run newest write first; ``seq`` numbers
+the blocks of one write).
+
+Partition column family ``lYYYYMMDD`` (UTC day of arrival; ``storage.logs.retention_days`` drops it):
+    H | rev(8) | seq(2)                -> block header: service_id(4) | min_time(8) | max_time(8) |
+                                          severity bitmask(4, bit n = severity number n) |
+                                          records(4) | token filter (bloom, the rest of the value)
+    B | rev(8) | seq(2)                -> codec(1) | LogBlock{resource_ref, scope_ref, records[], times[]}
+                                          (codec 0: as is, 1: zlib)
+    X | trace_id(16) | rev(8) | seq(2) -> u16 LE indexes, in block ``seq`` of that write, of the
+                                          trace's records
+    R | 'r'|'s' | blake2b-128(bytes)   -> resource / scope bytes (once per partition)
+Default column family: the service registry shared with traces (``N | service_id``).
+
+One block per (resource, scope) per write, split every BLOCK_RECORDS records: records are never one
+key each, so RocksDB's per-key cost is paid per block. Headers sit apart from blocks so a search
+reads only small headers, skipping a block by service, time range, severities or token filter, and
+decompresses only the blocks that may match. The token filter is a bloom filter of the bodies'
+lowercased byte trigrams: any substring of three bytes or more can rule a block out, which a filter
+of whole words could not promise for a substring search. A trace's logs are one ``X | trace_id``
+prefix read per partition. Everything of one write goes in the write queue's one WriteBatch.
+
+Blocks are written uncompressed (codec 0) by default: RocksDB compresses its own blocks (zstd in the
+bottommost level), and on 100k logfmt lines of ~190 B that came to 37.9 B/line on disk after
+compaction against 41.8 B/line for zlib-6 blocks (random bytes to zstd). zlib stays readable.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from array import array
+from collections.abc import Iterable
+from hashlib import blake2b
+
+from rocksdict import WriteBatch
+
+from sidecar.otlp.shadow import LogBlock
+from sidecar.storage.prepared import ResourceInfo, ScopeInfo
+from sidecar.storage.prepared_logs import LogGroup, PreparedLogs
+from sidecar.storage.rocks import keys
+from sidecar.storage.rocks.db import RocksStore
+from sidecar.storage.rocks.partitions import LOGS
+from sidecar.storage.rocks.registry import Registry
+
+HEADER = b"H"
+BLOCK = b"B"
+TRACE_INDEX = b"X"
+BLOB = keys.BLOB
+BLOCK_RECORDS = 1024
+HEADER_STRUCT = struct.Struct(">IQQII")
+RAW, ZLIB = 0, 1
+CODEC = RAW
+ZLIB_LEVEL = 6
+_ZERO_TRACE = bytes(16)
+_SEQ = struct.Struct(">H").pack
+
+# Token filter: BITS_PER_TRIGRAM bits per distinct trigram (a power of two in total), K probes.
+BITS_PER_TRIGRAM = 8
+K = 3
+_MIN_BITS = 1 << 9
+_MAX_BITS = 1 << 20
+
+
+def trigrams(text: str) -> set[bytes]:
+    """The lowercased UTF-8 trigrams of ``text``; what the token filter holds and a search looks up."""
+    data = text.lower().encode("utf-8", "replace")
+    return {data[i : i + 3] for i in range(len(data) - 2)}
+
+
+def _probes(gram: bytes, mask: int) -> tuple[int, ...]:
+    """K bit positions by double hashing. Not CRC: it is linear, so trigrams' probes correlate."""
+    digest = int.from_bytes(blake2b(gram, digest_size=8).digest(), "little")
+    h1, h2 = digest & 0xFFFFFFFF, (digest >> 32) | 1
+    return tuple((h1 + i * h2) & mask for i in range(K))
+
+
+def build_filter(texts: Iterable[str]) -> bytes:
+    grams: set[bytes] = set()
+    for text in texts:
+        grams |= trigrams(text)
+    bits = _MIN_BITS
+    while bits < len(grams) * BITS_PER_TRIGRAM and bits < _MAX_BITS:
+        bits <<= 1
+    bloom = bytearray(bits >> 3)
+    mask = bits - 1
+    for gram in grams:
+        for pos in _probes(gram, mask):
+            bloom[pos >> 3] |= 1 << (pos & 7)
+    return bytes(bloom)
+
+
+def may_contain(bloom: bytes | memoryview, grams: Iterable[bytes]) -> bool:
+    """False only when some trigram is surely absent from every body of the block."""
+    mask = len(bloom) * 8 - 1
+    for gram in grams:
+        for pos in _probes(gram, mask):
+            if not bloom[pos >> 3] & (1 << (pos & 7)):
+                return False
+    return True
+
+
+def encode_header(service_id: int, times: list[int], severities: list[int], bodies: list[str]) -> bytes:
+    mask = 0
+    for severity in set(severities):
+        mask |= 1 << severity
+    return HEADER_STRUCT.pack(service_id, min(times), max(times), mask, len(times)) + build_filter(bodies)
+
+
+def encode_block(data: bytes, codec: int = CODEC) -> bytes:
+    if codec == ZLIB:
+        return b"\x01" + zlib.compress(data, ZLIB_LEVEL)
+    return b"\x00" + data
+
+
+def decode_block(value: bytes) -> bytes:
+    if value[0] == ZLIB:
+        return zlib.decompress(memoryview(value)[1:])
+    return value[1:]
+
+
+def block_suffix(rev: bytes, seq: int) -> bytes:
+    return rev + _SEQ(seq)
+
+
+class LogMerge:
+    """The write queue's merger for logs; its caches belong to the writer thread."""
+
+    def __init__(self, store: RocksStore, registry: Registry) -> None:
+        self._store = store
+        self._registry = registry
+        self._default_cf = store.db.get_column_family_handle("default")
+        self._blobs_written: set[tuple[int, bytes, bytes]] = set()
+        self._pending_blobs: list[tuple[int, bytes, bytes]] = []
+
+    def merge(self, prepared: list[PreparedLogs], batch: WriteBatch, ns: int) -> None:
+        part = self._store.partition_for_write(ns // keys.DAY_NS, LOGS)
+        batch.set_default_column_family(part.handle)
+        # Groups of one (resource, scope) from every request of this write become one block.
+        merged: dict[tuple[bytes, bytes], LogGroup] = {}
+        for prep in prepared:
+            for group in prep.groups:
+                key = (group.resource.ref, group.scope.ref)
+                into = merged.get(key)
+                if into is None:
+                    merged[key] = LogGroup(group.resource, group.scope, *([] for _ in range(5)))
+                    into = merged[key]
+                into.records += group.records
+                into.times += group.times
+                into.severities += group.severities
+                into.trace_ids += group.trace_ids
+                into.bodies += group.bodies
+        rev = keys.rev(ns)
+        seq = 0
+        services: dict[str, int] = {}
+        for group in merged.values():
+            self._store_blobs(part.day, group.resource, group.scope, batch)
+            service = group.resource.service
+            svc = services.get(service)
+            if svc is None:
+                svc = services[service] = self._registry.service_id(service, batch, self._default_cf)
+            for start in range(0, len(group.records), BLOCK_RECORDS):
+                end = start + BLOCK_RECORDS
+                self._put_block(group, start, end, svc, block_suffix(rev, seq), batch)
+                seq += 1
+
+    def _put_block(
+        self, group: LogGroup, start: int, end: int, svc: int, suffix: bytes, batch: WriteBatch
+    ) -> None:
+        times, records = group.times[start:end], group.records[start:end]
+        block = LogBlock(
+            resource_ref=group.resource.ref, scope_ref=group.scope.ref, records=records, times=times
+        )
+        batch.put(BLOCK + suffix, encode_block(block.SerializeToString()))
+        batch.put(
+            HEADER + suffix,
+            encode_header(svc, times, group.severities[start:end], group.bodies[start:end]),
+        )
+        by_trace: dict[bytes, list[int]] = {}
+        for index, tid in enumerate(group.trace_ids[start:end]):
+            if tid and tid != _ZERO_TRACE:
+                by_trace.setdefault(tid, []).append(index)
+        for tid, indexes in by_trace.items():
+            batch.put(TRACE_INDEX + tid + suffix, array("H", indexes).tobytes())
+
+    def _store_blobs(self, day: int, resource: ResourceInfo, scope: ScopeInfo, batch: WriteBatch) -> None:
+        """Resource and scope bytes once per partition; remembered only once the write succeeded."""
+        for kind, info in ((b"r", resource), (b"s", scope)):
+            marker = (day, kind, info.ref)
+            if marker not in self._blobs_written:
+                self._pending_blobs.append(marker)
+                batch.put(BLOB + kind + info.ref, info.encoded)
+
+    def after_write(self) -> None:
+        if len(self._blobs_written) > 100_000:
+            self._blobs_written.clear()
+        self._blobs_written.update(self._pending_blobs)
+        self._pending_blobs.clear()
+
+    def write_failed(self) -> None:
+        self._pending_blobs.clear()

@@ -1,0 +1,226 @@
+"""Log ingest and the log store on a real RocksDB directory: prepare, blocks, skip headers, reader."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from sidecar.config.model import LogsStorageConfig, StorageConfig
+from sidecar.ingest.logs import prepare_logs
+from sidecar.ingest.traces import RequestDecodeError
+from sidecar.storage.prepared_logs import PreparedLogs
+from sidecar.storage.rocks import keys
+from sidecar.storage.rocks.db import RocksStore, StoreOptions
+from sidecar.storage.rocks.logs import merge
+from sidecar.storage.rocks.logs.reader import LogReader
+from sidecar.storage.rocks.logs.writer import LogWriter
+from sidecar.storage.rocks.partitions import LOGS, TRACES
+from sidecar.storage.rocks.registry import Registry
+from sidecar.storage.rocks.retention import Retention
+from sidecar.storage.rocks.write_queue import WriteQueue
+
+NOW = time.time_ns()
+TRACE = bytes(range(16))
+SPAN = bytes(range(8))
+
+
+def kv(key: str, value: Any) -> KeyValue:
+    item = KeyValue(key=key)
+    if isinstance(value, str):
+        item.value.string_value = value
+    elif isinstance(value, float):
+        item.value.double_value = value
+    else:
+        item.value.int_value = value
+    return item
+
+
+def request(service: str, records: list[LogRecord], scope: str = "app") -> ExportLogsServiceRequest:
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.attributes.append(kv("service.name", service))
+    sl = rl.scope_logs.add()
+    sl.scope.name = scope
+    sl.log_records.extend(records)
+    return req
+
+
+def record(body: str, severity: int = 9, t: int = NOW, **fields: Any) -> LogRecord:
+    rec = LogRecord(time_unix_nano=t, severity_number=severity, **fields)  # type: ignore[arg-type]
+    rec.body.string_value = body
+    return rec
+
+
+def prepare(req: ExportLogsServiceRequest) -> PreparedLogs:
+    return prepare_logs(req.SerializeToString())
+
+
+# -- prepare --------------------------------------------------------------------------------------
+
+
+def test_invalid_records_are_named_and_the_rest_kept() -> None:
+    prepared = prepare(
+        request(
+            "svc",
+            [
+                record("ok"),
+                record("short trace", trace_id=b"abc"),
+                record("short span", trace_id=TRACE, span_id=b"12"),
+                record("bad severity", severity=99),
+                record("no ids, fine"),
+            ],
+        )
+    )
+    assert (prepared.accepted, prepared.rejected) == (2, 3)
+    assert prepared.error_message() == (
+        "3 log record(s) rejected: "
+        "resourceLogs[0].scopeLogs[0].logRecords[1]: trace_id must be 16 bytes or empty, got 3; "
+        "resourceLogs[0].scopeLogs[0].logRecords[2]: span_id must be 8 bytes or empty, got 2; "
+        "resourceLogs[0].scopeLogs[0].logRecords[3]: severity_number must be 0..24, got 99"
+    )
+    assert [g.bodies for g in prepared.groups] == [["ok", "no ids, fine"]]
+
+
+def test_garbage_is_a_decode_error() -> None:
+    with pytest.raises(RequestDecodeError):
+        prepare_logs(b"\xff" * 20)
+
+
+def test_time_falls_back_to_observed_then_receive_time() -> None:
+    before = time.time_ns()
+    prepared = prepare(
+        request("svc", [record("a", t=5), record("b", t=0, observed_time_unix_nano=7), record("c", t=0)])
+    )
+    times = prepared.groups[0].times
+    assert times[:2] == [5, 7] and times[2] >= before
+
+
+def test_events_from_event_name_or_the_older_attribute() -> None:
+    named = record("", t=11, event_name="paid")
+    named.attributes.extend([kv("user.id", "42"), kv("amount", 9.5), kv("event.name", "ignored")])
+    legacy = record("", t=12)
+    legacy.attributes.extend([kv("event.name", "signup"), kv("enduser.id", "u7"), kv("plan", "pro")])
+    prepared = prepare(request("shop", [named, legacy, record("just a log")]))
+    assert [(e.name, e.user_id, e.properties, e.service, e.time_ns) for e in prepared.events] == [
+        ("paid", "42", {"amount": 9.5}, "shop", 11),
+        ("signup", "u7", {"plan": "pro"}, "shop", 12),
+    ]
+    assert prepared.accepted == 3  # events stay log records too
+
+
+# -- the store --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RocksStore]:
+    s = RocksStore(str(tmp_path / "db"), StoreOptions())
+    yield s
+    s.close()
+
+
+def write(store: RocksStore, *requests: ExportLogsServiceRequest) -> None:
+    queue = WriteQueue(store)
+    writer = LogWriter(queue, Registry(store.db), 100_000, 1_000_000)
+    queue.start()
+    try:
+        for req in requests:
+            writer.submit(prepare(req)).result()
+    finally:
+        queue.close()
+
+
+def keys_with(store: RocksStore, prefix: bytes) -> list[bytes]:
+    return [k for part in store.partitions(LOGS) for k in part.data.keys() if k.startswith(prefix)]  # noqa: SIM118 (an Rdict iterates its items)
+
+
+def test_records_come_back_whole_and_filtered(store: RocksStore) -> None:
+    rec = record("payment declined for order 17", severity=17, trace_id=TRACE, span_id=SPAN)
+    rec.attributes.append(kv("order.id", 17))
+    write(
+        store,
+        request("checkout", [record("cart loaded", t=NOW - 10), rec]),
+        request("search", [record("query took 3 ms", severity=5, t=NOW - 100)]),
+    )
+    reader = LogReader(store, Registry(store.db))
+    assert [e.body for e in reader.scan()] == [
+        "query took 3 ms",
+        "payment declined for order 17",
+        "cart loaded",
+    ]
+    (entry,) = reader.scan(service="checkout", severity_min=13)
+    assert (entry.time_ns, entry.severity_number, entry.attributes, entry.service, entry.scope) == (
+        NOW,
+        17,
+        {"order.id": 17},
+        "checkout",
+        "app",
+    )
+    assert (entry.trace_id, entry.span_id) == (TRACE.hex(), SPAN.hex())
+    assert [e.body for e in reader.scan(text="DECLINED")] == ["payment declined for order 17"]
+    assert [e.body for e in reader.scan(from_ns=NOW - 5, to_ns=NOW)] == ["payment declined for order 17"]
+    assert reader.scan(service="nobody") == []
+    assert len(reader.scan(limit=2)) == 2
+    assert [e.body for e in reader.get_trace_logs(TRACE)] == ["payment declined for order 17"]
+    assert reader.get_trace_logs(bytes(16)) == []
+
+
+def test_headers_let_a_search_skip_blocks(store: RocksStore) -> None:
+    write(
+        store,
+        request("a", [record(f"routine line {i}") for i in range(50)]),
+        request("b", [record("the needle xq7z appears once", severity=21)]),
+        request("a", [record(f"other line {i}", severity=13) for i in range(50)]),
+    )
+    reader = LogReader(store, Registry(store.db))
+    assert [e.body for e in reader.scan(text="xq7z")] == ["the needle xq7z appears once"]
+    assert (reader.last_scan.headers, reader.last_scan.opened) == (3, 1)  # the bloom ruled out two
+    assert len(reader.scan(service="a", severity_min=13, limit=1000)) == 50
+    assert reader.last_scan.opened == 1  # by service, then by the severities present
+    assert reader.scan(text="absent-word") == [] and reader.last_scan.opened == 0
+
+
+def test_blocks_not_keys_per_record_and_resource_once(store: RocksStore) -> None:
+    many = [record(f"line {i}", trace_id=TRACE if i % 100 == 0 else b"") for i in range(2500)]
+    write(store, request("bulk", many), request("bulk", [record("again")]))
+    # One write of 2500 records: three blocks (BLOCK_RECORDS each), then one for the second write.
+    assert len(keys_with(store, merge.BLOCK)) == len(keys_with(store, merge.HEADER)) == 4
+    assert len(keys_with(store, merge.BLOB)) == 2  # one resource, one scope, stored once
+    assert len(keys_with(store, merge.TRACE_INDEX)) == 3  # the trace's records sit in three blocks
+    reader = LogReader(store, Registry(store.db))
+    assert [e.body for e in reader.get_trace_logs(TRACE)] == [f"line {i}" for i in range(0, 2500, 100)]
+    assert len(reader.scan(limit=10_000)) == 2501
+
+
+def test_zlib_blocks_read_back(store: RocksStore) -> None:
+    data = b"some block bytes" * 10
+    for codec in (merge.RAW, merge.ZLIB):
+        assert merge.decode_block(merge.encode_block(data, codec)) == data
+    assert len(merge.encode_block(data, merge.ZLIB)) < len(data)
+
+
+def test_the_filter_never_misses_a_substring() -> None:
+    texts = [f"user=u{i} status={200 + i % 3} path=/api/items/{i * 7}" for i in range(300)]
+    bloom = merge.build_filter(texts)
+    for text in texts:
+        assert merge.may_contain(bloom, merge.trigrams(text[3:20].upper()))
+
+
+def test_log_retention_is_independent_of_traces(store: RocksStore) -> None:
+    today = NOW // keys.DAY_NS
+    for day in (today - 10, today - 3, today):
+        store.partition_for_write(day, TRACES)
+        store.partition_for_write(day, LOGS)
+    config = StorageConfig(logs=LogsStorageConfig(retention_days=2))  # traces keep 7
+    dropped = Retention.from_config(store, config, clock=lambda: NOW).check()
+    assert sorted(dropped) == sorted(
+        [TRACES.partition_name(today - 10), LOGS.partition_name(today - 10), LOGS.partition_name(today - 3)]
+    )
+    assert [p.day for p in store.partitions(LOGS)] == [today]
+    assert [p.day for p in store.partitions(TRACES)] == [today, today - 3]
