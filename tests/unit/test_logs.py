@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,10 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from sidecar.config.model import LogsStorageConfig, StorageConfig
 from sidecar.ingest.logs import prepare_logs
 from sidecar.ingest.traces import RequestDecodeError
+from sidecar.pipeline.consumer import StoreConsumer
+from sidecar.receivers.export import Exporter, ExportResult
+from sidecar.receivers.signals import LOGS as LOGS_ROW
+from sidecar.receivers.status import Outcome
 from sidecar.storage.prepared_logs import PreparedLogs
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import RocksStore, StoreOptions
@@ -224,3 +229,28 @@ def test_log_retention_is_independent_of_traces(store: RocksStore) -> None:
     )
     assert [p.day for p in store.partitions(LOGS)] == [today]
     assert [p.day for p in store.partitions(TRACES)] == [today, today - 3]
+
+
+# -- the receivers' side: the generic exporter over the logs row ------------------------------------
+
+
+def test_a_full_log_queue_answers_unavailable_and_names_its_setting(store: RocksStore) -> None:
+    """Backpressure counts log records apart from spans; the answer is the retryable 503/UNAVAILABLE."""
+    queue = WriteQueue(store)  # not started: what is queued stays queued
+    writer = LogWriter(queue, Registry(store.db), max_batch_records=10, max_queue_records=10)
+    exporter = Exporter(LOGS_ROW, StoreConsumer(writer))
+    body = request("busy", [record(f"r{i}") for i in range(6)]).SerializeToString()
+
+    async def two_exports() -> tuple[ExportResult, ExportResult]:
+        first = asyncio.ensure_future(exporter.export(body))
+        await asyncio.sleep(0)  # the first request is queued, waiting for the WAL
+        second = await exporter.export(body)
+        queue.start()  # now the first one is written and answered
+        return await first, second
+
+    first, second = asyncio.run(two_exports())
+    queue.close()
+    assert (first.outcome, first.accepted) == (Outcome.OK, 6)
+    assert (second.outcome, second.refused) == (Outcome.UNAVAILABLE, 6)
+    assert "ingest.max_queue_log_records" in second.reason
+    assert second.message.endswith("write queue holds 6 log records (limit 10)")
