@@ -26,6 +26,7 @@ from sidecar.ingest.traces import prepare_traces
 from sidecar.pipeline.consumer import StoreConsumer
 from sidecar.pipeline.fanout import FanOut
 from sidecar.query.traces import TraceQueryService
+from sidecar.receivers.events_http import EventsReceiver
 from sidecar.receivers.export import exporters
 from sidecar.receivers.http_log import HttpServerLog
 from sidecar.receivers.listen import CannotListen, bind_error_reason
@@ -33,6 +34,8 @@ from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
 from sidecar.receivers.otlp_http import OtlpHttpReceiver
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
+from sidecar.storage.rocks.events.registry import EventRegistry
+from sidecar.storage.rocks.events.writer import EventWriter
 from sidecar.storage.rocks.logs.writer import LogWriter
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
@@ -100,6 +103,10 @@ async def run(config: Config) -> int:
     log_writer = LogWriter(
         queue, registry, config.ingest.max_batch_log_records, config.ingest.max_queue_log_records
     )
+    events_cfg = config.ingest.events
+    event_writer = EventWriter(
+        queue, EventRegistry(store.db), events_cfg.max_batch_events, events_cfg.max_queue_events
+    )
     queue.start()
     health.store_open = True
     ctx = ApiContext(
@@ -114,6 +121,13 @@ async def run(config: Config) -> int:
     # One exporter per row of the signal table, each to its pipeline.
     exports = exporters({"traces": traces, "logs": logs})
     otlp = config.receivers.otlp
+    events = FanOut(StoreConsumer(event_writer))
+    events_receiver = EventsReceiver(
+        events,
+        events_cfg,
+        config.storage.events.retention_days,
+        otlp.http.max_request_body_size_mib << 20,
+    )
     rejections = rejection_log()  # one per process: a reason is rate-limited across both transports
     grpc_receiver = OtlpGrpcReceiver(
         otlp.grpc.endpoint, otlp.grpc.max_recv_msg_size_mib, exports, rejections=rejections
@@ -125,6 +139,7 @@ async def run(config: Config) -> int:
         shutdown_timeout=grace,
         rejections=rejections,
         grpc_endpoint=otlp.grpc.endpoint if otlp.grpc.enabled else None,
+        extra_routes=events_receiver.add_routes,
     )
     # The API port's own warnings (a gRPC client pointed at it), rate-limited like the receivers'.
     api_log = RateLimitedLog(logging.getLogger("sidecar.api"))
@@ -172,12 +187,13 @@ async def run(config: Config) -> int:
         rejections.flush()  # counts still held back by the rate limit
         api_log.flush()
         await asyncio.gather(traces.close(grace), logs.close(grace))  # taps catch up on what was acked
+        await events.close(grace)
         await retention.stop()  # a drop under way finishes before the store closes
         await loop.run_in_executor(None, queue.close, grace)
         ctx.pool.shutdown(wait=True, cancel_futures=True)
         health.store_open = False
         writing = queue.alive  # a write outlasted the timeout: RocksDB must not close under it
-        del ctx, writer, log_writer, queue
+        del ctx, writer, event_writer, log_writer, queue
         gc.collect()
         if writing:
             log.error("a write is still running: store left open (the WAL holds what was acknowledged)")

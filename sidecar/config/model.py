@@ -155,6 +155,17 @@ class TracesStorageConfig:
 
 
 @dataclass(frozen=True)
+class EventsStorageConfig:
+    """Business event retention: long, since product questions span quarters and years."""
+
+    retention_days: int = 400
+
+    def validate(self, path: str) -> list[str]:
+        """Retention between one day and ten years."""
+        return _check_int_range(join_path(path, "retention_days"), self.retention_days, 1, 3650)
+
+
+@dataclass(frozen=True)
 class LogsStorageConfig:
     """Log record retention, independent of traces: whole days of logs are dropped."""
 
@@ -171,6 +182,7 @@ class StorageConfig:
 
     traces: TracesStorageConfig = field(default_factory=TracesStorageConfig)
     logs: LogsStorageConfig = field(default_factory=LogsStorageConfig)
+    events: EventsStorageConfig = field(default_factory=EventsStorageConfig)
     block_cache_mib: int = 32
     write_buffer_mib: int = 16
     max_write_buffers: int = 3
@@ -190,6 +202,7 @@ class StorageConfig:
         return (
             self.traces.validate(join_path(p, "traces"))
             + self.logs.validate(join_path(p, "logs"))
+            + self.events.validate(join_path(p, "events"))
             + _check_int_range(join_path(p, "block_cache_mib"), self.block_cache_mib, 1)
             + _check_int_range(join_path(p, "write_buffer_mib"), self.write_buffer_mib, 1)
             + _check_int_range(join_path(p, "max_write_buffers"), self.max_write_buffers, 2)
@@ -200,6 +213,40 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class EventsIngestConfig:
+    """Limits and CORS of ``POST /v1/events``: what one business event and one request may hold."""
+
+    max_name_length: int = 256
+    max_properties: int = 100
+    max_value_bytes: int = 4096
+    max_events_per_request: int = 10000
+    max_past_days: int = 0  # 0: as far back as storage.events.retention_days
+    max_future_s: int = 600
+    max_batch_events: int = 16384
+    max_queue_events: int = 262144
+    cors_allowed_origins: str = ""  # comma-separated; "*" for any origin
+
+    def origins(self) -> frozenset[str]:
+        """The allowed origins as a set (empty: CORS off)."""
+        return frozenset(o.strip().rstrip("/") for o in self.cors_allowed_origins.split(",") if o.strip())
+
+    def validate(self, path: str) -> list[str]:
+        """Positive limits; the queue must hold a full batch."""
+        errors: list[str] = []
+        for name in ("max_name_length", "max_properties", "max_value_bytes", "max_events_per_request"):
+            errors += _check_int_range(join_path(path, name), getattr(self, name), 1)
+        errors += _check_int_range(join_path(path, "max_past_days"), self.max_past_days, 0, 3650)
+        errors += _check_int_range(join_path(path, "max_future_s"), self.max_future_s, 0)
+        errors += _check_int_range(join_path(path, "max_batch_events"), self.max_batch_events, 1)
+        if self.max_queue_events < max(self.max_batch_events, 1):
+            errors.append(
+                f"{join_path(path, 'max_queue_events')}: must be >= {join_path(path, 'max_batch_events')} "
+                f"({self.max_batch_events}), got {self.max_queue_events}"
+            )
+        return errors
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     """Batching and back-pressure between receivers and storage."""
 
@@ -207,6 +254,7 @@ class IngestConfig:
     max_queue_spans: int = 262144
     max_batch_log_records: int = 16384
     max_queue_log_records: int = 262144
+    events: EventsIngestConfig = field(default_factory=EventsIngestConfig)
 
     def validate(self, path: str) -> list[str]:
         """The queue must hold at least one full batch, or batches could never form."""
@@ -222,7 +270,7 @@ class IngestConfig:
                 f"{join_path(path, 'max_queue_log_records')}: must be >= ingest.max_batch_log_records "
                 f"({self.max_batch_log_records}), got {self.max_queue_log_records}"
             )
-        return errors
+        return errors + self.events.validate(join_path(path, "events"))
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,11 @@ class OtlpHttpReceiver:
         shutdown_timeout: float,  # the server's share of shutdown_timeout_s, from the config
         rejections: RateLimitedLog | None = None,
         grpc_endpoint: str | None = None,
+        extra_routes: Callable[[web.Application], None] | None = None,
     ) -> None:
         """``exporters``: one per signal, each served at its row's path.
+
+        ``extra_routes`` adds routes that are not OTLP signals (``POST /v1/events``) to the same app.
 
         ``grpc_endpoint`` (None when that receiver is off) is named to a gRPC client on this port.
         """
@@ -75,6 +78,8 @@ class OtlpHttpReceiver:
         self.app = web.Application(client_max_size=self._limit)
         for exporter in exporters:
             self.app.router.add_route("*", exporter.signal.http_path, self._handler(exporter))
+        if extra_routes is not None:
+            extra_routes(self.app)
         # Anything else gets our 404 (a Status), not aiohttp's plain text; plain paths resolve first.
         self.app.router.add_route("*", "/{path:.*}", self.not_found)
         self._runner: web.AppRunner | None = None

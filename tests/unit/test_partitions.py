@@ -95,8 +95,8 @@ def test_a_store_refuses_signals_that_share_a_prefix(tmp_path: Path) -> None:
         RocksStore(str(tmp_path / "db"), StoreOptions(), signals=(TRACES, Signal("tables", "t")))
     store = RocksStore(str(tmp_path / "db"), StoreOptions())  # the failed open left no lock behind
     try:
-        with pytest.raises(ValueError, match="events"):
-            store.partition_for_write(MARCH_1, EVENTS)
+        with pytest.raises(ValueError, match="metrics"):  # not one of the store's signals
+            store.partition_for_write(MARCH_1, Signal("metrics", "m"))
     finally:
         store.close()
 

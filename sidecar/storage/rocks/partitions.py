@@ -85,8 +85,10 @@ class Signal:
 
 TRACES = Signal("traces", TRACE_PARTITION_PREFIX, Width.DAY)
 LOGS = Signal("logs", "l", Width.DAY)  # lYYYYMMDD: operators search hours and days back
-# The signals a store knows by default. Logs and events join here when they are stored.
-SIGNALS: tuple[Signal, ...] = (TRACES, LOGS)
+# Business events are kept for a year or more: a month each keeps the column families few.
+EVENTS = Signal("events", "e", Width.MONTH)
+# The signals a store knows by default.
+SIGNALS: tuple[Signal, ...] = (TRACES, EVENTS, LOGS)
 
 
 def check_signals(signals: Iterable[Signal]) -> tuple[Signal, ...]:

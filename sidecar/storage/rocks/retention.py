@@ -21,7 +21,7 @@ from typing import Protocol
 from sidecar.config.model import StorageConfig
 from sidecar.storage.rocks.db import RocksStore
 from sidecar.storage.rocks.keys import DAY_NS
-from sidecar.storage.rocks.partitions import LOGS, TRACES, Signal
+from sidecar.storage.rocks.partitions import EVENTS, LOGS, TRACES, Signal
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,12 @@ class MaxAge:
 
 
 def age_policies(storage: StorageConfig) -> list[Policy]:
-    """One age limit per stored signal, from its config section (logs and events join here)."""
-    return [MaxAge(TRACES, storage.traces.retention_days), MaxAge(LOGS, storage.logs.retention_days)]
+    """One age limit per stored signal, from its config section."""
+    return [
+        MaxAge(TRACES, storage.traces.retention_days),
+        MaxAge(EVENTS, storage.events.retention_days),
+        MaxAge(LOGS, storage.logs.retention_days),
+    ]
 
 
 class Retention:

@@ -1,0 +1,373 @@
+"""Business events in: every body format of ``POST /v1/events`` into a list of validated events.
+
+Product code posts events from browsers, shell scripts and back ends, so the receiver takes what
+each of them finds easiest (JSON, NDJSON, a form, a bare query string) and forgives the usual
+spellings (``event``, ``dt``, ``userid``...). What it cannot take is named per event (index, NDJSON
+line, field, reason) so the sender can fix it; the valid events of a batch are kept regardless.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import email.parser
+import email.policy
+import json
+import math
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.config.model import EventsIngestConfig
+
+Value = str | int | float | bool
+JSON_TYPES = ("application/json",)
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+CONTENT_TYPES = (*JSON_TYPES, *NDJSON_TYPES, FORM, MULTIPART)
+MAX_ID_BYTES = 128
+_SECONDS_BELOW = 1e11  # 1e11 s is the year 5138, 1e11 ms is 1973: magnitude tells the unit apart
+_MS_BELOW = 1e14
+# The event's own fields and their accepted spellings, canonical name first.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("name", "event"),
+    "timestamp": ("timestamp", "dt", "ts"),
+    "user_id": ("user_id", "userid", "user"),
+    "session_id": ("session_id",),
+    "service": ("service",),
+    "id": ("id",),
+    "properties": ("properties",),
+}
+_ALIAS = {alias: canonical for canonical, aliases in FIELDS.items() for alias in aliases}
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+@dataclass(slots=True)
+class Event:
+    """One valid event; ``ts_ns`` is Unix nanoseconds, ``properties`` flat (nested keys joined by ``.``)."""
+
+    name: str
+    ts_ns: int
+    user_id: str | None = None
+    session_id: str | None = None
+    service: str | None = None
+    id: str | None = None
+    properties: dict[str, Value] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventError:
+    """Why the event at ``index`` (or the whole body, index None) was rejected."""
+
+    index: int | None
+    field: str | None
+    reason: str
+    line: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "field": self.field, "reason": self.reason}
+        if self.line is not None:
+            out["line"] = self.line
+        return out
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What a request held: valid events, per-event errors, and how many events it held in all."""
+
+    events: list[Event] = field(default_factory=list)
+    errors: list[EventError] = field(default_factory=list)
+    total: int = 0
+    too_many: bool = False  # over max_events_per_request: refused whole
+
+
+class Invalid(ValueError):
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The configured limits, with the past window in nanoseconds resolved against retention."""
+
+    max_name_length: int
+    max_properties: int
+    max_value_bytes: int
+    max_events: int
+    max_past_ns: int
+    max_future_ns: int
+
+    @classmethod
+    def from_config(cls, cfg: EventsIngestConfig, retention_days: int) -> Limits:
+        past_days = cfg.max_past_days or retention_days
+        return cls(
+            cfg.max_name_length,
+            cfg.max_properties,
+            cfg.max_value_bytes,
+            cfg.max_events_per_request,
+            past_days * 86_400 * 10**9,
+            cfg.max_future_s * 10**9,
+        )
+
+
+# -- body formats ------------------------------------------------------------------------------
+def parse_request(
+    content_type: str, body: bytes, query: Iterable[tuple[str, str]], limits: Limits, now_ns: int
+) -> Parsed:
+    """All events of one request; ``content_type`` must be one of CONTENT_TYPES unless the body is empty.
+
+    A body that cannot be read at all gives one error with index None.
+    """
+    pairs = list(query)
+    if not body.strip():
+        if pairs:
+            return _validate_all([_from_strings(pairs)], limits, now_ns)
+        return Parsed(errors=[EventError(None, None, "empty body and no query string: no event")])
+    try:
+        if content_type in JSON_TYPES:
+            return _validate_all(_json_objects(body), limits, now_ns)
+        if content_type in NDJSON_TYPES:
+            return _ndjson(body, limits, now_ns)
+        if content_type == FORM:
+            text = _text(body)
+            return _validate_all(
+                [_from_strings(urllib.parse.parse_qsl(text, keep_blank_values=True))], limits, now_ns
+            )
+        if content_type.startswith(MULTIPART):
+            return _validate_all([_from_strings(_multipart(content_type, body))], limits, now_ns)
+    except Invalid as exc:
+        return Parsed(errors=[EventError(None, exc.field, exc.reason)])
+    raise ValueError(f"unsupported content type {content_type!r}")
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(None, f"body is not UTF-8 (byte {exc.start})") from None
+
+
+def _json_objects(body: bytes) -> list[Any]:
+    try:
+        data = json.loads(_text(body))
+    except json.JSONDecodeError as exc:
+        raise Invalid(None, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        return [data]
+    raise Invalid(None, "expected a JSON object or an array of objects")
+
+
+def _ndjson(body: bytes, limits: Limits, now_ns: int) -> Parsed:
+    text = _text(body)
+    items: list[Any] = []
+    lines: list[int] = []
+    bad: dict[int, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad[len(items)] = f"invalid JSON: {exc.msg} at column {exc.colno}"
+            item = None
+        items.append(item)
+        lines.append(number)
+    parsed = _validate_all(items, limits, now_ns, bad)
+    parsed.errors = [
+        EventError(e.index, e.field, e.reason, lines[e.index] if e.index is not None else None)
+        for e in parsed.errors
+    ]
+    return parsed
+
+
+def _multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    header = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
+    if not message.is_multipart():
+        raise Invalid(None, "multipart body without a boundary")
+    pairs: list[tuple[str, str]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise Invalid(None, "multipart part without a name")
+        if part.get_filename() is not None:
+            raise Invalid(name, "file parts are not event fields")
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        try:
+            pairs.append((name, payload.decode(part.get_content_charset() or "utf-8")))
+        except (UnicodeDecodeError, LookupError):
+            raise Invalid(name, "value is not UTF-8") from None
+    return pairs
+
+
+def _from_strings(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Form and query fields as one event: property values that read as numbers become numbers."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if _ALIAS.get(key) in FIELDS and _ALIAS[key] != "properties":
+            out[key] = value
+        elif _NUMBER.fullmatch(value):
+            number = float(value)
+            out[key] = (
+                int(value)
+                if number.is_integer() and "." not in value and "e" not in value.lower()
+                else number
+            )
+        else:
+            out[key] = value
+    return out
+
+
+# -- one event ------------------------------------------------------------------------------------
+def _validate_all(
+    items: list[Any], limits: Limits, now_ns: int, bad: Mapping[int, str] | None = None
+) -> Parsed:
+    parsed = Parsed(total=len(items))
+    if len(items) > limits.max_events:
+        parsed.too_many = True
+        reason = f"{len(items)} events in one request, the limit is {limits.max_events}"
+        parsed.errors.append(EventError(None, None, reason))
+        return parsed
+    for index, item in enumerate(items):
+        if bad and index in bad:
+            parsed.errors.append(EventError(index, None, bad[index]))
+            continue
+        try:
+            parsed.events.append(validate_event(item, limits, now_ns))
+        except Invalid as exc:
+            parsed.errors.append(EventError(index, exc.field, exc.reason))
+    return parsed
+
+
+def validate_event(item: Any, limits: Limits, now_ns: int) -> Event:
+    """One event from a decoded object, or Invalid naming the first field at fault."""
+    if not isinstance(item, dict):
+        raise Invalid(None, f"expected an object, got {_type(item)}")
+    own: dict[str, tuple[str, Any]] = {}
+    extra: dict[str, Any] = {}
+    for key, value in item.items():
+        canonical = _ALIAS.get(key)
+        if canonical is None:
+            extra[key] = value
+        elif canonical in own:
+            raise Invalid(key, f"given twice, as {own[canonical][0]!r} and {key!r}")
+        else:
+            own[canonical] = (key, value)
+    name_key, name = own.get("name", ("name", None))
+    if name is None or name == "":
+        raise Invalid("name", "required (also accepted as 'event')")
+    if not isinstance(name, str):
+        raise Invalid(name_key, f"must be a string, got {_type(name)}")
+    if len(name) > limits.max_name_length:
+        raise Invalid(name_key, f"longer than {limits.max_name_length} characters")
+    event = Event(name, now_ns)
+    if "timestamp" in own:
+        key, value = own["timestamp"]
+        event.ts_ns = _timestamp(key, value)
+        if event.ts_ns < now_ns - limits.max_past_ns:
+            raise Invalid(key, f"more than {limits.max_past_ns // (86_400 * 10**9)} days in the past")
+        if event.ts_ns > now_ns + limits.max_future_ns:
+            raise Invalid(key, f"more than {limits.max_future_ns // 10**9} s in the future")
+    for canonical in ("user_id", "session_id", "service", "id"):
+        if canonical in own:
+            key, value = own[canonical]
+            setattr(event, canonical, _identifier(key, value, limits, canonical == "id"))
+    flat: dict[str, Value] = {}
+    _flatten("", extra, flat, limits)
+    if "properties" in own:
+        key, value = own["properties"]
+        if not isinstance(value, dict):
+            raise Invalid(key, f"must be an object, got {_type(value)}")
+        _flatten(key + ".", value, flat, limits, strip=len(key) + 1)
+    if len(flat) > limits.max_properties:
+        raise Invalid("properties", f"{len(flat)} properties, the limit is {limits.max_properties}")
+    event.properties = flat
+    return event
+
+
+def _flatten(
+    prefix: str, data: dict[str, Any], out: dict[str, Value], limits: Limits, strip: int = 0
+) -> None:
+    """Nested objects joined with ``.``; nulls left out; ``strip`` drops ``properties.`` from keys."""
+    for key, value in data.items():
+        path = prefix + key
+        if isinstance(value, dict):
+            _flatten(path + ".", value, out, limits, strip)
+            continue
+        name = path[strip:]
+        if len(name) > limits.max_name_length:
+            raise Invalid(path, f"property name longer than {limits.max_name_length} characters")
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise Invalid(path, "must be a finite number")
+        if isinstance(value, str):
+            if len(value.encode()) > limits.max_value_bytes:
+                raise Invalid(path, f"value longer than {limits.max_value_bytes} bytes")
+        elif not isinstance(value, bool | int | float):
+            raise Invalid(path, f"must be a string, number or bool, got {_type(value)}")
+        out[name] = value
+
+
+def _identifier(key: str, value: Any, limits: Limits, is_id: bool) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise Invalid(key, f"must be a string, got {_type(value)}")
+    cap = MAX_ID_BYTES if is_id else limits.max_value_bytes
+    if len(value.encode()) > cap:
+        raise Invalid(key, f"longer than {cap} bytes")
+    return value
+
+
+def _timestamp(key: str, value: Any) -> int:
+    """RFC 3339 with a zone, or Unix seconds / milliseconds (number or numeric string) by magnitude."""
+    if isinstance(value, str):
+        text = value.strip()
+        if _NUMBER.fullmatch(text):
+            return _unix(key, float(text), text)
+        try:
+            when = _dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise Invalid(key, f"not RFC 3339 nor Unix seconds or milliseconds: {value[:64]!r}") from None
+        if when.tzinfo is None or len(text) < 11 or text[10] not in "Tt ":
+            raise Invalid(key, "RFC 3339 needs a date, a time and a zone (Z or +hh:mm)")
+        seconds = (when - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)) // _dt.timedelta(seconds=1)
+        return seconds * 10**9 + when.microsecond * 1000
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _unix(key, float(value), value)
+    raise Invalid(key, f"must be RFC 3339 text or a Unix time number, got {_type(value)}")
+
+
+def _unix(key: str, number: float, exact: Any) -> int:
+    if not math.isfinite(number) or number < 0 or number >= _MS_BELOW:
+        raise Invalid(key, "Unix time out of range (seconds or milliseconds since 1970)")
+    if isinstance(exact, int) or (isinstance(exact, str) and exact.isdigit()):
+        whole = int(exact)
+        return whole * 10**9 if number < _SECONDS_BELOW else whole * 10**6
+    return round(number * 1e9) if number < _SECONDS_BELOW else round(number * 1e6)
+
+
+def _type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a bool"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

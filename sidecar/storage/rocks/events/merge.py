@@ -1,0 +1,152 @@
+"""The event merge: validated business events into the write queue's WriteBatch, with indexes.
+
+Key layout (big-endian; ``eid`` = ts_ns(8) | write_ns(8) | index(4), unique, ordered by event time).
+
+Partition column family ``eYYYYMM01`` (UTC month of the event's timestamp; retention drops it whole):
+    V | eid                              -> record: name(4) user(4) service(4) | len(2) session
+                                            | len(1) id | properties as compact JSON
+    U | user(4) | eid                    -> ""   one user's timeline is one range read
+    N | name(4) | eid                    -> ""   one event name's events, in time order
+    I | id                               -> eid  client ids already stored (dedupe)
+Default column family (the events registry, loaded whole at start-up, see registry.py):
+    E | kind(1) | code(4) -> text        kind n: event name, u: user id, s: service
+
+Names, users and services are dictionary-coded (u32, 0 = absent) so records and index keys stay
+small, and the analytics that follow (issue 8) can group on integers; their rollups are meant to
+go into this same WriteBatch. Everything of one write - records, indexes, ids, registry entries -
+is in one WriteBatch, so an acknowledged event is always indexed and never half-stored after a kill.
+
+Dedupe: an event whose ``id`` is in its month's ``I`` (or the neighbouring month's, within a day
+of the boundary, where a retry stamped with the receive time may land) or earlier in the same
+write is a duplicate: acknowledged, counted, not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+
+from rocksdict import WriteBatch
+
+from sidecar.ingest.events import Event
+from sidecar.storage.rocks.db import Partition, RocksStore
+from sidecar.storage.rocks.events.registry import EventRegistry
+from sidecar.storage.rocks.keys import DAY_NS
+from sidecar.storage.rocks.partitions import EVENTS
+
+RECORD = b"V"
+BY_USER = b"U"
+BY_NAME = b"N"
+ID = b"I"
+_EID = struct.Struct(">QQI")
+_HEAD = struct.Struct(">IIIH")
+_U32 = struct.Struct(">I")
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """One request's valid events; the merge fills in ``duplicates`` before the write is acknowledged."""
+
+    events: list[Event]
+    duplicates: int = 0
+    stored: list[bytes] = field(default_factory=list)  # eids written, in order (for tests and taps)
+
+
+def eid(ts_ns: int, write_ns: int, index: int) -> bytes:
+    return _EID.pack(ts_ns, write_ns, index)
+
+
+def eid_ts(key_eid: bytes) -> int:
+    return int(_EID.unpack_from(key_eid)[0])
+
+
+def encode_record(name: int, user: int, service: int, event: Event) -> bytes:
+    session = (event.session_id or "").encode()
+    ident = (event.id or "").encode()
+    props = json.dumps(event.properties, separators=(",", ":"), ensure_ascii=False).encode()
+    return b"".join(
+        (_HEAD.pack(name, user, service, len(session)), session, bytes([len(ident)]), ident, props)
+    )
+
+
+def decode_record(data: bytes) -> tuple[int, int, int, str | None, str | None, dict[str, object]]:
+    """(name, user, service codes, session_id, id, properties)."""
+    name, user, service, n = _HEAD.unpack_from(data)
+    at = _HEAD.size
+    session = data[at : at + n].decode() if n else None
+    at += n
+    m = data[at]
+    ident = data[at + 1 : at + 1 + m].decode() if m else None
+    props = json.loads(data[at + 1 + m :])
+    return name, user, service, session, ident, props
+
+
+def user_key(user: int) -> bytes:
+    return BY_USER + _U32.pack(user)
+
+
+def name_key(name: int) -> bytes:
+    return BY_NAME + _U32.pack(name)
+
+
+class EventMerge:
+    """The write queue's merger for events; its state belongs to the writer thread."""
+
+    def __init__(self, store: RocksStore, registry: EventRegistry) -> None:
+        self._store = store
+        self._registry = registry
+        self._default_cf = store.db.get_column_family_handle("default")
+
+    def _known(self, ident: bytes, ts_ns: int) -> bool:
+        """The id is stored in the event's month, or in the neighbouring one near its boundary."""
+        day = ts_ns // DAY_NS
+        start = EVENTS.period(day)
+        days = {start}
+        if day - start < 1:
+            days.add(EVENTS.period(start - 1))
+        if EVENTS.period_end(start) - day <= 1:
+            days.add(EVENTS.period_end(start))
+        for d in days:
+            part = self._store.partition(d, EVENTS)
+            if part is not None and part.data.get(ID + ident) is not None:
+                return True
+        return False
+
+    def merge(self, items: list[EventBatch], batch: WriteBatch, ns: int) -> None:
+        registry, default_cf = self._registry, self._default_cf
+        seen: set[bytes] = set()
+        index = 0
+        parts: dict[int, Partition] = {}
+        for item in items:
+            for event in item.events:
+                if event.id is not None:
+                    ident = event.id.encode()
+                    if ident in seen or self._known(ident, event.ts_ns):
+                        item.duplicates += 1
+                        continue
+                    seen.add(ident)
+                day = event.ts_ns // DAY_NS
+                part = parts.get(EVENTS.period(day))
+                if part is None:
+                    part = self._store.partition_for_write(day, EVENTS)
+                    parts[part.day] = part
+                cf = part.handle
+                name = registry.code("n", event.name, batch, default_cf)
+                user = registry.code("u", event.user_id, batch, default_cf) if event.user_id else 0
+                service = registry.code("s", event.service, batch, default_cf) if event.service else 0
+                key = eid(event.ts_ns, ns, index)
+                index += 1
+                batch.put(RECORD + key, encode_record(name, user, service, event), cf)
+                batch.put(name_key(name) + key, b"", cf)
+                if user:
+                    batch.put(user_key(user) + key, b"", cf)
+                if event.id is not None:
+                    batch.put(ID + event.id.encode(), key, cf)
+                item.stored.append(key)
+
+    def after_write(self) -> None:
+        self._registry.commit()
+
+    def write_failed(self) -> None:
+        self._registry.rollback()
