@@ -30,7 +30,7 @@ from sidecar.storage.rocks.logs.merge import (
     TRACE_INDEX,
     decode_block,
     may_contain,
-    trigrams,
+    needle_trigrams,
 )
 from sidecar.storage.rocks.partitions import LOGS
 from sidecar.storage.rocks.registry import Registry
@@ -113,7 +113,7 @@ class LogReader:
                 return []
         severity_mask = ~((1 << severity_min) - 1) if severity_min > 0 else -1
         needle = text.lower() if text else ""
-        grams = trigrams(needle) if len(needle.encode()) >= 3 else set()
+        grams = needle_trigrams(needle)
         low, high = from_ns or 0, to_ns if to_ns is not None else keys.MAX_U64
         out: list[LogEntry] = []
         headers = opened = 0
