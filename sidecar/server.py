@@ -21,6 +21,7 @@ from aiohttp import web
 
 from sidecar.api.app import build_api_app
 from sidecar.api.context import ApiContext, Health
+from sidecar.api.events import EVENT_READER
 from sidecar.config.model import Config, split_endpoint
 from sidecar.ingest.traces import prepare_traces
 from sidecar.pipeline.consumer import StoreConsumer
@@ -34,6 +35,7 @@ from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
 from sidecar.receivers.otlp_http import OtlpHttpReceiver
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
+from sidecar.storage.rocks.events.reader import EventReader
 from sidecar.storage.rocks.events.registry import EventRegistry
 from sidecar.storage.rocks.events.writer import EventWriter
 from sidecar.storage.rocks.logs.writer import LogWriter
@@ -100,12 +102,11 @@ async def run(config: Config) -> int:
         config.ingest.max_queue_spans,
         reprepare=functools.partial(prepare_traces, well_formed=True),
     )
-    log_writer = LogWriter(
-        queue, registry, config.ingest.max_batch_log_records, config.ingest.max_queue_log_records
-    )
+    log_writer = LogWriter(queue, config.ingest.max_batch_log_records, config.ingest.max_queue_log_records)
     events_cfg = config.ingest.events
+    event_registry = EventRegistry(store.db)
     event_writer = EventWriter(
-        queue, EventRegistry(store.db), events_cfg.max_batch_events, events_cfg.max_queue_events
+        queue, event_registry, events_cfg.max_batch_events, events_cfg.max_queue_events
     )
     queue.start()
     health.store_open = True
@@ -150,13 +151,15 @@ async def run(config: Config) -> int:
         f"(a gRPC client on the query API port? the API is HTTP/JSON{grpc_hint})",
     )
     api_runner: web.AppRunner | None = None
+    api_app = build_api_app(ctx)
+    api_app[EVENT_READER] = EventReader(store, event_registry)
     retention = Retention.from_config(store, config.storage)
     try:
         api_runner = await _listen(
             config.api.endpoint,
             "api.endpoint",
             "--api",
-            _start_site(build_api_app(ctx), config.api.endpoint, grace, api_server_log),
+            _start_site(api_app, config.api.endpoint, grace, api_server_log),
         )
         log.info("query API listening on %s", config.api.endpoint)
         if otlp.grpc.enabled:

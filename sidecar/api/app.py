@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from sidecar.api.context import ApiContext
+from sidecar.api.events import EventsApi
 from sidecar.api.jaeger_v1 import JaegerV1
 from sidecar.api.jaeger_v3 import JaegerV3
 from sidecar.api.landing import landing
@@ -74,6 +75,7 @@ def setup_routes(app: web.Application, ctx: ApiContext) -> None:
     r.add_get("/api/v3/trace-summaries", v3.trace_summaries)
     # Native
     r.add_get("/api/trace-summaries", native.trace_summaries)
+    r.add_get("/api/events", EventsApi(ctx).list_events)
 
 
 def build_api_app(ctx: ApiContext) -> web.Application:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sidecar.api.events import DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from sidecar.api.params import JAEGER_DEFAULT_LIMIT, SPAN_KINDS
 from sidecar.config.model import ApiConfig
 from sidecar.query.params import MAX_NS
@@ -659,6 +660,53 @@ def _components() -> dict[str, Schema]:
     }
 
 
+def _events_paths() -> dict[str, Any]:
+    """``GET /api/events`` (sidecar/api/events.py): stored business events, a page at a time."""
+    when = {"type": "string", "pattern": r"^([0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt].+)$"}
+    params = [
+        _param("name", "Event name."),
+        _param("user_id", "User id; reads that user's index (one user's timeline is a range read)."),
+        _param("session_id", "Session id."),
+        _param("service", "Service that sent the event."),
+        _param("from", "Earliest event time, inclusive: RFC 3339 or Unix nanoseconds.", when),
+        _param("to", "Latest event time, exclusive: RFC 3339 or Unix nanoseconds.", when),
+        _param(
+            "order", "`desc` (newest first, the default) or `asc`.", {"type": "string", "enum": list(ORDERS)}
+        ),
+        _param(
+            "limit",
+            f"Events per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}; a larger value answers 400).",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        ),
+        _param(
+            "cursor",
+            "`next_cursor` of the previous page: the next page starts strictly after its last event.",
+            {"type": "string", "pattern": "^([0-9a-f]{2})+$"},
+        ),
+    ]
+    event = _object(
+        ["name", "timestamp_ns", "user_id", "session_id", "service", "id", "properties"],
+        name=_STRING,
+        timestamp_ns=_INT,
+        user_id={"type": ["string", "null"]},
+        session_id={"type": ["string", "null"]},
+        service={"type": ["string", "null"]},
+        id={"type": ["string", "null"]},
+        properties={"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+    )
+    page = _object(["data", "next_cursor"], data=_array(event), next_cursor={"type": ["string", "null"]})
+    return {
+        "/api/events": _get(
+            "listEvents",
+            "events",
+            "Stored business events matching every filter, newest first unless `order=asc`",
+            params,
+            s200=_answer("A page of events; `next_cursor` is null on the last page", page),
+            s400=_answer("A parameter is invalid; `error.message` names it.", _ref("Error")),
+        ),
+    }
+
+
 def openapi_document(
     default_limit: int = ApiConfig.default_search_limit, max_limit: int = ApiConfig.max_search_limit
 ) -> dict[str, Any]:
@@ -679,6 +727,7 @@ def openapi_document(
             **_native_paths(default_limit, max_limit),
             **_v1_paths(max_limit),
             **_v3_paths(max_limit),
+            **_events_paths(),
         },
         "components": {"schemas": _components()},
     }

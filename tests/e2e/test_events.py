@@ -333,3 +333,90 @@ def test_stored_after_all(events_sidecar: Sidecar) -> None:
     with stored(events_sidecar) as reader:
         (event,) = reader.list_events(name="now-ish").events
     assert abs(event.ts_ns - time.time_ns()) < 600 * 10**9
+
+
+def test_a_full_queue_answers_503_with_retry_after(sidecar_factory: SidecarFactory) -> None:
+    """With room for one queued request, concurrent senders find the queue full: 503, Retry-After,
+    nothing stored from the refused request, and every acknowledged event stored once."""
+    sidecar = sidecar_factory(
+        "backpressure",
+        env={
+            "SIDECAR_INGEST__EVENTS__MAX_BATCH_EVENTS": "1",
+            "SIDECAR_INGEST__EVENTS__MAX_QUEUE_EVENTS": "1",
+        },
+    )
+    refused: list[tuple[dict[str, str], Any]] = []
+    acked: list[str] = []
+    lock = threading.Lock()
+
+    def sender(worker: int) -> None:
+        for n in range(40):
+            ids = [f"b{worker}-{n}-{i}" for i in range(500)]
+            body = "\n".join(json.dumps({"event": "load", "id": i}) for i in ids)
+            status, headers, answer = post(sidecar, body, NDJSON)
+            with lock:
+                if status == 503:
+                    refused.append((headers, answer))
+                else:
+                    assert status == 200, answer
+                    acked.extend(ids)
+            if refused:
+                return
+
+    threads = [threading.Thread(target=sender, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert refused, "no request found the queue full"
+    headers, answer = refused[0]
+    assert headers["retry-after"] == "1"
+    assert answer["accepted"] == 0 and answer["errors"][0]["reason"].startswith(
+        "try again later: write queue holds"
+    )
+    with stored(sidecar) as reader:
+        ids = [e.id for e in reader.list_events(name="load", limit=1_000_000).events]
+    assert sorted(ids) == sorted(acked)
+
+
+def test_get_api_events_pages_with_cursors_while_events_arrive(sidecar_factory: SidecarFactory) -> None:
+    sidecar = sidecar_factory("api")
+    first = [
+        {"event": "step", "id": f"s{i}", "ts": T0 + i, "user": "u1" if i % 2 else "u2"} for i in range(23)
+    ]
+    assert post(sidecar, first)[::2] == (200, ok(23))
+    seen: list[str] = []
+    cursor: str | None = None
+    extra = 0
+    while True:
+        query = {"name": "step", "order": "asc", "limit": 5, **({"cursor": cursor} if cursor else {})}
+        status, body = sidecar.get_json("/api/events", query)
+        assert status == 200, body
+        seen += [e["id"] for e in body["data"]]
+        # New events keep arriving between pages: later ones join the walk, none repeats.
+        if extra < 3:
+            late = {"event": "step", "id": f"late{extra}", "ts": T0 + 100 + extra}
+            assert post(sidecar, late)[::2] == (200, ok(1))
+            extra += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"s{i}" for i in range(23)] + ["late0", "late1", "late2"]
+    status, body = sidecar.get_json("/api/events", {"user_id": "u1", "order": "asc", "limit": 3})
+    assert [e["id"] for e in body["data"]] == ["s1", "s3", "s5"] and body["next_cursor"]
+    (event,) = body["data"][:1]
+    assert event == {
+        "name": "step",
+        "timestamp_ns": (T0 + 1) * 10**9,
+        "user_id": "u1",
+        "session_id": None,
+        "service": None,
+        "id": "s1",
+        "properties": {},
+    }
+    window = {"from": T0_RFC, "to": str((T0 + 3) * 10**9), "order": "asc"}
+    assert [e["id"] for e in sidecar.get_json("/api/events", window)[1]["data"]] == ["s0", "s1", "s2"]
+    for bad in ({"order": "up"}, {"limit": "0"}, {"from": "yesterday"}, {"cursor": "zz"}, {"cursor": "abcd"}):
+        status, body = sidecar.get_json("/api/events", bad)
+        name = next(iter(bad))
+        assert status == 400 and f"'{name}'" in body["error"]["message"], (bad, body)

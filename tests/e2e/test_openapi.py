@@ -241,6 +241,8 @@ def probes(d: Loaded) -> list[Probe]:
             "/api/trace-summaries", {"service": BACK}, 200, expect=lambda b: b["data"][0]["spanCount"] == 3
         ),
         Probe("/api/trace-summaries", {"limit": BAD}, 400),
+        Probe("/api/events", {"order": "asc"}, 200, expect=lambda b: b["next_cursor"] is None),
+        Probe("/api/events", {"limit": BAD}, 400),
     ]
 
 

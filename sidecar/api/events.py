@@ -1,0 +1,86 @@
+"""``GET /api/events``: stored business events, newest (or oldest) first, a page at a time.
+
+Filters narrow by ``name``, ``user_id``, ``session_id``, ``service`` and time; ``user_id`` reads
+that user's index, so one user's first events (``user_id=U&order=asc``) is a range read. The answer
+ends with ``next_cursor``; passing it back as ``cursor`` continues strictly after the last event, so
+walking the cursors gives every matching event once while new ones arrive.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from sidecar.api import params
+from sidecar.api.context import ApiContext
+from sidecar.api.native import error
+from sidecar.query.params import MAX_NS, parse_decimal, parse_rfc3339_nano, shown
+from sidecar.storage.rocks.events.reader import BadCursor, EventReader
+
+# Set by the server next to the API context: the API app also runs without an events store (tests).
+EVENT_READER = web.AppKey("event_reader", EventReader)
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+ORDERS = ("asc", "desc")
+
+
+def _time(q: MultiMapping[str], name: str) -> int | None:
+    """RFC 3339 or Unix nanoseconds."""
+    found = params.first(q, name)
+    if found is None:
+        return None
+    value = found[1]
+    try:
+        ns = parse_decimal(value) if value.isascii() and value.isdigit() else parse_rfc3339_nano(value)
+    except ValueError as exc:
+        raise params.BadParam(name, f"expected RFC 3339 or Unix nanoseconds: {exc}") from None
+    if not 0 <= ns <= MAX_NS:
+        raise params.BadParam(name, f"{shown(value)} is out of range (1970 to 2262)")
+    return ns
+
+
+def query_args(q: MultiMapping[str]) -> dict[str, Any]:
+    """The reader's arguments from the query string; BadParam names the parameter at fault."""
+    order = params.text(q, "order") or "desc"
+    if order not in ORDERS:
+        raise params.BadParam("order", f"must be asc or desc, got {shown(order)}")
+    cursor = params.text(q, "cursor")
+    if cursor is not None:
+        try:
+            bytes.fromhex(cursor)
+        except ValueError:
+            raise params.BadParam("cursor", "not a cursor this API gave (use next_cursor)") from None
+    args: dict[str, Any] = {
+        name: params.text(q, name) for name in ("name", "user_id", "session_id", "service")
+    }
+    args.update(
+        from_ns=_time(q, "from"),
+        to_ns=_time(q, "to"),
+        order=order,
+        limit=params.integer(q, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT),
+        after_cursor=cursor,
+    )
+    return args
+
+
+class EventsApi:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    async def list_events(self, request: web.Request) -> web.Response:
+        try:
+            args = query_args(request.query)
+        except params.BadParam as exc:
+            return error(400, str(exc))
+        reader = request.app.get(EVENT_READER)
+        if reader is None:
+            return error(503, "this server does not store events")
+        try:
+            page = await self.ctx.run(reader.list_events, **args)
+        except BadCursor:
+            return error(400, str(params.BadParam("cursor", "not a cursor this API gave (use next_cursor)")))
+        body = {"data": [e.to_json() for e in page.events], "next_cursor": page.next_cursor}
+        return web.Response(text=json.dumps(body), content_type="application/json")
