@@ -31,7 +31,6 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from sidecar.storage.rocks.db import RocksStore, StoreOptions
 from sidecar.storage.rocks.logs.reader import LogReader
-from sidecar.storage.rocks.registry import Registry
 from tests.e2e.conftest import SidecarFactory
 from tests.e2e.harness import JSON, PROTOBUF, Sidecar, gzip_body, http_request
 
@@ -49,7 +48,7 @@ def stored(sc: Sidecar) -> Iterator[LogReader]:
         sc.stop()
     store = RocksStore(str(sc.data_dir), StoreOptions())
     try:
-        yield LogReader(store, Registry(store.db))
+        yield LogReader(store)
     finally:
         store.close()
 
@@ -97,6 +96,8 @@ def test_the_sdk_logger_provider_is_stored(sidecar_factory: SidecarFactory, prot
     logger.emit(event_name="checkout.paid", attributes={"user.id": "42", "amount": 9.5})
     assert logs.force_flush(10_000)
     logs.shutdown()
+    status, services = sc.get_json("/api/services")  # Jaeger's list is of services with traces
+    assert status == 200 and service not in services["data"]
 
     with stored(sc) as reader:
         entries = reader.scan(service=service)
@@ -140,9 +141,7 @@ def test_partial_success_over_http_protobuf_json_and_grpc(sidecar_factory: Sidec
             }
         ]
     }
-    status, _, raw = http_request(
-        "POST", logs_url(sc), json.dumps(body).encode(), {"Content-Type": JSON}
-    )
+    status, _, raw = http_request("POST", logs_url(sc), json.dumps(body).encode(), {"Content-Type": JSON})
     answer = json.loads(raw)
     assert (status, answer["partialSuccess"]["rejectedLogRecords"]) == (200, "1")
     assert "logRecords[1]: severity_number must be 0..24, got 99" in answer["partialSuccess"]["errorMessage"]

@@ -27,7 +27,6 @@ from sidecar.storage.rocks.logs import merge
 from sidecar.storage.rocks.logs.reader import LogReader
 from sidecar.storage.rocks.logs.writer import LogWriter
 from sidecar.storage.rocks.partitions import LOGS, TRACES
-from sidecar.storage.rocks.registry import Registry
 from sidecar.storage.rocks.retention import Retention
 from sidecar.storage.rocks.write_queue import WriteQueue
 
@@ -132,7 +131,7 @@ def store(tmp_path: Path) -> Iterator[RocksStore]:
 
 def write(store: RocksStore, *requests: ExportLogsServiceRequest) -> None:
     queue = WriteQueue(store)
-    writer = LogWriter(queue, Registry(store.db), 100_000, 1_000_000)
+    writer = LogWriter(queue, 100_000, 1_000_000)
     queue.start()
     try:
         for req in requests:
@@ -153,7 +152,7 @@ def test_records_come_back_whole_and_filtered(store: RocksStore) -> None:
         request("checkout", [record("cart loaded", t=NOW - 10), rec]),
         request("search", [record("query took 3 ms", severity=5, t=NOW - 100)]),
     )
-    reader = LogReader(store, Registry(store.db))
+    reader = LogReader(store)
     assert [e.body for e in reader.scan()] == [
         "query took 3 ms",
         "payment declined for order 17",
@@ -183,7 +182,7 @@ def test_headers_let_a_search_skip_blocks(store: RocksStore) -> None:
         request("b", [record("the needle xq7z appears once", severity=21)]),
         request("a", [record(f"other line {i}", severity=13) for i in range(50)]),
     )
-    reader = LogReader(store, Registry(store.db))
+    reader = LogReader(store)
     assert [e.body for e in reader.scan(text="xq7z")] == ["the needle xq7z appears once"]
     assert (reader.last_scan.headers, reader.last_scan.opened) == (3, 1)  # the bloom ruled out two
     assert len(reader.scan(service="a", severity_min=13, limit=1000)) == 50
@@ -198,7 +197,7 @@ def test_blocks_not_keys_per_record_and_resource_once(store: RocksStore) -> None
     assert len(keys_with(store, merge.BLOCK)) == len(keys_with(store, merge.HEADER)) == 4
     assert len(keys_with(store, merge.BLOB)) == 2  # one resource, one scope, stored once
     assert len(keys_with(store, merge.TRACE_INDEX)) == 3  # the trace's records sit in three blocks
-    reader = LogReader(store, Registry(store.db))
+    reader = LogReader(store)
     assert [e.body for e in reader.get_trace_logs(TRACE)] == [f"line {i}" for i in range(0, 2500, 100)]
     assert len(reader.scan(limit=10_000)) == 2501
 
@@ -237,7 +236,7 @@ def test_log_retention_is_independent_of_traces(store: RocksStore) -> None:
 def test_a_full_log_queue_answers_unavailable_and_names_its_setting(store: RocksStore) -> None:
     """Backpressure counts log records apart from spans; the answer is the retryable 503/UNAVAILABLE."""
     queue = WriteQueue(store)  # not started: what is queued stays queued
-    writer = LogWriter(queue, Registry(store.db), max_batch_records=10, max_queue_records=10)
+    writer = LogWriter(queue, max_batch_records=10, max_queue_records=10)
     exporter = Exporter(LOGS_ROW, StoreConsumer(writer))
     body = request("busy", [record(f"r{i}") for i in range(6)]).SerializeToString()
 

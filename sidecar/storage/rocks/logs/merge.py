@@ -4,15 +4,17 @@ Key layout (big-endian; ``rev`` = 2**64-1 - write ns, so scans run newest write 
 the blocks of one write).
 
 Partition column family ``lYYYYMMDD`` (UTC day of arrival; ``storage.logs.retention_days`` drops it):
-    H | rev(8) | seq(2)                -> block header: service_id(4) | min_time(8) | max_time(8) |
+    H | rev(8) | seq(2)                -> block header: min_time(8) | max_time(8) |
                                           severity bitmask(4, bit n = severity number n) |
-                                          records(4) | token filter (bloom, the rest of the value)
+                                          records(4) | len(2) | service name (UTF-8) |
+                                          token filter (bloom, the rest of the value)
     B | rev(8) | seq(2)                -> codec(1) | LogBlock{resource_ref, scope_ref, records[], times[]}
                                           (codec 0: as is, 1: zlib)
     X | trace_id(16) | rev(8) | seq(2) -> u16 LE indexes, in block ``seq`` of that write, of the
                                           trace's records
     R | 'r'|'s' | blake2b-128(bytes)   -> resource / scope bytes (once per partition)
-Default column family: the service registry shared with traces (``N | service_id``).
+Nothing goes in the default column family: the service registry there is the traces' (Jaeger's
+service list), so a block header names its service itself, a few bytes per block.
 
 One block per (resource, scope) per write, split every BLOCK_RECORDS records: records are never one
 key each, so RocksDB's per-key cost is paid per block. Headers sit apart from blocks so a search
@@ -48,14 +50,14 @@ from sidecar.storage.prepared_logs import LogGroup, PreparedLogs
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import RocksStore
 from sidecar.storage.rocks.partitions import LOGS
-from sidecar.storage.rocks.registry import Registry
 
 HEADER = b"H"
 BLOCK = b"B"
 TRACE_INDEX = b"X"
 BLOB = keys.BLOB
 BLOCK_RECORDS = 1024
-HEADER_STRUCT = struct.Struct(">IQQII")
+HEADER_STRUCT = struct.Struct(">QQIIH")
+MAX_SERVICE_BYTES = 0xFFFF
 RAW, ZLIB = 0, 1
 CODEC = RAW
 ZLIB_LEVEL = 6
@@ -143,11 +145,20 @@ def may_contain(bloom: bytes | memoryview, grams: Iterable[int]) -> bool:
     return True
 
 
-def encode_header(service_id: int, times: list[int], severities: list[int], bodies: list[str]) -> bytes:
+def encode_header(service: str, times: list[int], severities: list[int], bodies: list[str]) -> bytes:
     mask = 0
     for severity in set(severities):
         mask |= 1 << severity
-    return HEADER_STRUCT.pack(service_id, min(times), max(times), mask, len(times)) + build_filter(bodies)
+    name = service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
+    fixed = HEADER_STRUCT.pack(min(times), max(times), mask, len(times), len(name))
+    return fixed + name + build_filter(bodies)
+
+
+def decode_header(header: bytes) -> tuple[int, int, int, bytes, memoryview]:
+    """(min time, max time, severity bitmask, service name bytes, token filter) of a block header."""
+    first, last, mask, _, size = HEADER_STRUCT.unpack_from(header)
+    start = HEADER_STRUCT.size
+    return first, last, mask, header[start : start + size], memoryview(header)[start + size :]
 
 
 def encode_block(data: bytes, codec: int = CODEC) -> bytes:
@@ -169,10 +180,8 @@ def block_suffix(rev: bytes, seq: int) -> bytes:
 class LogMerge:
     """The write queue's merger for logs; its caches belong to the writer thread."""
 
-    def __init__(self, store: RocksStore, registry: Registry) -> None:
+    def __init__(self, store: RocksStore) -> None:
         self._store = store
-        self._registry = registry
-        self._default_cf = store.db.get_column_family_handle("default")
         self._blobs_written: set[tuple[int, bytes, bytes]] = set()
         self._pending_blobs: list[tuple[int, bytes, bytes]] = []
 
@@ -195,21 +204,14 @@ class LogMerge:
                 into.bodies += group.bodies
         rev = keys.rev(ns)
         seq = 0
-        services: dict[str, int] = {}
         for group in merged.values():
             self._store_blobs(part.day, group.resource, group.scope, batch)
-            service = group.resource.service
-            svc = services.get(service)
-            if svc is None:
-                svc = services[service] = self._registry.service_id(service, batch, self._default_cf)
             for start in range(0, len(group.records), BLOCK_RECORDS):
                 end = start + BLOCK_RECORDS
-                self._put_block(group, start, end, svc, block_suffix(rev, seq), batch)
+                self._put_block(group, start, end, block_suffix(rev, seq), batch)
                 seq += 1
 
-    def _put_block(
-        self, group: LogGroup, start: int, end: int, svc: int, suffix: bytes, batch: WriteBatch
-    ) -> None:
+    def _put_block(self, group: LogGroup, start: int, end: int, suffix: bytes, batch: WriteBatch) -> None:
         times, records = group.times[start:end], group.records[start:end]
         block = LogBlock(
             resource_ref=group.resource.ref, scope_ref=group.scope.ref, records=records, times=times
@@ -217,7 +219,9 @@ class LogMerge:
         batch.put(BLOCK + suffix, encode_block(block.SerializeToString()))
         batch.put(
             HEADER + suffix,
-            encode_header(svc, times, group.severities[start:end], group.bodies[start:end]),
+            encode_header(
+                group.resource.service, times, group.severities[start:end], group.bodies[start:end]
+            ),
         )
         by_trace: dict[bytes, list[int]] = {}
         for index, tid in enumerate(group.trace_ids[start:end]):

@@ -26,14 +26,14 @@ from sidecar.storage.rocks.logs.merge import (
     BLOB,
     BLOCK,
     HEADER,
-    HEADER_STRUCT,
+    MAX_SERVICE_BYTES,
     TRACE_INDEX,
     decode_block,
+    decode_header,
     may_contain,
     needle_trigrams,
 )
 from sidecar.storage.rocks.partitions import LOGS
-from sidecar.storage.rocks.registry import Registry
 
 _SUFFIX = 10  # rev(8) | seq(2)
 
@@ -77,9 +77,8 @@ def _iterate(part: Partition, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
 
 
 class LogReader:
-    def __init__(self, store: RocksStore, registry: Registry) -> None:
+    def __init__(self, store: RocksStore) -> None:
         self._store = store
-        self._registry = registry
         self._services: dict[bytes, str] = {}
         self._scopes: dict[bytes, str] = {}
         self.last_scan = BlockStats(0, 0)
@@ -106,11 +105,7 @@ class LogReader:
         limit: int = 100,
     ) -> list[LogEntry]:
         """Records matching every given filter (``text``: case-insensitive substring of the body)."""
-        service_id = None
-        if service is not None:
-            service_id = self._registry.service_ids.get(service)
-            if service_id is None:
-                return []
+        wanted = None if service is None else service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
         severity_mask = ~((1 << severity_min) - 1) if severity_min > 0 else -1
         needle = text.lower() if text else ""
         grams = needle_trigrams(needle)
@@ -120,13 +115,13 @@ class LogReader:
         for part in self._store.partitions(LOGS):
             for key, header in _iterate(part, HEADER):
                 headers += 1
-                svc, first, last, mask, _ = HEADER_STRUCT.unpack_from(header)
+                first, last, mask, name, bloom = decode_header(header)
                 if (
-                    (service_id is not None and svc != service_id)
+                    (wanted is not None and name != wanted)
                     or last < low
                     or first > high
                     or not mask & severity_mask
-                    or (grams and not may_contain(memoryview(header)[HEADER_STRUCT.size :], grams))
+                    or (grams and not may_contain(bloom, grams))
                 ):
                     continue
                 block = self._block(part, key[1:])

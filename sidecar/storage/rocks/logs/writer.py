@@ -7,7 +7,6 @@ from concurrent.futures import Future
 
 from sidecar.storage.prepared_logs import PreparedLogs
 from sidecar.storage.rocks.logs.merge import LogMerge
-from sidecar.storage.rocks.registry import Registry
 from sidecar.storage.rocks.write_queue import WriteQueue
 
 SIGNAL = "logs"
@@ -16,13 +15,11 @@ SIGNAL = "logs"
 class LogWriter:
     """Registers the logs signal on ``queue`` (limits in log records); the queue's owner runs it."""
 
-    def __init__(
-        self, queue: WriteQueue, registry: Registry, max_batch_records: int, max_queue_records: int
-    ) -> None:
+    def __init__(self, queue: WriteQueue, max_batch_records: int, max_queue_records: int) -> None:
         self._queue = queue
         queue.register(
             SIGNAL,
-            LogMerge(queue.store, registry),
+            LogMerge(queue.store),
             max_batch=max_batch_records,
             max_queue=max_queue_records,
             unit="log records",
