@@ -102,9 +102,7 @@ async def run(config: Config) -> int:
         config.ingest.max_queue_spans,
         reprepare=functools.partial(prepare_traces, well_formed=True),
     )
-    log_writer = LogWriter(
-        queue, registry, config.ingest.max_batch_log_records, config.ingest.max_queue_log_records
-    )
+    log_writer = LogWriter(queue, config.ingest.max_batch_log_records, config.ingest.max_queue_log_records)
     events_cfg = config.ingest.events
     event_registry = EventRegistry(store.db)
     event_writer = EventWriter(
