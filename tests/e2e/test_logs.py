@@ -1,5 +1,5 @@
-"""OTLP logs against a live ``sidecar serve``: the real SDK over gRPC and HTTP, partial success in
-every encoding, gzip and size limits, and a SIGKILL that loses no acknowledged record.
+"""OTLP logs against a live ``sidecar serve``: the real SDK over gRPC and HTTP (gzip on both),
+partial success in every encoding, the size limit, and a SIGKILL that loses no acknowledged record.
 
 There is no query API for logs yet, so each test stops the sidecar and opens its data directory
 (RocksStore + LogReader) to see what was stored.
@@ -68,7 +68,9 @@ def request(service: str, bodies: list[str], bad_trace_at: int | None = None) ->
 
 def provider(sc: Sidecar, service: str, protocol: str) -> LoggerProvider:
     exporter: Any = (
-        GrpcLogExporter(endpoint=sc.grpc_endpoint, insecure=True, timeout=10)
+        GrpcLogExporter(
+            endpoint=sc.grpc_endpoint, insecure=True, timeout=10, compression=grpc.Compression.Gzip
+        )
         if protocol == "grpc"
         else HttpLogExporter(endpoint=logs_url(sc), timeout=10, compression=Compression.Gzip)
     )
