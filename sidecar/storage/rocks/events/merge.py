@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from rocksdict import WriteBatch
 
@@ -42,6 +43,7 @@ ID = b"I"
 _EID = struct.Struct(">QQI")
 _HEAD = struct.Struct(">IIIH")
 _U32 = struct.Struct(">I")
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(slots=True)
@@ -64,7 +66,7 @@ def eid_ts(key_eid: bytes) -> int:
 def encode_record(name: int, user: int, service: int, event: Event) -> bytes:
     session = (event.session_id or "").encode()
     ident = (event.id or "").encode()
-    props = json.dumps(event.properties, separators=(",", ":"), ensure_ascii=False).encode()
+    props = _JSON(event.properties).encode()
     return b"".join(
         (_HEAD.pack(name, user, service, len(session)), session, bytes([len(ident)]), ident, props)
     )
@@ -97,40 +99,61 @@ class EventMerge:
         self._store = store
         self._registry = registry
         self._default_cf = store.db.get_column_family_handle("default")
+        self._months_of: dict[int, tuple[int, ...]] = {}
 
-    def _known(self, ident: bytes, ts_ns: int) -> bool:
-        """The id is stored in the event's month, or in the neighbouring one near its boundary."""
-        day = ts_ns // DAY_NS
-        start = EVENTS.period(day)
-        days = {start}
-        if day - start < 1:
-            days.add(EVENTS.period(start - 1))
-        if EVENTS.period_end(start) - day <= 1:
-            days.add(EVENTS.period_end(start))
-        for d in days:
-            part = self._store.partition(d, EVENTS)
-            if part is not None and part.data.get(ID + ident) is not None:
-                return True
-        return False
+    def _months(self, day: int) -> tuple[int, ...]:
+        """Start days of the months an id sent on ``day`` may be stored in: its own, and the
+        neighbouring one when ``day`` is the first or last of its month (cached: dates are slow)."""
+        months = self._months_of.get(day)
+        if months is None:
+            start = EVENTS.period(day)
+            end = EVENTS.period_end(start)
+            months = (start,)
+            if day == start:
+                months += (EVENTS.period(start - 1),)
+            if day == end - 1:
+                months += (end,)
+            if len(self._months_of) > 4096:
+                self._months_of.clear()
+            self._months_of[day] = months
+        return months
+
+    def _known_ids(self, items: list[EventBatch]) -> set[bytes]:
+        """Ids of these events already stored: one multi-get per month looked at."""
+        wanted: dict[int, list[bytes]] = {}
+        for item in items:
+            for event in item.events:
+                if event.id is not None:
+                    ident = ID + event.id.encode()
+                    for month in self._months(event.ts_ns // DAY_NS):
+                        wanted.setdefault(month, []).append(ident)
+        known: set[bytes] = set()
+        for month, idents in wanted.items():
+            part = self._store.partition(month, EVENTS)
+            if part is not None:
+                found = cast(list[bytes | None], part.data.get(cast(list[Any], idents)))
+                known.update(ident for ident, value in zip(idents, found, strict=True) if value is not None)
+        return known
 
     def merge(self, items: list[EventBatch], batch: WriteBatch, ns: int) -> None:
         registry, default_cf = self._registry, self._default_cf
-        seen: set[bytes] = set()
+        known = self._known_ids(items)
         index = 0
         parts: dict[int, Partition] = {}
         for item in items:
             for event in item.events:
+                id_key = None
                 if event.id is not None:
-                    ident = event.id.encode()
-                    if ident in seen or self._known(ident, event.ts_ns):
+                    id_key = ID + event.id.encode()
+                    if id_key in known:
                         item.duplicates += 1
                         continue
-                    seen.add(ident)
+                    known.add(id_key)  # a second copy in this write is a duplicate too
                 day = event.ts_ns // DAY_NS
-                part = parts.get(EVENTS.period(day))
+                month = self._months(day)[0]
+                part = parts.get(month)
                 if part is None:
-                    part = self._store.partition_for_write(day, EVENTS)
-                    parts[part.day] = part
+                    part = parts[month] = self._store.partition_for_write(day, EVENTS)
                 cf = part.handle
                 name = registry.code("n", event.name, batch, default_cf)
                 user = registry.code("u", event.user_id, batch, default_cf) if event.user_id else 0
@@ -141,8 +164,8 @@ class EventMerge:
                 batch.put(name_key(name) + key, b"", cf)
                 if user:
                     batch.put(user_key(user) + key, b"", cf)
-                if event.id is not None:
-                    batch.put(ID + event.id.encode(), key, cf)
+                if id_key is not None:
+                    batch.put(id_key, key, cf)
                 item.stored.append(key)
 
     def after_write(self) -> None:
