@@ -17,9 +17,11 @@ import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sidecar.config.model import EventsIngestConfig
+from sidecar.query.params import parse_rfc3339_nano
 
 Value = str | int | float | bool
 JSON_TYPES = ("application/json",)
@@ -336,13 +338,14 @@ def _timestamp(key: str, value: Any) -> int:
         if _NUMBER.fullmatch(text):
             return _unix(key, float(text), text)
         try:
-            when = _dt.datetime.fromisoformat(text)
+            return parse_rfc3339_nano(text)  # nanoseconds kept, unlike datetime's microseconds
+        except ValueError:
+            pass
+        try:
+            _dt.datetime.fromisoformat(text)
         except ValueError:
             raise Invalid(key, f"not RFC 3339 nor Unix seconds or milliseconds: {value[:64]!r}") from None
-        if when.tzinfo is None or len(text) < 11 or text[10] not in "Tt ":
-            raise Invalid(key, "RFC 3339 needs a date, a time and a zone (Z or +hh:mm)")
-        seconds = (when - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)) // _dt.timedelta(seconds=1)
-        return seconds * 10**9 + when.microsecond * 1000
+        raise Invalid(key, "RFC 3339 needs a date, a time and a zone (Z or +hh:mm)")
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _unix(key, float(value), value)
     raise Invalid(key, f"must be RFC 3339 text or a Unix time number, got {_type(value)}")
@@ -351,10 +354,9 @@ def _timestamp(key: str, value: Any) -> int:
 def _unix(key: str, number: float, exact: Any) -> int:
     if not math.isfinite(number) or number < 0 or number >= _MS_BELOW:
         raise Invalid(key, "Unix time out of range (seconds or milliseconds since 1970)")
-    if isinstance(exact, int) or (isinstance(exact, str) and exact.isdigit()):
-        whole = int(exact)
-        return whole * 10**9 if number < _SECONDS_BELOW else whole * 10**6
-    return round(number * 1e9) if number < _SECONDS_BELOW else round(number * 1e6)
+    # Decimal of the shortest text of the number: 1699999999999.5 ms is ...999500000 ns, not ...500032.
+    value = Decimal(exact if isinstance(exact, int | str) else repr(exact))
+    return int(value * (10**9 if number < _SECONDS_BELOW else 10**6))
 
 
 def _type(value: Any) -> str:

@@ -1,0 +1,45 @@
+"""Event timestamps and form values as ingest reads them (HTTP answers: tests/e2e/test_events.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sidecar.config.model import EventsIngestConfig
+from sidecar.ingest.events import Invalid, Limits, parse_request, validate_event
+
+NOW = 1_700_000_000 * 10**9
+LIMITS = Limits.from_config(EventsIngestConfig(), 400)
+
+
+@pytest.mark.parametrize(
+    ("ts", "ns"),
+    [
+        ("2023-11-14T22:13:20Z", NOW),
+        ("2023-11-14T22:13:19.123456789Z", NOW - 10**9 + 123_456_789),
+        ("2023-11-15T00:13:20+02:00", NOW),
+        (1_700_000_000, NOW),
+        (1_700_000_000.5, NOW + 500_000_000),
+        ("1700000000", NOW),
+        (1_700_000_000_000, NOW),
+        ("1700000000123", NOW + 123_000_000),
+        (1_699_999_999_999.5, NOW - 500_000),
+    ],
+)
+def test_timestamps_are_rfc3339_or_unix_seconds_or_milliseconds_by_magnitude(ts: Any, ns: int) -> None:
+    assert validate_event({"event": "e", "ts": ts}, LIMITS, NOW).ts_ns == ns
+
+
+def test_the_receive_time_is_the_default_and_windows_are_inclusive() -> None:
+    assert validate_event({"event": "e"}, LIMITS, NOW).ts_ns == NOW
+    assert validate_event({"event": "e", "ts": (NOW + 600 * 10**9) // 10**9}, LIMITS, NOW)
+    with pytest.raises(Invalid, match="in the future"):
+        validate_event({"event": "e", "ts": (NOW + 601 * 10**9) // 10**9}, LIMITS, NOW)
+
+
+def test_form_values_that_read_as_numbers_are_numbers_and_fields_stay_text() -> None:
+    body = b"event=e&user=007&n=42&x=-1.5&big=1e3&word=12abc&zero=0&flag=true"
+    (event,) = parse_request("application/x-www-form-urlencoded", body, [], LIMITS, NOW).events
+    assert event.user_id == "007"
+    assert event.properties == {"n": 42, "x": -1.5, "big": 1000.0, "word": "12abc", "zero": 0, "flag": "true"}
