@@ -97,6 +97,7 @@ def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
                     sl.scope, list(ShadowScope.FromString(sl.scope).attributes), content_ref(sl.scope)
                 )
             group = LogGroup(resource, scope, [], [], [], [], [])
+            untimed = False  # a record stamped with the receive time: a resend cannot be told apart
             for index, (record, raw) in enumerate(zip(sl.log_records, raw_sl.log_records, strict=True)):
                 problem = _problem(record)
                 if problem is not None:
@@ -106,7 +107,9 @@ def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
                             f"resourceLogs[{rl_index}].scopeLogs[{sl_index}].logRecords[{index}]: {problem}"
                         )
                     continue
-                when = record.time_unix_nano or record.observed_time_unix_nano or received
+                when = record.time_unix_nano or record.observed_time_unix_nano
+                if not when:
+                    when, untimed = received, True
                 group.records.append(raw)
                 group.times.append(when)
                 group.severities.append(record.severity_number)
@@ -117,6 +120,8 @@ def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
                     if event is not None:
                         events.append(event)
             if group.records:
+                if not untimed:
+                    group.digest = content_ref(b"".join((resource.ref, scope.ref, *group.records)))
                 accepted += len(group.records)
                 groups.append(group)
     return PreparedLogs(groups, accepted, rejected, messages, events)

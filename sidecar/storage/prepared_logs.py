@@ -23,6 +23,8 @@ class LogGroup:
     severities: list[int]
     trace_ids: list[bytes]  # b"" when the record names no trace
     bodies: list[str]  # body as text, for the token filter
+    # Content hash of (resource, scope, records): an exporter's resent request repeats it exactly.
+    digest: bytes = b""
 
 
 @dataclass(slots=True)

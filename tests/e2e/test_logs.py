@@ -213,3 +213,17 @@ def test_sigkill_during_ingest_keeps_every_acknowledged_record(sidecar_factory: 
         kept = {e.body for e in reader.scan(service="crash", limit=10_000_000)}
     missing = set(acknowledged) - kept
     assert not missing, f"{len(missing)} acknowledged records lost"
+
+
+def test_a_request_resent_after_a_crash_counts_once(sidecar_factory: SidecarFactory) -> None:
+    """The answer was lost with the process; the exporter sends the same bytes to the new one."""
+    sc = sidecar_factory()
+    body = request("resent", ["order 1 paid", "order 1 shipped"]).SerializeToString()
+    assert http_request("POST", logs_url(sc), body, {"Content-Type": PROTOBUF})[0] == 200
+    sc.kill()
+    sc.start()
+    assert http_request("POST", logs_url(sc), body, {"Content-Type": PROTOBUF})[0] == 200
+    with grpc.insecure_channel(sc.grpc_endpoint) as channel:
+        channel.unary_unary(LOGS_METHOD)(body, timeout=10)
+    with stored(sc) as reader:
+        assert sorted(e.body for e in reader.scan(service="resent")) == ["order 1 paid", "order 1 shipped"]

@@ -253,3 +253,34 @@ def test_a_full_log_queue_answers_unavailable_and_names_its_setting(store: Rocks
     assert (second.outcome, second.refused) == (Outcome.UNAVAILABLE, 6)
     assert "ingest.max_queue_log_records" in second.reason
     assert second.message.endswith("write queue holds 6 log records (limit 10)")
+
+
+def test_a_resent_request_is_stored_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    sent = request("resend", [record("paid", t=NOW), record("shipped", t=NOW + 1)])
+    untimed = request("resend", [record("heartbeat", t=0)])
+    store = RocksStore(path, StoreOptions())
+    try:
+        queue = WriteQueue(store)
+        writer = LogWriter(queue, 100_000, 1_000_000)
+        together = [writer.submit(prepare(sent)) for _ in range(2)]  # one write: queue not started
+        queue.start()
+        for future in together:
+            future.result()
+        writer.submit(prepare(sent)).result()  # a later write, from the cache
+        for _ in range(2):
+            writer.submit(prepare(untimed)).result()  # no time at all: two heartbeats are two
+        queue.close()
+    finally:
+        store.close()
+    store = RocksStore(path, StoreOptions())  # a new writer, its cache empty: read from the store
+    try:
+        write(store, sent)
+        assert sorted(e.body for e in LogReader(store).scan()) == [
+            "heartbeat",
+            "heartbeat",
+            "paid",
+            "shipped",
+        ]
+    finally:
+        store.close()

@@ -13,6 +13,7 @@ Partition column family ``lYYYYMMDD`` (UTC day of arrival; ``storage.logs.retent
     X | trace_id(16) | rev(8) | seq(2) -> u16 LE indexes, in block ``seq`` of that write, of the
                                           trace's records
     R | 'r'|'s' | blake2b-128(bytes)   -> resource / scope bytes (once per partition)
+    U | blake2b-128(group)             -> "" : a (resource, scope, records) group already stored
 Nothing goes in the default column family: the service registry there is the traces' (Jaeger's
 service list), so a block header names its service itself, a few bytes per block.
 
@@ -25,6 +26,13 @@ between spaces can rule a block out, which a filter of whole words could not pro
 search. A trace's logs are one ``X | trace_id``
 prefix read per partition. Everything of one write goes in the write queue's one WriteBatch.
 
+Resent requests count once: an OTLP exporter whose answer was lost (a timeout, a sidecar killed
+after the WAL write) sends the same bytes again, so a group whose content hash is stored (``U``, in
+today's or yesterday's partition, or in this write) is dropped. Log records carry no id, so two
+groups identical to the byte (same records, same times) are one, as Loki keeps one of identical
+lines at one timestamp. A group with a record that has neither time nor observed time is never
+dropped: two such records sent apart may well be two events.
+
 Blocks are written uncompressed (codec 0) by default: RocksDB compresses its own blocks (zstd in the
 bottommost level), and on 100k logfmt lines of ~190 B that came to 37.9 B/line on disk after
 compaction against 41.8 B/line for zlib-6 blocks (random bytes to zstd). zlib stays readable.
@@ -36,7 +44,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
 from operator import and_, mul, rshift
@@ -55,6 +63,8 @@ HEADER = b"H"
 BLOCK = b"B"
 TRACE_INDEX = b"X"
 BLOB = keys.BLOB
+SEEN = b"U"
+_SEEN_CACHE = 65_536  # group hashes of recent writes; older ones cost a point read (bloom-filtered)
 BLOCK_RECORDS = 1024
 HEADER_STRUCT = struct.Struct(">QQIIH")
 MAX_SERVICE_BYTES = 0xFFFF
@@ -184,6 +194,8 @@ class LogMerge:
         self._store = store
         self._blobs_written: set[tuple[int, bytes, bytes]] = set()
         self._pending_blobs: list[tuple[int, bytes, bytes]] = []
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._pending_seen: list[bytes] = []
 
     def merge(self, prepared: list[PreparedLogs], batch: WriteBatch, ns: int) -> None:
         part = self._store.partition_for_write(ns // keys.DAY_NS, LOGS)
@@ -192,10 +204,15 @@ class LogMerge:
         merged: dict[tuple[bytes, bytes], LogGroup] = {}
         for prep in prepared:
             for group in prep.groups:
+                if group.digest:
+                    if self._stored_before(group.digest, part.day):
+                        continue
+                    batch.put(SEEN + group.digest, b"")
+                    self._pending_seen.append(group.digest)
                 key = (group.resource.ref, group.scope.ref)
                 into = merged.get(key)
                 if into is None:
-                    merged[key] = LogGroup(group.resource, group.scope, *([] for _ in range(5)))
+                    merged[key] = LogGroup(group.resource, group.scope, [], [], [], [], [])
                     into = merged[key]
                 into.records += group.records
                 into.times += group.times
@@ -238,11 +255,27 @@ class LogMerge:
                 self._pending_blobs.append(marker)
                 batch.put(BLOB + kind + info.ref, info.encoded)
 
+    def _stored_before(self, digest: bytes, day: int) -> bool:
+        """The group was stored by an earlier write (or earlier in this one)."""
+        if digest in self._seen or digest in self._pending_seen:
+            return True
+        key = SEEN + digest
+        return any(
+            part is not None and part.data.get(key) is not None
+            for part in (self._store.partition(day, LOGS), self._store.partition(day - 1, LOGS))
+        )
+
     def after_write(self) -> None:
         if len(self._blobs_written) > 100_000:
             self._blobs_written.clear()
         self._blobs_written.update(self._pending_blobs)
         self._pending_blobs.clear()
+        seen = self._seen
+        seen.update(dict.fromkeys(self._pending_seen))
+        self._pending_seen.clear()
+        while len(seen) > _SEEN_CACHE:
+            seen.popitem(last=False)
 
     def write_failed(self) -> None:
         self._pending_blobs.clear()
+        self._pending_seen.clear()
