@@ -1,6 +1,7 @@
 """``GET /api/events``: stored business events, newest (or oldest) first, a page at a time.
 
-Filters narrow by ``name``, ``user_id``, ``session_id``, ``service`` and time; ``user_id`` reads
+Filters narrow by ``name``, ``user_id``, ``session_id``, ``service``, repeated ``prop.KEY=VALUE``
+(numbers compare by value) and time; ``user_id`` reads
 that user's index, so one user's first events (``user_id=U&order=asc``) is a range read. The answer
 ends with ``next_cursor``; passing it back as ``cursor`` continues strictly after the last event, so
 walking the cursors gives every matching event once while new ones arrive.
@@ -62,7 +63,10 @@ def query_args(q: MultiMapping[str]) -> dict[str, Any]:
         order=order,
         limit=params.integer(q, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT),
         after_cursor=cursor,
+        props=[(name.removeprefix("prop."), value) for name, value in q.items() if name.startswith("prop.")],
     )
+    if any(not key for key, _ in args["props"]):
+        raise params.BadParam("prop.", "name the property: prop.KEY=VALUE")
     return args
 
 

@@ -699,7 +699,8 @@ def _events_paths() -> dict[str, Any]:
         "/api/events": _get(
             "listEvents",
             "events",
-            "Stored business events matching every filter, newest first unless `order=asc`",
+            "Stored business events matching every filter, newest first unless `order=asc`; "
+            "`prop.KEY=VALUE` (repeatable) also filters by property, numbers by value",
             params,
             s200=_answer("A page of events; `next_cursor` is null on the last page", page),
             s400=_answer("A parameter is invalid; `error.message` names it.", _ref("Error")),

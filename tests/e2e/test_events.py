@@ -416,7 +416,27 @@ def test_get_api_events_pages_with_cursors_while_events_arrive(sidecar_factory: 
     }
     window = {"from": T0_RFC, "to": str((T0 + 3) * 10**9), "order": "asc"}
     assert [e["id"] for e in sidecar.get_json("/api/events", window)[1]["data"]] == ["s0", "s1", "s2"]
-    for bad in ({"order": "up"}, {"limit": "0"}, {"from": "yesterday"}, {"cursor": "zz"}, {"cursor": "abcd"}):
+    shop = [
+        {"event": "pay", "ts": T0 + 200, "screen": "main", "amount": 100},
+        {"event": "pay", "ts": T0 + 201, "screen": "main", "amount": 100.5},
+        {"event": "pay", "ts": T0 + 202, "screen": "cart", "amount": 100.0, "vip": True},
+    ]
+    assert post(sidecar, shop)[::2] == (200, ok(3))
+    found = sidecar.get_json("/api/events", {"prop.amount": "100", "order": "asc"})[1]["data"]
+    assert [e["timestamp_ns"] for e in found] == [(T0 + 200) * 10**9, (T0 + 202) * 10**9]
+    found = sidecar.get_json("/api/events", {"prop.amount": "100", "prop.screen": "main"})[1]["data"]
+    assert [e["properties"] for e in found] == [{"screen": "main", "amount": 100}]
+    assert [
+        e["properties"]["vip"] for e in sidecar.get_json("/api/events", {"prop.vip": "true"})[1]["data"]
+    ] == [True]
+    for bad in (
+        {"order": "up"},
+        {"prop.": "x"},
+        {"limit": "0"},
+        {"from": "yesterday"},
+        {"cursor": "zz"},
+        {"cursor": "abcd"},
+    ):
         status, body = sidecar.get_json("/api/events", bad)
         name = next(iter(bad))
         assert status == 400 and f"'{name}'" in body["error"]["message"], (bad, body)

@@ -7,7 +7,7 @@ a range read of that user's index, a ``name`` of the name's; session and service
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -56,6 +56,21 @@ class EventPage:
     next_cursor: str | None
 
 
+def prop_matches(value: object, text: str) -> bool:
+    """A property equals a query-string value: strings as text, bools as true/false, numbers by value
+    (``amount=100`` matches 100 and 100.0); an event without the property never matches."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return text.lower() == ("true" if value else "false")
+    if isinstance(value, int | float):
+        try:
+            return float(text) == value
+        except ValueError:
+            return False
+    return value == text
+
+
 class EventReader:
     def __init__(self, store: RocksStore, registry: EventRegistry) -> None:
         self._store = store
@@ -72,8 +87,12 @@ class EventReader:
         order: str = "desc",
         limit: int = 100,
         after_cursor: str | None = None,
+        props: Sequence[tuple[str, str]] = (),
     ) -> EventPage:
-        """Events with ``from_ns <= ts < to_ns`` matching every filter given, ``limit`` at most."""
+        """Events with ``from_ns <= ts < to_ns`` matching every filter given, ``limit`` at most.
+
+        ``props`` are (key, text) pairs that must all match the event's property (see ``prop_matches``).
+        """
         if order not in ("asc", "desc"):
             raise ValueError("order must be asc or desc")
         registry = self._registry
@@ -104,12 +123,14 @@ class EventReader:
         last: bytes | None = None
         for part in self._partitions(lower, upper, order == "desc"):
             for key_eid, record in self._scan(part, prefix, lower, upper, order == "desc"):
-                n, u, s, session, ident, props = decode_record(record)
+                n, u, s, session, ident, props_of = decode_record(record)
                 if name_code is not None and n != name_code:
                     continue
                 if service_code is not None and s != service_code:
                     continue
                 if session_id is not None and session != session_id:
+                    continue
+                if props and not all(prop_matches(props_of.get(k), text) for k, text in props):
                     continue
                 out.append(
                     StoredEvent(
@@ -119,7 +140,7 @@ class EventReader:
                         session,
                         registry.text("s", s),
                         ident,
-                        props,
+                        props_of,
                     )
                 )
                 last = key_eid
