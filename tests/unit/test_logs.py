@@ -188,6 +188,9 @@ def test_headers_let_a_search_skip_blocks(store: RocksStore) -> None:
     assert len(reader.scan(service="a", severity_min=13, limit=1000)) == 50
     assert reader.last_scan.opened == 1  # by service, then by the severities present
     assert reader.scan(text="absent-word") == [] and reader.last_scan.opened == 0
+    # The day's time range (W) holds every record's time: a later window reads no header at all.
+    assert reader.scan(from_ns=NOW + 1) == [] and reader.last_scan.headers == 0
+    assert len(reader.scan(from_ns=NOW, limit=1000)) == 101
 
 
 def test_blocks_not_keys_per_record_and_resource_once(store: RocksStore) -> None:

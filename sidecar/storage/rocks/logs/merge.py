@@ -6,21 +6,24 @@ the blocks of one write).
 Partition column family ``lYYYYMMDD`` (UTC day of arrival; ``storage.logs.retention_days`` drops it):
     H | rev(8) | seq(2)                -> block header: min_time(8) | max_time(8) |
                                           severity bitmask(4, bit n = severity number n) |
-                                          records(4) | len(2) | service name (UTF-8) |
-                                          token filter (bloom, the rest of the value)
+                                          records(4) | len(2) | service name (UTF-8)
+    F | rev(8) | seq(2)                -> the block's token filter (bloom), read only by text searches
     B | rev(8) | seq(2)                -> codec(1) | LogBlock{resource_ref, scope_ref, records[], times[]}
                                           (codec 0: as is, 1: zlib)
     X | trace_id(16) | rev(8) | seq(2) -> u16 LE indexes, in block ``seq`` of that write, of the
                                           trace's records
     R | 'r'|'s' | blake2b-128(bytes)   -> resource / scope bytes (once per partition)
     U | blake2b-128(group)             -> "" : a (resource, scope, records) group already stored
+    W                                  -> min_time(8) | max_time(8) of every record in the partition
 Nothing goes in the default column family: the service registry there is the traces' (Jaeger's
 service list), so a block header names its service itself, a few bytes per block.
 
 One block per (resource, scope) per write, split every BLOCK_RECORDS records: records are never one
-key each, so RocksDB's per-key cost is paid per block. Headers sit apart from blocks so a search
-reads only small headers, skipping a block by service, time range, severities or token filter, and
-decompresses only the blocks that may match. The token filter is a bloom filter of the bodies'
+key each, so RocksDB's per-key cost is paid per block. Headers sit apart from blocks (and filters
+apart from headers) so a search reads only small headers, skipping a block by service, time range
+and severities, then reads the filter only for a text search, and opens only the blocks that may
+match. ``W`` lets a search skip a whole day whose records are all outside its time range (records
+are filed by arrival, so their own times can be anything). The token filter is a bloom filter of the bodies'
 lowercased byte trigrams (within whitespace-separated tokens): any substring with three bytes or more
 between spaces can rule a block out, which a filter of whole words could not promise for a substring
 search. A trace's logs are one ``X | trace_id``
@@ -56,7 +59,7 @@ from sidecar.otlp.shadow import LogBlock
 from sidecar.storage.prepared import ResourceInfo, ScopeInfo
 from sidecar.storage.prepared_logs import LogGroup, PreparedLogs
 from sidecar.storage.rocks import keys
-from sidecar.storage.rocks.db import RocksStore
+from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.partitions import LOGS
 
 HEADER = b"H"
@@ -67,6 +70,9 @@ SEEN = b"U"
 _SEEN_CACHE = 65_536  # group hashes of recent writes; older ones cost a point read (bloom-filtered)
 BLOCK_RECORDS = 1024
 HEADER_STRUCT = struct.Struct(">QQIIH")
+FILTER = b"F"
+RANGE = b"W"
+RANGE_STRUCT = struct.Struct(">QQ")
 MAX_SERVICE_BYTES = 0xFFFF
 RAW, ZLIB = 0, 1
 CODEC = RAW
@@ -155,20 +161,28 @@ def may_contain(bloom: bytes | memoryview, grams: Iterable[int]) -> bool:
     return True
 
 
-def encode_header(service: str, times: list[int], severities: list[int], bodies: list[str]) -> bytes:
+def encode_header(service: str, times: list[int], severities: list[int]) -> bytes:
     mask = 0
     for severity in set(severities):
         mask |= 1 << severity
     name = service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
-    fixed = HEADER_STRUCT.pack(min(times), max(times), mask, len(times), len(name))
-    return fixed + name + build_filter(bodies)
+    return HEADER_STRUCT.pack(min(times), max(times), mask, len(times), len(name)) + name
 
 
-def decode_header(header: bytes) -> tuple[int, int, int, bytes, memoryview]:
-    """(min time, max time, severity bitmask, service name bytes, token filter) of a block header."""
+def decode_header(header: bytes) -> tuple[int, int, int, bytes]:
+    """(min time, max time, severity bitmask, service name bytes) of a block header."""
     first, last, mask, _, size = HEADER_STRUCT.unpack_from(header)
     start = HEADER_STRUCT.size
-    return first, last, mask, header[start : start + size], memoryview(header)[start + size :]
+    return first, last, mask, header[start : start + size]
+
+
+def encode_range(first: int, last: int) -> bytes:
+    return RANGE_STRUCT.pack(first, last)
+
+
+def decode_range(value: bytes) -> tuple[int, int]:
+    first, last = RANGE_STRUCT.unpack(value)
+    return first, last
 
 
 def encode_block(data: bytes, codec: int = CODEC) -> bytes:
@@ -196,6 +210,8 @@ class LogMerge:
         self._pending_blobs: list[tuple[int, bytes, bytes]] = []
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._pending_seen: list[bytes] = []
+        self._ranges: dict[int, tuple[int, int]] = {}  # partition day -> W as stored
+        self._pending_range: tuple[int, tuple[int, int]] | None = None
 
     def merge(self, prepared: list[PreparedLogs], batch: WriteBatch, ns: int) -> None:
         part = self._store.partition_for_write(ns // keys.DAY_NS, LOGS)
@@ -219,6 +235,8 @@ class LogMerge:
                 into.severities += group.severities
                 into.trace_ids += group.trace_ids
                 into.bodies += group.bodies
+        if merged:
+            self._widen_range(part, merged.values(), batch)
         rev = keys.rev(ns)
         seq = 0
         for group in merged.values():
@@ -234,12 +252,8 @@ class LogMerge:
             resource_ref=group.resource.ref, scope_ref=group.scope.ref, records=records, times=times
         )
         batch.put(BLOCK + suffix, encode_block(block.SerializeToString()))
-        batch.put(
-            HEADER + suffix,
-            encode_header(
-                group.resource.service, times, group.severities[start:end], group.bodies[start:end]
-            ),
-        )
+        batch.put(HEADER + suffix, encode_header(group.resource.service, times, group.severities[start:end]))
+        batch.put(FILTER + suffix, build_filter(group.bodies[start:end]))
         by_trace: dict[bytes, list[int]] = {}
         for index, tid in enumerate(group.trace_ids[start:end]):
             if tid and tid != _ZERO_TRACE:
@@ -254,6 +268,18 @@ class LogMerge:
             if marker not in self._blobs_written:
                 self._pending_blobs.append(marker)
                 batch.put(BLOB + kind + info.ref, info.encoded)
+
+    def _widen_range(self, part: Partition, groups: Iterable[LogGroup], batch: WriteBatch) -> None:
+        """Keep ``W`` covering every record's time; written only when this write widens it."""
+        stored = self._ranges.get(part.day)
+        if stored is None:
+            value = part.data.get(RANGE)
+            stored = self._ranges[part.day] = decode_range(value) if value else (keys.MAX_U64, 0)
+        first = min(stored[0], *(min(g.times) for g in groups))
+        last = max(stored[1], *(max(g.times) for g in groups))
+        if (first, last) != stored:
+            batch.put(RANGE, encode_range(first, last))
+            self._pending_range = (part.day, (first, last))
 
     def _stored_before(self, digest: bytes, day: int) -> bool:
         """The group was stored by an earlier write (or earlier in this one)."""
@@ -270,6 +296,10 @@ class LogMerge:
             self._blobs_written.clear()
         self._blobs_written.update(self._pending_blobs)
         self._pending_blobs.clear()
+        if self._pending_range is not None:
+            day, widened = self._pending_range
+            self._ranges[day] = widened
+            self._pending_range = None
         seen = self._seen
         seen.update(dict.fromkeys(self._pending_seen))
         self._pending_seen.clear()
@@ -277,5 +307,6 @@ class LogMerge:
             seen.popitem(last=False)
 
     def write_failed(self) -> None:
+        self._pending_range = None
         self._pending_blobs.clear()
         self._pending_seen.clear()

@@ -25,11 +25,14 @@ from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.logs.merge import (
     BLOB,
     BLOCK,
+    FILTER,
     HEADER,
     MAX_SERVICE_BYTES,
+    RANGE,
     TRACE_INDEX,
     decode_block,
     decode_header,
+    decode_range,
     may_contain,
     needle_trigrams,
 )
@@ -113,17 +116,25 @@ class LogReader:
         out: list[LogEntry] = []
         headers = opened = 0
         for part in self._store.partitions(LOGS):
+            stored_range = part.data.get(RANGE)
+            if stored_range is not None:
+                first, last = decode_range(stored_range)
+                if last < low or first > high:
+                    continue  # no record of this day is in the time range
             for key, header in _iterate(part, HEADER):
                 headers += 1
-                first, last, mask, name, bloom = decode_header(header)
+                first, last, mask, name = decode_header(header)
                 if (
                     (wanted is not None and name != wanted)
                     or last < low
                     or first > high
                     or not mask & severity_mask
-                    or (grams and not may_contain(bloom, grams))
                 ):
                     continue
+                if grams:
+                    bloom = part.data.get(FILTER + key[1:])
+                    if bloom is not None and not may_contain(bloom, grams):
+                        continue
                 block = self._block(part, key[1:])
                 if block is None:
                     continue
