@@ -160,12 +160,20 @@ def test_partial_success_over_http_protobuf_json_and_grpc(sidecar_factory: Sidec
 
 
 def test_gzip_and_the_size_limit(sidecar_factory: SidecarFactory) -> None:
-    sc = sidecar_factory(env={"SIDECAR_RECEIVERS__OTLP__HTTP__MAX_REQUEST_BODY_SIZE_MIB": "1"})
+    sc = sidecar_factory(
+        env={
+            "SIDECAR_RECEIVERS__OTLP__HTTP__MAX_REQUEST_BODY_SIZE_MIB": "1",
+            "SIDECAR_RECEIVERS__OTLP__GRPC__MAX_RECV_MSG_SIZE_MIB": "1",
+        }
+    )
     small = request("gzip", ["compressed"]).SerializeToString()
     headers = {"Content-Type": PROTOBUF, "Content-Encoding": "gzip"}
     assert http_request("POST", logs_url(sc), gzip_body(small), headers)[0] == 200
     big = request("gzip", ["x" * 1000] * 1200).SerializeToString()  # > 1 MiB once decompressed
     assert http_request("POST", logs_url(sc), gzip_body(big), headers)[0] == 413
+    with grpc.insecure_channel(sc.grpc_endpoint) as channel, pytest.raises(grpc.RpcError) as refused:
+        channel.unary_unary(LOGS_METHOD)(big, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
     with stored(sc) as reader:
         assert [e.body for e in reader.scan(service="gzip")] == ["compressed"]
 

@@ -1,4 +1,4 @@
-"""The log merge: prepared log records into the write queue's WriteBatch, as compressed blocks.
+"""The log merge: prepared log records into the write queue's WriteBatch, as blocks with skip headers.
 
 Key layout (big-endian; ``rev`` = 2**64-1 - write ns, so scans run newest write first; ``seq`` numbers
 the blocks of one write).
