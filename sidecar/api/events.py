@@ -9,6 +9,9 @@ walking the cursors gives every matching event once while new ones arrive.
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import json
 from typing import Any
 
@@ -19,13 +22,16 @@ from sidecar.api import params
 from sidecar.api.context import ApiContext
 from sidecar.api.native import error
 from sidecar.query.params import MAX_NS, parse_decimal, parse_rfc3339_nano, shown
-from sidecar.storage.rocks.events.reader import BadCursor, EventReader
+from sidecar.storage.rocks.events.reader import BadCursor, EventReader, StoredEvent
 
 # Set by the server next to the API context: the API app also runs without an events store (tests).
 EVENT_READER = web.AppKey("event_reader", EventReader)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 ORDERS = ("asc", "desc")
+FORMATS = ("json", "ndjson", "csv")
+CSV_FIELDS = ("timestamp", "name", "user_id", "session_id", "service", "id")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _time(q: MultiMapping[str], name: str) -> int | None:
@@ -77,6 +83,9 @@ class EventsApi:
     async def list_events(self, request: web.Request) -> web.Response:
         try:
             args = query_args(request.query)
+            fmt = params.text(request.query, "format") or "json"
+            if fmt not in FORMATS:
+                raise params.BadParam("format", f"must be json, ndjson or csv, got {shown(fmt)}")
         except params.BadParam as exc:
             return error(400, str(exc))
         reader = request.app.get(EVENT_READER)
@@ -86,5 +95,37 @@ class EventsApi:
             page = await self.ctx.run(reader.list_events, **args)
         except BadCursor:
             return error(400, str(params.BadParam("cursor", "not a cursor this API gave (use next_cursor)")))
+        headers = {"X-Next-Cursor": page.next_cursor} if page.next_cursor else None
+        if fmt == "ndjson":
+            text = "".join(json.dumps(e.to_json()) + "\n" for e in page.events)
+            return web.Response(text=text, content_type="application/x-ndjson", headers=headers)
+        if fmt == "csv":
+            keys = reader.property_keys(args["name"])
+            return web.Response(text=to_csv(page.events, keys), content_type="text/csv", headers=headers)
         body = {"data": [e.to_json() for e in page.events], "next_cursor": page.next_cursor}
         return web.Response(text=json.dumps(body), content_type="application/json")
+
+
+def _rfc3339(ns: int) -> str:
+    seconds, nanos = divmod(ns, 10**9)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+def _cell(value: object) -> str:
+    """Text of one CSV cell; one a spreadsheet would run as a formula gets a leading ``'``."""
+    if value is None:
+        return ""
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def to_csv(events: list[StoredEvent], keys: list[str]) -> str:
+    """RFC 4180 CSV: a header (the fixed fields, then ``keys``, known from the registry up front)
+    and one row per event; a property outside ``keys`` has no column."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([*CSV_FIELDS, *keys])
+    for e in events:
+        fixed = (_rfc3339(e.ts_ns), e.name, e.user_id, e.session_id, e.service, e.id)
+        writer.writerow([_cell(v) for v in fixed] + [_cell(e.properties.get(k)) for k in keys])
+    return out.getvalue()

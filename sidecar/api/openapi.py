@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.api.events import DEFAULT_LIMIT, MAX_LIMIT, ORDERS
+from sidecar.api.events import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, ORDERS
 from sidecar.api.params import JAEGER_DEFAULT_LIMIT, SPAN_KINDS
 from sidecar.config.model import ApiConfig
 from sidecar.query.params import MAX_NS
@@ -683,6 +683,14 @@ def _events_paths() -> dict[str, Any]:
             "`next_cursor` of the previous page: the next page starts strictly after its last event.",
             {"type": "string", "pattern": "^([0-9a-f]{2})+$"},
         ),
+        _param(
+            "format",
+            "`json` (default), `ndjson` (one event per line) or `csv` (RFC 4180: a header of the fixed "
+            "fields, then one column per property key the events of `name` carry; a cell starting with "
+            "`=`, `+`, `-`, `@`, tab or CR gets a leading `'`). For ndjson and csv the next page's cursor "
+            "is in the `X-Next-Cursor` header.",
+            {"type": "string", "enum": list(FORMATS)},
+        ),
     ]
     event = _object(
         ["name", "timestamp_ns", "user_id", "session_id", "service", "id", "properties"],
@@ -695,6 +703,9 @@ def _events_paths() -> dict[str, Any]:
         properties={"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
     )
     page = _object(["data", "next_cursor"], data=_array(event), next_cursor={"type": ["string", "null"]})
+    ok = _answer("A page of events; `next_cursor` is null on the last page", page)
+    ok["content"]["application/x-ndjson"] = {"schema": _STRING}
+    ok["content"]["text/csv"] = {"schema": _STRING}
     return {
         "/api/events": _get(
             "listEvents",
@@ -702,7 +713,7 @@ def _events_paths() -> dict[str, Any]:
             "Stored business events matching every filter, newest first unless `order=asc`; "
             "`prop.KEY=VALUE` (repeatable) also filters by property, numbers by value",
             params,
-            s200=_answer("A page of events; `next_cursor` is null on the last page", page),
+            s200=ok,
             s400=_answer("A parameter is invalid; `error.message` names it.", _ref("Error")),
         ),
     }

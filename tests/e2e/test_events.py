@@ -440,3 +440,34 @@ def test_get_api_events_pages_with_cursors_while_events_arrive(sidecar_factory: 
         status, body = sidecar.get_json("/api/events", bad)
         name = next(iter(bad))
         assert status == 400 and f"'{name}'" in body["error"]["message"], (bad, body)
+
+
+def test_get_api_events_as_csv_and_ndjson(sidecar_factory: SidecarFactory) -> None:
+    """CSV: a header from the keys the name's events carried, RFC 4180 quoting, formula cells defused."""
+    sidecar = sidecar_factory("csv")
+    rows = [
+        {"event": "note", "ts": T0, "user": "=cmd|' /C calc'!A0", "text": 'say "hi", then\nleave', "n": -3},
+        {"event": "note", "ts": T0 + 1, "user": "2", "extra": "@SUM(A1)", "ok": True},
+        {"event": "other", "ts": T0 + 2, "secret": "x"},
+    ]
+    assert post(sidecar, rows)[::2] == (200, ok(3))
+    status, headers, raw = http_request(
+        "GET", f"{sidecar.api_url}/api/events?name=note&order=asc&format=csv&limit=1"
+    )
+    assert status == 200 and headers["content-type"].startswith("text/csv")
+    cursor = headers["x-next-cursor"]
+    first = dt.datetime.fromtimestamp(T0, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+    assert raw.decode() == (
+        "timestamp,name,user_id,session_id,service,id,extra,n,ok,text\r\n"
+        f'{first},note,\'=cmd|\' /C calc\'!A0,,,,,\'-3,,"say ""hi"", then\nleave"\r\n'
+    )
+    status, headers, raw = http_request(
+        "GET", f"{sidecar.api_url}/api/events?name=note&order=asc&format=csv&cursor={cursor}"
+    )
+    assert raw.decode().splitlines()[1].endswith(",note,2,,,,'@SUM(A1),,true,")
+    assert "x-next-cursor" not in headers
+    status, headers, raw = http_request("GET", f"{sidecar.api_url}/api/events?format=ndjson&order=asc")
+    assert headers["content-type"].startswith("application/x-ndjson")
+    assert [json.loads(line)["name"] for line in raw.decode().splitlines()] == ["note", "note", "other"]
+    status, _, raw = http_request("GET", f"{sidecar.api_url}/api/events?format=xml")
+    assert status == 400 and "'format'" in json.loads(raw)["error"]["message"]

@@ -75,7 +75,9 @@ def test_a_retry_stamped_in_the_next_month_is_still_a_duplicate(events: Events) 
 def test_a_failed_write_forgets_the_codes_it_made(tmp_path: Path) -> None:
     opened = Events(tmp_path / "db")
     failing = opened.writer.submit(
-        EventBatch([Event("signup", ns("2024-03-01T10:00:00+00:00"), user_id="u9")])
+        EventBatch(
+            [Event("signup", ns("2024-03-01T10:00:00+00:00"), user_id="u9", properties={"plan": "pro"})]
+        )
     )
     boom = opened.queue.submit("boom", None, 1)
     opened.queue.start()  # both were queued first: one drain, one write, which fails
@@ -84,10 +86,12 @@ def test_a_failed_write_forgets_the_codes_it_made(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         boom.result(10)
     assert opened.registry.codes["n"] == {} and opened.registry.codes["u"] == {}
+    assert not any(opened.registry.keys.values())
     try:
-        opened.put(Event("login", ns("2024-03-01T11:00:00+00:00"), user_id="u1"))
+        opened.put(Event("login", ns("2024-03-01T11:00:00+00:00"), user_id="u1", properties={"via": "sso"}))
         on_disk = EventRegistry(opened.store.db)  # what a restart would load
         assert on_disk.codes["n"] == {"login": 1} and on_disk.codes["u"] == {"u1": 1}
+        assert on_disk.keys == {1: {"via"}}
         (event,) = EventReader(opened.store, on_disk).list_events().events
         assert (event.name, event.user_id) == ("login", "u1")
     finally:

@@ -10,6 +10,7 @@ Partition column family ``eYYYYMM01`` (UTC month of the event's timestamp; reten
     I | id                               -> eid  client ids already stored (dedupe)
 Default column family (the events registry, loaded whole at start-up, see registry.py):
     E | kind(1) | code(4) -> text        kind n: event name, u: user id, s: service
+    E | k | name(4) | property key -> "" the keys each name carried: CSV headers without a scan
 
 Names, users and services are dictionary-coded (u32, 0 = absent) so records and index keys stay
 small, and the analytics that follow (issue 8) can group on integers; their rollups are meant to
@@ -43,6 +44,7 @@ ID = b"I"
 _EID = struct.Struct(">QQI")
 _HEAD = struct.Struct(">IIIH")
 _U32 = struct.Struct(">I")
+_NO_KEYS: set[str] = set()
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -156,6 +158,9 @@ class EventMerge:
                     part = parts[month] = self._store.partition_for_write(day, EVENTS)
                 cf = part.handle
                 name = registry.code("n", event.name, batch, default_cf)
+                props = event.properties
+                if props and not registry.keys.get(name, _NO_KEYS).issuperset(props):
+                    registry.note_keys(name, props, batch, default_cf)
                 user = registry.code("u", event.user_id, batch, default_cf) if event.user_id else 0
                 service = registry.code("s", event.service, batch, default_cf) if event.service else 0
                 key = eid(event.ts_ns, ns, index)

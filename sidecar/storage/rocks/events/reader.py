@@ -148,6 +148,13 @@ class EventReader:
                     return EventPage(out, last.hex())
         return EventPage(out, None)
 
+    def property_keys(self, name: str | None) -> list[str]:
+        """The property keys events called ``name`` (None: any event) have carried, sorted."""
+        if name is None:
+            return self._registry.keys_of(None)
+        code = self._registry.codes["n"].get(name)
+        return [] if code is None else self._registry.keys_of(code)
+
     def _partitions(self, lower: bytes, upper: bytes, newest_first: bool) -> list[Partition]:
         first = keys.read_u64(lower[:8].ljust(8, b"\x00")) // DAY_NS
         last = keys.read_u64(upper[:8].ljust(8, b"\xff")) // DAY_NS
