@@ -232,6 +232,9 @@ def _validate_all(
     items: list[Any], limits: Limits, now_ns: int, bad: Mapping[int, str] | None = None
 ) -> Parsed:
     parsed = Parsed(total=len(items))
+    if not items:
+        parsed.errors.append(EventError(None, None, "no events in the body"))
+        return parsed
     if len(items) > limits.max_events:
         parsed.too_many = True
         reason = f"{len(items)} events in one request, the limit is {limits.max_events}"

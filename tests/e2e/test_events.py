@@ -225,6 +225,10 @@ def test_bodies_that_do_not_parse_get_400(events_sidecar: Sidecar) -> None:
         },
         {"index": 2, "field": "name", "reason": "required (also accepted as 'event')", "line": 4},
     ]
+    assert post(events_sidecar, "[]")[::2] == (
+        400,
+        ok(0, errors=[{"index": None, "field": None, "reason": "no events in the body"}]),
+    )
     assert post(events_sidecar, b"", {})[::2] == (
         400,
         ok(0, errors=[{"index": None, "field": None, "reason": "empty body and no query string: no event"}]),
