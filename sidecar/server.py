@@ -26,6 +26,7 @@ from sidecar.config.model import Config, split_endpoint
 from sidecar.ingest.traces import prepare_traces
 from sidecar.pipeline.consumer import StoreConsumer
 from sidecar.pipeline.fanout import FanOut
+from sidecar.pipeline.log_events import LogsWithEvents
 from sidecar.query.traces import TraceQueryService
 from sidecar.receivers.events_http import EventsReceiver
 from sidecar.receivers.export import exporters
@@ -118,7 +119,7 @@ async def run(config: Config) -> int:
     )
     # The store decides every acknowledgement; metrics and forwarding will tap the fan-out.
     traces = FanOut(StoreConsumer(writer))
-    logs = FanOut(StoreConsumer(log_writer))
+    logs = FanOut(LogsWithEvents(StoreConsumer(log_writer), StoreConsumer(event_writer)))
     # One exporter per row of the signal table, each to its pipeline.
     exports = exporters({"traces": traces, "logs": logs})
     otlp = config.receivers.otlp

@@ -9,13 +9,16 @@ attribute) are also handed out as :class:`LogEvent` for the events store.
 
 from __future__ import annotations
 
+import json
 import time
+from hashlib import blake2b
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from sidecar.ingest.events import Event, Value
 from sidecar.ingest.traces import RequestDecodeError, _service_name, content_ref
 from sidecar.otlp.anyvalue import encoded_body_text, python_value
 from sidecar.otlp.shadow import LogsRequest, RawLogsRequest, ShadowResource, ShadowScope
@@ -125,3 +128,46 @@ def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
                 accepted += len(group.records)
                 groups.append(group)
     return PreparedLogs(groups, accepted, rejected, messages, events)
+
+
+def as_events(found: list[LogEvent]) -> list[Event]:
+    """The business events of a logs request, in the events store's form.
+
+    A log record has no client id, so the id is a digest of what the event says (name, time,
+    service, user, properties): an exporter's resend of the same records is then recognised by the
+    events store's id check, as a resent ``POST /v1/events`` batch with ids is.
+    """
+    events = []
+    for item in found:
+        properties = _flat(item.properties)
+        digest = blake2b(
+            json.dumps(
+                [item.name, item.time_ns, item.service, item.user_id, properties], sort_keys=True, default=str
+            ).encode(),
+            digest_size=16,
+        ).hexdigest()
+        events.append(
+            Event(
+                name=item.name,
+                ts_ns=item.time_ns,
+                user_id=item.user_id,
+                service=item.service,
+                id=f"otlp-log:{digest}",
+                properties=properties,
+            )
+        )
+    return events
+
+
+def _flat(properties: dict[str, Any], prefix: str = "") -> dict[str, Value]:
+    """Event properties are flat scalars: maps flatten with ``.``, lists become JSON text."""
+    out: dict[str, Value] = {}
+    for key, value in properties.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{name}."))
+        elif isinstance(value, str | int | float | bool):
+            out[name] = value
+        elif value is not None:
+            out[name] = json.dumps(value, default=str)
+    return out
