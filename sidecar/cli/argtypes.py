@@ -83,3 +83,47 @@ def tag(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+_DAYS = re.compile(r"(\d+(?:\.\d+)?)d(.*)")
+_NS_PER_DAY = 86_400 * 10**9
+_UNIX_NS_MAX = 2**63 - 1  # the API's time range: int64 nanoseconds from 1970
+
+
+def day_window(text: str) -> str:
+    """A look-back window greater than zero: a Go duration, optionally led by days (``7d``, ``1d12h``),
+    where ``d`` = 24h. Event questions span weeks, and Go durations stop at hours. Returned as typed;
+    ``day_window_ns`` gives its length."""
+    day_window_ns(text)
+    return text
+
+
+def day_window_ns(text: str) -> int:
+    """Nanoseconds of a ``day_window``; ``ArgumentTypeError`` for anything else."""
+    match = _DAYS.fullmatch(text)
+    days_ns = int(Decimal(match.group(1)) * _NS_PER_DAY) if match else 0
+    rest = match.group(2) if match else text
+    try:
+        ns = days_ns + (duration_ns(rest) if rest else 0)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 7d, 1d12h, 36h or 30m (d = 24h), got {text!r}"
+        ) from None
+    if ns <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than zero, got {text!r}")
+    if ns > _UNIX_NS_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return ns
+
+
+def time_ns(text: str) -> int:
+    """An RFC 3339 time or Unix seconds, as the nanoseconds ``/api/events`` takes (1970 to 2262)."""
+    try:
+        ns = int(Decimal(text) * 1000000000) if _UNIX_SECONDS.fullmatch(text) else parse_rfc3339_nano(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time such as 2024-01-02T15:04:05Z, or Unix seconds, got {text!r}"
+        ) from None
+    if not 0 <= ns <= _UNIX_NS_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: times must lie between 1970 and 2262")
+    return ns
