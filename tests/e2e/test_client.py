@@ -1,0 +1,162 @@
+"""sidecar.client against a live sidecar: delivery once, a stopped sidecar, drops, 503 retries, close.
+
+Events are read back through ``GET /api/events``. The stopped-sidecar test fixes the sidecar's
+OTLP/HTTP and API ports before it starts, so the client points at an address that will come alive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import threading
+import time
+from typing import Any
+
+from sidecar.client import EventClient, configure_opentelemetry
+from sidecar.client.events import _retry_after
+from tests.e2e.conftest import SidecarFactory
+from tests.e2e.harness import HOST, Sidecar, free_ports
+
+
+def _events(sidecar: Sidecar, name: str) -> list[dict[str, Any]]:
+    """Every event of ``name``, oldest first, following the cursors."""
+    events: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"name": name, "order": "asc", "limit": 5000}
+    while True:
+        status, body = sidecar.get_json("/api/events", params)
+        assert status == 200, body
+        events += body["data"]
+        if not body["next_cursor"] or not body["data"]:
+            return events
+        params["cursor"] = body["next_cursor"]
+
+
+def _client(url: str, **kw: Any) -> EventClient:
+    options: dict[str, Any] = {"flush_interval": 0.05, "max_backoff": 0.3, "timeout": 5.0} | kw
+    return EventClient(url, **options)
+
+
+def test_tracked_events_arrive_once_with_their_fields(sidecar: Sidecar) -> None:
+    client = _client(sidecar.http_url, batch_size=7, service="shop")
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    for i in range(50):
+        client.track("client.once", user_id=f"u{i % 3}", seq=i, plan="pro", cart={"items": 2})
+    client.track("client.once.dated", timestamp=when)
+    assert client.flush(20)
+    events = _events(sidecar, "client.once")
+    assert sorted(e["properties"]["seq"] for e in events) == list(range(50))
+    assert len({e["id"] for e in events}) == 50 and all(len(e["id"]) == 32 for e in events)
+    assert events[0]["properties"] == {"seq": events[0]["properties"]["seq"], "plan": "pro", "cart.items": 2}
+    assert {e["user_id"] for e in events} == {"u0", "u1", "u2"} and {e["service"] for e in events} == {"shop"}
+    (dated,) = _events(sidecar, "client.once.dated")
+    assert dated["timestamp_ns"] == int(when.timestamp()) * 10**9
+    assert (client.sent, client.dropped, client.rejected) == (51, 0, 0)
+    client.close(5)
+
+
+def test_track_never_blocks_on_a_stopped_sidecar_and_delivers_after_it_starts(
+    sidecar_factory: SidecarFactory,
+) -> None:
+    http_port, api_port = free_ports(2)
+    sidecar = sidecar_factory(
+        "late", start=False, api_port=api_port, extra_args=["--otlp-http", f"{HOST}:{http_port}"]
+    )
+    client = _client(f"http://{HOST}:{http_port}", batch_size=500, max_queue=20_000)
+    loop: list[Any] = []
+    loop.append(loop)
+    started = time.perf_counter()
+    for i in range(10_000):
+        client.track("client.late", user_id="7", seq=i)
+    elapsed = time.perf_counter() - started
+    client.track("client.late", cyclic=loop)  # cannot be encoded: swallowed, never raised
+    assert elapsed < 1.0, f"10k track() calls took {elapsed:.2f}s with the sidecar down"
+    assert not client.flush(0.5)  # nobody listens yet
+    assert client.retries > 0 and client.sent == 0 and client.dropped == 0
+
+    sidecar.start()
+    assert client.flush(30)
+    events = _events(sidecar, "client.late")
+    assert sorted(e["properties"]["seq"] for e in events) == list(range(10_000))
+    assert len({e["id"] for e in events}) == 10_000
+    assert (client.sent, client.dropped) == (10_000, 0)
+    client.close(5)
+
+
+def test_a_full_queue_drops_the_oldest_and_counts_them(sidecar: Sidecar) -> None:
+    # batch_size above max_queue and a long interval: nothing leaves before flush().
+    client = _client(sidecar.http_url, batch_size=100, max_queue=10, flush_interval=60)
+    for i in range(25):
+        client.track("client.full", seq=i)
+    assert client.dropped == 15 and client.queued == 10
+    assert client.flush(20)
+    assert [e["properties"]["seq"] for e in _events(sidecar, "client.full")] == list(range(15, 25))
+    client.close(5)
+
+
+def test_backpressure_503_is_retried_until_every_event_is_stored(sidecar_factory: SidecarFactory) -> None:
+    env = {"SIDECAR_INGEST__EVENTS__MAX_QUEUE_EVENTS": "1", "SIDECAR_INGEST__EVENTS__MAX_BATCH_EVENTS": "1"}
+    sidecar = sidecar_factory("tiny", env=env)
+    clients = [_client(sidecar.http_url, batch_size=1, max_backoff=0.05) for _ in range(6)]
+
+    def send(index: int, client: EventClient) -> None:
+        for i in range(100):
+            client.track("client.busy", seq=index * 1000 + i)
+
+    threads = [threading.Thread(target=send, args=(n, c)) for n, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(c.flush(60) for c in clients)
+    events = _events(sidecar, "client.busy")
+    expected = sorted(n * 1000 + i for n in range(6) for i in range(100))
+    assert sorted(e["properties"]["seq"] for e in events) == expected
+    assert sum(c.retries for c in clients) > 0, "no 503 seen: the queue limit did not bite"
+    assert sum(c.dropped + c.rejected for c in clients) == 0
+    for c in clients:
+        c.close(5)
+
+
+def test_a_refused_batch_is_dropped_and_counted_not_retried(sidecar: Sidecar) -> None:
+    client = _client(sidecar.http_url, batch_size=1)
+    client.track("")  # no name: 400
+    client.track("client.after-refusal")
+    assert client.flush(20)
+    assert (client.rejected, client.sent, client.retries) == (1, 1, 0)
+    assert len(_events(sidecar, "client.after-refusal")) == 1
+    client.close(5)
+
+
+def test_close_sends_what_is_queued_and_is_idempotent(sidecar: Sidecar) -> None:
+    client = _client(sidecar.http_url, batch_size=100, flush_interval=60)
+    for i in range(5):
+        client.track("client.close", seq=i)
+    client.close(10)
+    assert len(_events(sidecar, "client.close")) == 5
+    client.close(1)
+    client.track("client.close", seq=99)  # after close: counted as dropped, not raised
+    assert client.dropped == 1 and client.sent == 5
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30), usegmt=True)
+    assert _retry_after("3") == 3.0
+    assert 25 < _retry_after(later) <= 30
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert _retry_after(None) == _retry_after("soon") == 0.0
+
+
+def test_configure_opentelemetry_sends_traces_and_event_logs(sidecar: Sidecar) -> None:
+    providers = configure_opentelemetry("client-otel", endpoint=sidecar.http_url, set_global=False)
+    tracer = providers.tracer_provider.get_tracer("e2e.client")
+    logger = providers.logger_provider.get_logger("e2e.client")
+    with tracer.start_as_current_span("checkout") as span:
+        logger.emit(event_name="client.otel.paid", attributes={"user.id": "9", "amount": 12})
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    assert providers.force_flush(10_000)
+    providers.shutdown()
+    trace = sidecar.jaeger_trace(trace_id)
+    assert [s["operationName"] for s in trace["spans"]] == ["checkout"]
+    (paid,) = _events(sidecar, "client.otel.paid")
+    assert paid["user_id"] == "9" and paid["service"] == "client-otel"
+    assert paid["properties"] == {"amount": 12}
