@@ -22,6 +22,7 @@ from aiohttp import web
 from sidecar.api.app import build_api_app
 from sidecar.api.context import ApiContext, Health
 from sidecar.api.events import EVENT_READER
+from sidecar.api.logs import LOG_READER
 from sidecar.config.model import Config, split_endpoint
 from sidecar.ingest.traces import prepare_traces
 from sidecar.pipeline.consumer import StoreConsumer
@@ -39,6 +40,7 @@ from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
 from sidecar.storage.rocks.events.reader import EventReader
 from sidecar.storage.rocks.events.registry import EventRegistry
 from sidecar.storage.rocks.events.writer import EventWriter
+from sidecar.storage.rocks.logs.reader import LogReader
 from sidecar.storage.rocks.logs.writer import LogWriter
 from sidecar.storage.rocks.reader import RocksReader
 from sidecar.storage.rocks.registry import Registry
@@ -154,6 +156,7 @@ async def run(config: Config) -> int:
     api_runner: web.AppRunner | None = None
     api_app = build_api_app(ctx)
     api_app[EVENT_READER] = EventReader(store, event_registry)
+    api_app[LOG_READER] = LogReader(store)
     retention = Retention.from_config(store, config.storage)
     try:
         api_runner = await _listen(

@@ -12,6 +12,7 @@ from sidecar.api.events import EventsApi
 from sidecar.api.jaeger_v1 import JaegerV1
 from sidecar.api.jaeger_v3 import JaegerV3
 from sidecar.api.landing import landing
+from sidecar.api.logs import LogsApi
 from sidecar.api.native import NativeSearch
 from sidecar.api.openapi import openapi_document
 
@@ -54,7 +55,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def setup_routes(app: web.Application, ctx: ApiContext) -> None:
-    v1, v3, native = JaegerV1(ctx), JaegerV3(ctx), NativeSearch(ctx)
+    v1, v3, native, logs = JaegerV1(ctx), JaegerV3(ctx), NativeSearch(ctx), LogsApi(ctx)
     r = app.router
     r.add_get("/", landing)  # exactly "/": other unknown paths keep the JSON 404
     r.add_get("/healthz", healthz)
@@ -76,6 +77,9 @@ def setup_routes(app: web.Application, ctx: ApiContext) -> None:
     # Native
     r.add_get("/api/trace-summaries", native.trace_summaries)
     r.add_get("/api/events", EventsApi(ctx).list_events)
+    r.add_get("/api/logs", logs.search)
+    r.add_get("/api/logs/tail", logs.tail)
+    app.on_shutdown.append(logs.close_tails)
 
 
 def build_api_app(ctx: ApiContext) -> web.Application:

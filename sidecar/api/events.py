@@ -9,9 +9,6 @@ walking the cursors gives every matching event once while new ones arrive.
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import io
 import json
 from typing import Any
 
@@ -20,6 +17,8 @@ from multidict import MultiMapping
 
 from sidecar.api import params
 from sidecar.api.context import ApiContext
+from sidecar.api.csv_format import rfc3339
+from sidecar.api.csv_format import to_csv as csv_text
 from sidecar.api.native import error
 from sidecar.query.params import MAX_NS, parse_decimal, parse_rfc3339_nano, shown
 from sidecar.storage.rocks.events.reader import BadCursor, EventReader, StoredEvent
@@ -31,7 +30,6 @@ MAX_LIMIT = 10_000
 ORDERS = ("asc", "desc")
 FORMATS = ("json", "ndjson", "csv")
 CSV_FIELDS = ("timestamp", "name", "user_id", "session_id", "service", "id")
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _time(q: MultiMapping[str], name: str) -> int | None:
@@ -106,26 +104,12 @@ class EventsApi:
         return web.Response(text=json.dumps(body), content_type="application/json")
 
 
-def _rfc3339(ns: int) -> str:
-    seconds, nanos = divmod(ns, 10**9)
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
-
-
-def _cell(value: object) -> str:
-    """Text of one CSV cell; one a spreadsheet would run as a formula gets a leading ``'``."""
-    if value is None:
-        return ""
-    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return "'" + text if text.startswith(_FORMULA) else text
-
-
 def to_csv(events: list[StoredEvent], keys: list[str]) -> str:
     """RFC 4180 CSV: a header (the fixed fields, then ``keys``, known from the registry up front)
     and one row per event; a property outside ``keys`` has no column."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([*CSV_FIELDS, *keys])
-    for e in events:
-        fixed = (_rfc3339(e.ts_ns), e.name, e.user_id, e.session_id, e.service, e.id)
-        writer.writerow([_cell(v) for v in fixed] + [_cell(e.properties.get(k)) for k in keys])
-    return out.getvalue()
+    rows = (
+        [rfc3339(e.ts_ns), e.name, e.user_id, e.session_id, e.service, e.id]
+        + [e.properties.get(k) for k in keys]
+        for e in events
+    )
+    return csv_text([*CSV_FIELDS, *keys], rows)

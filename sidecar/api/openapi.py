@@ -14,6 +14,9 @@ from typing import Any
 from sidecar.api.events import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, ORDERS
 from sidecar.api.params import JAEGER_DEFAULT_LIMIT, SPAN_KINDS
 from sidecar.config.model import ApiConfig
+from sidecar.query.logs import DEFAULT_LIMIT as LOG_DEFAULT_LIMIT
+from sidecar.query.logs import FORMATS as LOG_FORMATS
+from sidecar.query.logs import MAX_LIMIT as LOG_MAX_LIMIT
 from sidecar.query.params import MAX_NS
 
 Schema = dict[str, Any]
@@ -719,6 +722,106 @@ def _events_paths() -> dict[str, Any]:
     }
 
 
+def _logs_paths() -> dict[str, Any]:
+    """``GET /api/logs`` and ``GET /api/logs/tail`` (sidecar/api/logs.py): stored OTLP log records."""
+    when = {"type": "string", "pattern": r"^([0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt].+)$"}
+    filters = [
+        _param("service", "Service (resource `service.name`) that sent the record."),
+        _param(
+            "severity_min",
+            "Lowest severity: a SeverityNumber 1-24 or a name (`trace`, `debug`, `info`, `warn`, `error`, "
+            "`fatal`, any case).",
+            {"type": "string", "pattern": "^([1-9]|1[0-9]|2[0-4]|[A-Za-z]+)$"},
+            example="warn",
+        ),
+        _param("q", "Case-insensitive substring of the body."),
+        _param(
+            "regex", "Python regular expression searched in the body; one that does not compile is a 400."
+        ),
+        _param("trace_id", "Trace ID, 32 hex digits.", {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}),
+        _param("span_id", "Span ID, 16 hex digits.", {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"}),
+        _param("from", "Earliest record time, inclusive: RFC 3339 or Unix nanoseconds.", when),
+        _param("to", "Latest record time, inclusive: RFC 3339 or Unix nanoseconds.", when),
+    ]
+    page_params = [
+        *filters,
+        _param(
+            "limit",
+            f"Records per page (default {LOG_DEFAULT_LIMIT}, at most {LOG_MAX_LIMIT}; a larger value "
+            "answers 400).",
+            {"type": "integer", "minimum": 1, "maximum": LOG_MAX_LIMIT, "default": LOG_DEFAULT_LIMIT},
+        ),
+        _param(
+            "cursor",
+            "`next_cursor` of the previous page: the next page starts strictly after its last record, so "
+            "walking the cursors gives every match once while new records arrive.",
+            {"type": "string", "pattern": "^([0-9a-f]{2})+$"},
+        ),
+        _param(
+            "format",
+            "`json` (default), `ndjson` (one record per line) or `csv` (RFC 4180: a header of the fixed "
+            "fields, the attributes as one JSON column; a cell starting with `=`, `+`, `-`, `@`, tab or "
+            "CR gets a leading `'`). For ndjson and csv the next page's cursor is in `X-Next-Cursor`.",
+            {"type": "string", "enum": list(LOG_FORMATS)},
+        ),
+    ]
+    record = _object(
+        [
+            "time_unix_nano",
+            "observed_time_unix_nano",
+            "severity_number",
+            "severity_text",
+            "body",
+            "attributes",
+            "trace_id",
+            "span_id",
+            "service",
+            "scope",
+            "event_name",
+        ],
+        time_unix_nano=_INT,
+        observed_time_unix_nano=_INT,
+        severity_number=_INT,
+        severity_text=_STRING,
+        body=_STRING,
+        attributes={"type": "object"},
+        trace_id=_STRING,
+        span_id=_STRING,
+        service=_STRING,
+        scope=_STRING,
+        event_name=_STRING,
+    )
+    page = _object(["data", "next_cursor"], data=_array(record), next_cursor={"type": ["string", "null"]})
+    ok = _answer("A page of records; `next_cursor` is null when no more can follow", page)
+    ok["content"]["application/x-ndjson"] = {"schema": _STRING}
+    ok["content"]["text/csv"] = {"schema": _STRING}
+    bad = _answer("A parameter is invalid; `error.message` names it.", _ref("Error"))
+    tail_ok = {
+        "description": "Server-Sent Events: each record written after the stream opened and matching "
+        "every filter, as one `data:` JSON line (the record shape of GET /api/logs)",
+        "content": {"text/event-stream": {"schema": _STRING}},
+    }
+    return {
+        "/api/logs": _get(
+            "searchLogs",
+            "logs",
+            "Stored log records matching every filter, newest first; `attr.KEY=VALUE` (repeatable) also "
+            "filters by attribute, numbers by value",
+            page_params,
+            s200=ok,
+            s400=bad,
+        ),
+        "/api/logs/tail": _get(
+            "tailLogs",
+            "logs",
+            "A live tail: records written from now on that match the filters of GET /api/logs",
+            filters,
+            s200=tail_ok,
+            s400=bad,
+        ),
+    }
+
+
 def openapi_document(
     default_limit: int = ApiConfig.default_search_limit, max_limit: int = ApiConfig.max_search_limit
 ) -> dict[str, Any]:
@@ -740,6 +843,7 @@ def openapi_document(
             **_v1_paths(max_limit),
             **_v3_paths(max_limit),
             **_events_paths(),
+            **_logs_paths(),
         },
         "components": {"schemas": _components()},
     }

@@ -3,13 +3,19 @@
 The scan reads block headers only (``H`` keys, small) and opens a block only when its
 service, time range, severities and token filter say it may hold a match; see merge.py for the
 layout. Order: newest write first, and within a block newest record time first.
+
+A page cursor is (day, block suffix, position in the block's newest-first order) of the last record
+returned. Blocks are never rewritten and a later write sorts before every earlier one, so continuing
+strictly after the cursor gives each match once while new records arrive (they land before it).
 """
 
 from __future__ import annotations
 
+import re
+import struct
 from array import array
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
@@ -22,6 +28,7 @@ from sidecar.otlp.anyvalue import attributes_dict, body_text
 from sidecar.otlp.shadow import LogBlock
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
+from sidecar.storage.rocks.events.reader import prop_matches
 from sidecar.storage.rocks.logs.merge import (
     BLOB,
     BLOCK,
@@ -39,6 +46,54 @@ from sidecar.storage.rocks.logs.merge import (
 from sidecar.storage.rocks.partitions import LOGS
 
 _SUFFIX = 10  # rev(8) | seq(2)
+_CURSOR = struct.Struct(">i10sH")  # day | block suffix | position
+
+
+class BadCursor(ValueError):
+    """A cursor this reader did not make."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """Every filter of a log query; a record matches when it passes all that are set."""
+
+    service: str | None = None
+    severity_min: int = 0
+    text: str | None = None  # case-insensitive substring of the body
+    regex: re.Pattern[str] | None = None  # searched in the body
+    trace_id: str | None = None  # hex
+    span_id: str | None = None
+    attrs: list[tuple[str, str]] = field(default_factory=list)
+    from_ns: int | None = None
+    to_ns: int | None = None
+
+    def matches(self, e: LogEntry) -> bool:
+        """The per-record checks a block header cannot answer."""
+        return (
+            e.severity_number >= self.severity_min
+            and (not self.text or self.text.lower() in e.body.lower())
+            and (self.regex is None or self.regex.search(e.body) is not None)
+            and (self.trace_id is None or e.trace_id == self.trace_id)
+            and (self.span_id is None or e.span_id == self.span_id)
+            and all(prop_matches(e.attributes.get(k), v) for k, v in self.attrs)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    entries: list[LogEntry]
+    next_cursor: bytes | None  # None when the walk is over
+
+
+def encode_cursor(day: int, suffix: bytes, position: int) -> bytes:
+    return _CURSOR.pack(day, suffix, position)
+
+
+def decode_cursor(cursor: bytes) -> tuple[int, bytes, int]:
+    if len(cursor) != _CURSOR.size:
+        raise BadCursor("not a cursor this API gave (use next_cursor)")
+    day, suffix, position = _CURSOR.unpack(cursor)
+    return day, suffix, position
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,51 +163,119 @@ class LogReader:
         limit: int = 100,
     ) -> list[LogEntry]:
         """Records matching every given filter (``text``: case-insensitive substring of the body)."""
-        wanted = None if service is None else service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
-        severity_mask = ~((1 << severity_min) - 1) if severity_min > 0 else -1
-        needle = text.lower() if text else ""
-        grams = needle_trigrams(needle)
-        low, high = from_ns or 0, to_ns if to_ns is not None else keys.MAX_U64
+        query = LogFilter(service, severity_min, text, from_ns=from_ns, to_ns=to_ns)
+        return self.page(query, limit).entries
+
+    def page(self, query: LogFilter, limit: int = 100, cursor: bytes | None = None) -> LogPage:
+        """Up to ``limit`` matches strictly after ``cursor``; ``next_cursor`` is set when more may follow."""
         out: list[LogEntry] = []
-        headers = opened = 0
+        last: bytes | None = None
+        matches = self._matches(query, cursor)
+        try:
+            for day, suffix, position, entry in matches:
+                out.append(entry)
+                if len(out) >= limit:
+                    last = encode_cursor(day, suffix, position)
+                    break
+        finally:
+            matches.close()  # records last_scan now
+        return LogPage(out, last)
+
+    def mark(self) -> tuple[int, bytes]:
+        """The newest stored block (day, suffix): a live tail shows only what is written after it."""
         for part in self._store.partitions(LOGS):
-            stored_range = part.data.get(RANGE)
-            if stored_range is not None:
-                first, last = decode_range(stored_range)
-                if last < low or first > high:
-                    continue  # no record of this day is in the time range
-            for key, header in _iterate(part, HEADER):
-                headers += 1
-                first, last, mask, name = decode_header(header)
-                if (
-                    (wanted is not None and name != wanted)
-                    or last < low
-                    or first > high
-                    or not mask & severity_mask
-                ):
-                    continue
-                if grams:
-                    bloom = part.data.get(FILTER + key[1:])
-                    if bloom is not None and not may_contain(bloom, grams):
-                        continue
-                block = self._block(part, key[1:])
+            for key, _ in _iterate(part, HEADER):
+                return part.day, key[1:]
+        return -(2**31), b""
+
+    def since(self, query: LogFilter, mark: tuple[int, bytes]) -> tuple[list[LogEntry], tuple[int, bytes]]:
+        """Matches in blocks written after ``mark``, oldest first, and the new mark."""
+        newest = mark
+        found: list[LogEntry] = []
+        for part in self._store.partitions(LOGS):
+            if part.day < mark[0]:
+                break
+            blocks: list[bytes] = []
+            for key, _ in _iterate(part, HEADER):
+                if part.day == mark[0] and key[1:] >= mark[1]:
+                    break
+                blocks.append(key[1:])
+            if blocks and newest == mark:
+                newest = (part.day, blocks[0])
+            for suffix in reversed(blocks):
+                block = self._block(part, suffix)
                 if block is None:
                     continue
-                opened += 1
-                chosen = [
-                    i
-                    for i in sorted(range(len(block.times)), key=block.times.__getitem__, reverse=True)
-                    if low <= block.times[i] <= high
-                ]
-                for entry in self._entries(part, block, chosen):
-                    if entry.severity_number < severity_min or (needle and needle not in entry.body.lower()):
+                order = sorted(range(len(block.times)), key=block.times.__getitem__)
+                for entry in self._entries(part, block, order):
+                    if self._in_time(query, entry) and self._header_ok(query, entry) and query.matches(entry):
+                        found.append(entry)
+        found.sort(key=lambda e: e.time_ns)
+        return found, newest
+
+    @staticmethod
+    def _in_time(query: LogFilter, e: LogEntry) -> bool:
+        return (query.from_ns or 0) <= e.time_ns <= (query.to_ns if query.to_ns is not None else keys.MAX_U64)
+
+    @staticmethod
+    def _header_ok(query: LogFilter, e: LogEntry) -> bool:
+        return query.service is None or e.service == query.service
+
+    def _matches(
+        self, query: LogFilter, cursor: bytes | None
+    ) -> Generator[tuple[int, bytes, int, LogEntry], None, None]:
+        service = query.service
+        wanted = None if service is None else service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
+        severity_mask = ~((1 << query.severity_min) - 1) if query.severity_min > 0 else -1
+        grams = needle_trigrams(query.text.lower() if query.text else "")
+        low = query.from_ns or 0
+        high = query.to_ns if query.to_ns is not None else keys.MAX_U64
+        after = decode_cursor(cursor) if cursor is not None else None
+        headers = opened = 0
+        try:
+            for part in self._store.partitions(LOGS):
+                if after is not None and part.day > after[0]:
+                    continue  # pages before the cursor's day were walked already
+                stored_range = part.data.get(RANGE)
+                if stored_range is not None:
+                    first, last = decode_range(stored_range)
+                    if last < low or first > high:
+                        continue  # no record of this day is in the time range
+                for key, header in _iterate(part, HEADER):
+                    suffix = key[1:]
+                    skip_to = 0
+                    if after is not None and part.day == after[0]:
+                        if suffix < after[1]:
+                            continue
+                        if suffix == after[1]:
+                            skip_to = after[2] + 1
+                    headers += 1
+                    first, last, mask, name = decode_header(header)
+                    if (
+                        (wanted is not None and name != wanted)
+                        or last < low
+                        or first > high
+                        or not mask & severity_mask
+                    ):
                         continue
-                    out.append(entry)
-                    if len(out) >= limit:
-                        self.last_scan = BlockStats(headers, opened)
-                        return out
-        self.last_scan = BlockStats(headers, opened)
-        return out
+                    if grams:
+                        bloom = part.data.get(FILTER + suffix)
+                        if bloom is not None and not may_contain(bloom, grams):
+                            continue
+                    block = self._block(part, suffix)
+                    if block is None:
+                        continue
+                    opened += 1
+                    order = sorted(range(len(block.times)), key=block.times.__getitem__, reverse=True)
+                    for position in range(skip_to, len(order)):
+                        i = order[position]
+                        if not low <= block.times[i] <= high:
+                            continue
+                        entry = self._entries(part, block, (i,))[0]
+                        if query.matches(entry):
+                            yield part.day, suffix, position, entry
+        finally:
+            self.last_scan = BlockStats(headers, opened)
 
     # -- blocks ------------------------------------------------------------------------------
     def _block(self, part: Partition, suffix: bytes) -> Any:

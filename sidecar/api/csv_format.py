@@ -1,0 +1,34 @@
+"""CSV answers shared by the events and logs routes: RFC 4180 quoting and formula-injection safety."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterable, Sequence
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def rfc3339(ns: int) -> str:
+    """Nanosecond UTC time, so no digit of the stored time is lost in a spreadsheet."""
+    seconds, nanos = divmod(ns, 10**9)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+def cell(value: object) -> str:
+    """Text of one CSV cell; one a spreadsheet would run as a formula gets a leading ``'``."""
+    if value is None:
+        return ""
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """RFC 4180 CSV (CRLF line ends, quotes where needed), every cell made safe by :func:`cell`."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([cell(h) for h in header])
+    for row in rows:
+        writer.writerow([cell(v) for v in row])
+    return out.getvalue()
