@@ -8,6 +8,7 @@ signup/view/pay in turn, users u0..u2, sessions s0/s1, services web/api, propert
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.cli.events import CsvPages
 from sidecar.cli.main import main
 from tests.e2e.harness import Sidecar, free_ports, http_request, subprocess_env
 
@@ -260,3 +262,15 @@ def test_server_400_exits_1_with_its_message(
 def test_unreachable_api_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "events", "list", "--api", NOWHERE)
     assert code == 1 and err.startswith(f"sidecar: cannot reach the API at {NOWHERE}")
+
+
+def test_csv_pages_keep_the_first_header() -> None:
+    """A property key first seen mid-export widens later pages' headers; their rows are mapped onto
+    the first header's columns, so the file stays rectangular (the new key has no column)."""
+    out = io.StringIO()
+    pages = CsvPages(out)
+    assert pages.write('a,b\r\n1,"x,\r\ny"\r\n') == 1
+    assert pages.write("a,b\r\n2,z\r\n") == 1
+    assert pages.write("a,new,b\r\n3,n,w\r\n4,,\r\n") == 2
+    assert pages.write("") == 0
+    assert out.getvalue() == 'a,b\r\n1,"x,\r\ny"\r\n2,z\r\n3,w\r\n4,\r\n'
