@@ -254,3 +254,27 @@ def test_tail_ends_cleanly_on_shutdown(sidecar_factory: SidecarFactory) -> None:
     assert code == 0 and not reader.is_alive() and ended == [b""]
     assert time.monotonic() - started < 5, "the open tail held the shutdown"
     conn.close()
+
+
+def test_trace_id_pages_through_the_trace_index(sidecar: Sidecar) -> None:
+    """A trace's records in several writes, with other records between: paged one at a time."""
+    trace = "ab" * 16
+    for i in range(4):
+        send(
+            sidecar,
+            "lq-trace",
+            [
+                {"body": f"in trace {i}", "time": T0 + i, "trace": trace},
+                {"body": f"outside {i}", "time": T0 + i},
+            ],
+        )
+    seen, cursor = [], None
+    while True:
+        query = {"trace_id": trace, "limit": 1, **({"cursor": cursor} if cursor else {})}
+        status, answer = sidecar.get_json("/api/logs", query)
+        assert status == 200, answer
+        seen += [r["body"] for r in answer["data"]]
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"in trace {i}" for i in (3, 2, 1, 0)]

@@ -70,7 +70,8 @@ class LogFilter:
     def matches(self, e: LogEntry) -> bool:
         """The per-record checks a block header cannot answer."""
         return (
-            e.severity_number >= self.severity_min
+            (self.service is None or e.service == self.service)  # headers hold a cut name
+            and e.severity_number >= self.severity_min
             and (not self.text or self.text.lower() in e.body.lower())
             and (self.regex is None or self.regex.search(e.body) is not None)
             and (self.trace_id is None or e.trace_id == self.trace_id)
@@ -83,6 +84,12 @@ class LogFilter:
 class LogPage:
     entries: list[LogEntry]
     next_cursor: bytes | None  # None when the walk is over
+
+
+def _header_terms(query: LogFilter) -> tuple[bytes | None, int]:
+    """The service name as headers store it (cut to MAX_SERVICE_BYTES) and the severity bit mask."""
+    wanted = None if query.service is None else query.service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
+    return wanted, ~((1 << query.severity_min) - 1) if query.severity_min > 0 else -1
 
 
 def encode_cursor(day: int, suffix: bytes, position: int) -> bytes:
@@ -189,26 +196,28 @@ class LogReader:
         return -(2**31), b""
 
     def since(self, query: LogFilter, mark: tuple[int, bytes]) -> tuple[list[LogEntry], tuple[int, bytes]]:
-        """Matches in blocks written after ``mark``, oldest first, and the new mark."""
+        """Matches in blocks written after ``mark``, oldest first, and the new mark. Headers rule out
+        blocks of other services or severities before any block is opened, as in a search."""
         newest = mark
         found: list[LogEntry] = []
+        wanted, severity_mask = _header_terms(query)
         for part in self._store.partitions(LOGS):
             if part.day < mark[0]:
                 break
-            blocks: list[bytes] = []
-            for key, _ in _iterate(part, HEADER):
-                if part.day == mark[0] and key[1:] >= mark[1]:
+            for key, header in _iterate(part, HEADER):
+                suffix = key[1:]
+                if part.day == mark[0] and suffix >= mark[1]:
                     break
-                blocks.append(key[1:])
-            if blocks and newest == mark:
-                newest = (part.day, blocks[0])
-            for suffix in reversed(blocks):
+                if newest == mark:
+                    newest = (part.day, suffix)
+                _, _, mask, name = decode_header(header)
+                if (wanted is not None and name != wanted) or not mask & severity_mask:
+                    continue
                 block = self._block(part, suffix)
                 if block is None:
                     continue
-                order = sorted(range(len(block.times)), key=block.times.__getitem__)
-                for entry in self._entries(part, block, order):
-                    if self._in_time(query, entry) and self._header_ok(query, entry) and query.matches(entry):
+                for entry in self._entries(part, block, range(len(block.times))):
+                    if self._in_time(query, entry) and query.matches(entry):
                         found.append(entry)
         found.sort(key=lambda e: e.time_ns)
         return found, newest
@@ -217,16 +226,10 @@ class LogReader:
     def _in_time(query: LogFilter, e: LogEntry) -> bool:
         return (query.from_ns or 0) <= e.time_ns <= (query.to_ns if query.to_ns is not None else keys.MAX_U64)
 
-    @staticmethod
-    def _header_ok(query: LogFilter, e: LogEntry) -> bool:
-        return query.service is None or e.service == query.service
-
     def _matches(
         self, query: LogFilter, cursor: bytes | None
     ) -> Generator[tuple[int, bytes, int, LogEntry], None, None]:
-        service = query.service
-        wanted = None if service is None else service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
-        severity_mask = ~((1 << query.severity_min) - 1) if query.severity_min > 0 else -1
+        wanted, severity_mask = _header_terms(query)
         grams = needle_trigrams(query.text.lower() if query.text else "")
         low = query.from_ns or 0
         high = query.to_ns if query.to_ns is not None else keys.MAX_U64
@@ -241,8 +244,7 @@ class LogReader:
                     first, last = decode_range(stored_range)
                     if last < low or first > high:
                         continue  # no record of this day is in the time range
-                for key, header in _iterate(part, HEADER):
-                    suffix = key[1:]
+                for suffix, header in self._candidates(part, query.trace_id):
                     skip_to = 0
                     if after is not None and part.day == after[0]:
                         if suffix < after[1]:
@@ -276,6 +278,19 @@ class LogReader:
                             yield part.day, suffix, position, entry
         finally:
             self.last_scan = BlockStats(headers, opened)
+
+    def _candidates(self, part: Partition, trace_id: str | None) -> Iterator[tuple[bytes, bytes]]:
+        """(block suffix, header) newest write first: every block, or with a trace ID only the blocks
+        its index names (same key order, so cursors mean the same either way)."""
+        if trace_id is None:
+            for key, header in _iterate(part, HEADER):
+                yield key[1:], header
+            return
+        for key, _ in _iterate(part, TRACE_INDEX + bytes.fromhex(trace_id)):
+            suffix = key[-_SUFFIX:]
+            stored = part.data.get(HEADER + suffix)
+            if stored is not None:
+                yield suffix, stored
 
     # -- blocks ------------------------------------------------------------------------------
     def _block(self, part: Partition, suffix: bytes) -> Any:
