@@ -232,6 +232,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 else:
                     out.write(text)
                     rows = text.count("\n")
+                out.flush()  # a page at a time: the file grows as the progress line says
                 progress.update(rows)
                 if not cursor:
                     break

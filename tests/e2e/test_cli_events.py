@@ -8,12 +8,14 @@ signup/view/pay in turn, users u0..u2, sessions s0/s1, services web/api, propert
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
 import pty
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import pytest
 
 from sidecar.cli.events import CsvPages
 from sidecar.cli.main import main
+from tests.e2e.conftest import SidecarFactory
 from tests.e2e.harness import Sidecar, free_ports, http_request, subprocess_env
 
 HOUR = 3600
@@ -45,14 +48,18 @@ def event(i: int) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def api(sidecar: Sidecar) -> str:
-    body = "".join(json.dumps(event(i)) + "\n" for i in range(COUNT)).encode()
+def post(sidecar: Sidecar, events: list[dict[str, Any]]) -> None:
+    body = "".join(json.dumps(e) + "\n" for e in events).encode()
     status, _, answer = http_request(
         "POST", f"{sidecar.http_url}/v1/events", body, {"Content-Type": "application/x-ndjson"}
     )
     assert status == 200, answer
-    assert json.loads(answer)["accepted"] == COUNT
+    assert json.loads(answer)["accepted"] == len(events)
+
+
+@pytest.fixture(scope="module")
+def api(sidecar: Sidecar) -> str:
+    post(sidecar, [event(i) for i in range(COUNT)])
     return sidecar.api_url
 
 
@@ -274,3 +281,49 @@ def test_csv_pages_keep_the_first_header() -> None:
     assert pages.write("a,new,b\r\n3,n,w\r\n4,,\r\n") == 2
     assert pages.write("") == 0
     assert out.getvalue() == 'a,b\r\n1,"x,\r\ny"\r\n2,z\r\n3,w\r\n4,\r\n'
+
+
+def test_export_while_events_arrive(
+    sidecar_factory: SidecarFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A writer adds events (with a property key the export has not seen) while the export walks
+    pages of one: every event stored before it started is there, none twice, every row as wide as
+    the one header."""
+    own = sidecar_factory("arriving")
+    post(own, [event(i) for i in range(COUNT)])
+    done = threading.Event()
+
+    def writer() -> None:
+        part = tmp_path / "all.csv.part"
+        while not done.wait(0.001):  # start once the first page (and so the header) is written
+            if part.exists() and part.stat().st_size:
+                break
+        for i in range(40):
+            late = {
+                "id": f"late-{i:02d}",
+                "name": "late",
+                "timestamp": int(time.time()),
+                "properties": {"k": i},
+            }
+            post(own, [late])
+            if done.is_set():
+                return
+
+    out = tmp_path / "all.csv"
+    thread = threading.Thread(target=writer)
+    argv = ["events", "export", "--order", "asc", "--format", "csv", "--output", str(out), "--page-size", "1"]
+    thread.start()
+    try:
+        code, _, err = run(capsys, *argv, "--api", own.api_url)
+    finally:
+        done.set()
+        thread.join(30)
+    assert code == 0, err
+    header, *rows = list(csv.reader(io.StringIO(out.read_text(), newline="")))
+    assert header[:6] == ["timestamp", "name", "user_id", "session_id", "service", "id"]
+    assert all(len(row) == len(header) for row in rows)
+    ids = [row[5] for row in rows]
+    assert len(ids) == len(set(ids))
+    assert {f"cli-ev-{i:02d}" for i in range(COUNT)} <= set(ids)
+    assert "k" not in header  # the writer started after the first page fixed the header
+    assert all(row[5].startswith("late-") for row in rows if row[1] == "late")  # columns kept in place
