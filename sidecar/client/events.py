@@ -29,6 +29,7 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 PATH = "/v1/events"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})  # the sidecar says "later"; a proxy may say 502/504
 _FIRST_BACKOFF_S = 0.5
+EXIT_TIMEOUT_S = 5.0  # what close() gets at interpreter exit: a down sidecar must not hang the exit
 
 
 class EventClient:
@@ -78,7 +79,7 @@ class EventClient:
         self._warned: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="sidecar-events", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
+        atexit.register(self._at_exit)
 
     # -- counters --------------------------------------------------------------------------
     @property
@@ -155,7 +156,8 @@ class EventClient:
     def close(self, timeout: float | None = 30.0) -> None:
         """Send what is queued (for up to ``timeout`` s), then stop the thread; safe to call twice.
 
-        Registered with atexit. Events still queued when the timeout passes are counted in ``dropped``.
+        Runs at interpreter exit with ``EXIT_TIMEOUT_S``. Events still queued when the timeout passes
+        are counted in ``dropped``.
         """
         with self._cond:
             self._closing = True
@@ -165,7 +167,10 @@ class EventClient:
             if self._thread.is_alive():
                 self._abandon = True
                 self._cond.notify_all()
-        atexit.unregister(self.close)
+        atexit.unregister(self._at_exit)
+
+    def _at_exit(self) -> None:
+        self.close(EXIT_TIMEOUT_S)
 
     def __enter__(self) -> EventClient:
         return self

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -15,7 +17,16 @@ from typing import Any
 from sidecar.client import EventClient, configure_opentelemetry
 from sidecar.client.events import _retry_after
 from tests.e2e.conftest import SidecarFactory
-from tests.e2e.harness import HOST, Sidecar, free_ports
+from tests.e2e.harness import HOST, Sidecar, free_ports, subprocess_env
+
+# A program that tracks and exits without close(): the atexit hook must send (or give up in time).
+TRACK_AND_EXIT = """
+import sys
+from sidecar.client import EventClient
+client = EventClient(sys.argv[1], flush_interval=60)
+for i in range(20):
+    client.track("client.atexit", seq=i)
+"""
 
 
 def _events(sidecar: Sidecar, name: str) -> list[dict[str, Any]]:
@@ -136,6 +147,20 @@ def test_close_sends_what_is_queued_and_is_idempotent(sidecar: Sidecar) -> None:
     client.close(1)
     client.track("client.close", seq=99)  # after close: counted as dropped, not raised
     assert client.dropped == 1 and client.sent == 5
+
+
+def test_interpreter_exit_sends_the_queue_and_gives_up_in_time_when_nobody_listens(sidecar: Sidecar) -> None:
+    run = [sys.executable, "-c", TRACK_AND_EXIT]
+    done = subprocess.run([*run, sidecar.http_url], env=subprocess_env(), capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert [e["properties"]["seq"] for e in _events(sidecar, "client.atexit")] == list(range(20))
+    (dead_port,) = free_ports(1)
+    started = time.monotonic()
+    done = subprocess.run(
+        [*run, f"http://{HOST}:{dead_port}"], env=subprocess_env(), capture_output=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 9.0  # EXIT_TIMEOUT_S (5 s) plus interpreter start-up
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
