@@ -141,13 +141,15 @@ class LogsApi:
                     break
                 except TimeoutError:
                     pass
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client left: stop polling now, not at the next write
                 entries, mark = await self.ctx.run(reader.since, query, mark)
                 idle += 1
                 if entries:
                     data = "".join(f"data: {json.dumps(entry_json(e))}\n\n" for e in entries)
                     await response.write(data.encode())
                     idle = 0
-                elif idle >= 30:  # a comment now and then finds a client that went away
+                elif idle >= 30:  # a comment now and then keeps proxies from closing a quiet stream
                     await response.write(b": keepalive\n\n")
                     idle = 0
         except ConnectionResetError:
