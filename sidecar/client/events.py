@@ -14,12 +14,14 @@ import datetime as _dt
 import email.utils
 import json
 import logging
+import os
 import random
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+import weakref
 from collections import deque
 from typing import Any
 
@@ -80,6 +82,9 @@ class EventClient:
         self._thread = threading.Thread(target=self._run, name="sidecar-events", daemon=True)
         self._thread.start()
         atexit.register(self._at_exit)
+        # A forked child (gunicorn, multiprocessing) has no sender thread: start its own.
+        reinit = weakref.WeakMethod(self._after_fork)
+        os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
 
     # -- counters --------------------------------------------------------------------------
     @property
@@ -171,6 +176,15 @@ class EventClient:
 
     def _at_exit(self) -> None:
         self.close(EXIT_TIMEOUT_S)
+
+    def _after_fork(self) -> None:
+        """In the child: fresh lock and thread; the parent's queued events stay the parent's to send."""
+        self._cond = threading.Condition()
+        self._queue.clear()
+        self._tracked = self._done = self._flush_to = 0
+        self._thread = threading.Thread(target=self._run, name="sidecar-events", daemon=True)
+        if not self._closing:
+            self._thread.start()
 
     def __enter__(self) -> EventClient:
         return self

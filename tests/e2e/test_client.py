@@ -163,6 +163,29 @@ def test_interpreter_exit_sends_the_queue_and_gives_up_in_time_when_nobody_liste
     assert time.monotonic() - started < 9.0  # EXIT_TIMEOUT_S (5 s) plus interpreter start-up
 
 
+FORK = """
+import os, sys
+from sidecar.client import EventClient
+client = EventClient(sys.argv[1], flush_interval=60)
+client.track("client.fork", who="parent-before")
+pid = os.fork()
+client.track("client.fork", who="child" if pid == 0 else "parent-after")
+if pid == 0:
+    os._exit(0 if client.flush(10) else 1)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status) or (0 if client.flush(10) else 1))
+"""
+
+
+def test_a_forked_child_sends_its_own_events(sidecar: Sidecar) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORK, sidecar.http_url], env=subprocess_env(), capture_output=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    who = sorted(e["properties"]["who"] for e in _events(sidecar, "client.fork"))
+    assert who == ["child", "parent-after", "parent-before"]
+
+
 def test_retry_after_reads_seconds_and_http_dates() -> None:
     later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30), usegmt=True)
     assert _retry_after("3") == 3.0
