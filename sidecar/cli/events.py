@@ -1,14 +1,16 @@
 """``sidecar events list|export``: business events from ``GET /api/events`` without curl.
 
-``list`` shows one page as a table (or JSON); ``export`` follows the cursors to the end and streams
-each page into a file, so a million events never sit in memory at once. Stdlib only, like the rest
-of the CLI: the progress line is a ``\\r``-rewritten line on stderr, drawn only on a terminal.
+``list`` shows one page as a table (or JSON); ``export`` follows the cursors to the end and copies
+each page into a file row by row as it arrives, so a million events never sit in memory at once.
+Stdlib only, like the rest of the CLI: the progress line is a ``\\r``-rewritten line on stderr,
+drawn only on a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import io
 import os
 import sys
@@ -16,7 +18,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -99,24 +102,40 @@ def query_params(args: argparse.Namespace) -> list[tuple[str, str]]:
     return params
 
 
-def fetch_page(api: str, params: list[tuple[str, str]]) -> tuple[bytes, str | None]:
-    """One csv/ndjson page and the ``X-Next-Cursor`` header; HTTP errors carry the server's message."""
+@contextmanager
+def open_page(api: str, params: list[tuple[str, str]]) -> Iterator[tuple[IO[str], str | None]]:
+    """One csv/ndjson page as a text stream (read as it arrives, never whole) and the
+    ``X-Next-Cursor`` header; HTTP errors carry the server's message, a lost connection says so."""
     url = f"{api}{PATH}?{urllib.parse.urlencode(params)}"
     request = urllib.request.Request(url, headers={"User-Agent": "sidecar-cli"})
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-            return response.read(), response.headers.get("X-Next-Cursor") or None
+        response = urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S)
     except urllib.error.HTTPError as exc:
         with exc:
             raise ApiError(exc.code, error_message(exc.read(), str(exc.reason))).cli_error() from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise CliError(f"cannot reach the API at {api}: {_reason(exc)}") from None
+    with response:
+        stream = io.TextIOWrapper(io.BufferedReader(_Body(response, api)), encoding="utf-8", newline="")
+        yield stream, response.headers.get("X-Next-Cursor") or None
 
 
-def _csv_line(row: list[str]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(row)  # as the server writes it
-    return out.getvalue()
+class _Body(io.RawIOBase):
+    """A response body whose read failures say the API was lost, so a full disk (a write error in
+    the same loop) is not blamed on the network."""
+
+    def __init__(self, response: http.client.HTTPResponse, api: str) -> None:
+        self.response = response
+        self.api = api
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self.response.readinto(buffer)
+        except (http.client.HTTPException, OSError) as exc:
+            raise CliError(f"lost the API at {self.api} while reading a page: {_reason(exc)}") from None
 
 
 class CsvPages:
@@ -124,28 +143,27 @@ class CsvPages:
     would widen later pages' headers; their rows are mapped onto the first header's columns."""
 
     def __init__(self, out: IO[str]) -> None:
-        self.out = out
+        self.writer = csv.writer(out, lineterminator="\r\n")  # as the server writes: same bytes back
         self.header: list[str] | None = None
-        self.header_text = ""
 
-    def write(self, text: str) -> int:
-        """Write one page; returns its number of rows."""
-        rows = csv.reader(io.StringIO(text, newline=""))
+    def write(self, page: IO[str]) -> int:
+        """Copy one page (a text stream opened with ``newline=""``) row by row; returns its rows."""
+        rows = csv.reader(page)
         header = next(rows, None)
         if header is None:
             return 0
         if self.header is None:
-            self.header, self.header_text = header, _csv_line(header)
-            self.out.write(self.header_text)
-        if header == self.header and text.startswith(self.header_text):
-            body = text[len(self.header_text) :]
-            self.out.write(body)
-            return sum(1 for _ in rows)
-        index = {key: i for i, key in enumerate(header)}
+            self.header = header
+            self.writer.writerow(header)
         count = 0
-        writer = csv.writer(self.out, lineterminator="\r\n")
+        if header == self.header:
+            for row in rows:
+                self.writer.writerow(row)
+                count += 1
+            return count
+        index = {key: i for i, key in enumerate(header)}
         for row in rows:
-            writer.writerow(
+            self.writer.writerow(
                 [row[index[k]] if k in index and index[k] < len(row) else "" for k in self.header]
             )
             count += 1
@@ -225,13 +243,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             pages = CsvPages(out) if args.format == "csv" else None
             cursor: str | None = None
             while True:
-                body, cursor = fetch_page(api, params + ([("cursor", cursor)] if cursor else []))
-                text = body.decode("utf-8")
-                if pages is not None:
-                    rows = pages.write(text)
-                else:
-                    out.write(text)
-                    rows = text.count("\n")
+                with open_page(api, params + ([("cursor", cursor)] if cursor else [])) as (page, cursor):
+                    if pages is not None:
+                        rows = pages.write(page)
+                    else:
+                        rows = 0
+                        for line in page:  # one event per line
+                            out.write(line)
+                            rows += 1
                 out.flush()  # a page at a time: the file grows as the progress line says
                 progress.update(rows)
                 if not cursor:

@@ -276,10 +276,10 @@ def test_csv_pages_keep_the_first_header() -> None:
     the first header's columns, so the file stays rectangular (the new key has no column)."""
     out = io.StringIO()
     pages = CsvPages(out)
-    assert pages.write('a,b\r\n1,"x,\r\ny"\r\n') == 1
-    assert pages.write("a,b\r\n2,z\r\n") == 1
-    assert pages.write("a,new,b\r\n3,n,w\r\n4,,\r\n") == 2
-    assert pages.write("") == 0
+    assert pages.write(io.StringIO('a,b\r\n1,"x,\r\ny"\r\n', newline="")) == 1
+    assert pages.write(io.StringIO("a,b\r\n2,z\r\n", newline="")) == 1
+    assert pages.write(io.StringIO("a,new,b\r\n3,n,w\r\n4,,\r\n", newline="")) == 2
+    assert pages.write(io.StringIO("", newline="")) == 0
     assert out.getvalue() == 'a,b\r\n1,"x,\r\ny"\r\n2,z\r\n3,w\r\n4,\r\n'
 
 
