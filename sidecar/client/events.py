@@ -94,7 +94,7 @@ class EventClient:
 
     @property
     def rejected(self) -> int:
-        """Events in batches the sidecar refused for good (400, 413, 415 and other 4xx)."""
+        """Events the sidecar refused for good: whole batches (400, 413, 415, other 4xx) or some of a 200."""
         return self._rejected
 
     @property
@@ -209,14 +209,16 @@ class EventClient:
                         return
                     continue
                 batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+            refused = 0
             try:
-                outcome = self._deliver(batch)
+                outcome, refused = self._deliver(batch)
             except Exception:
                 log.exception("sending %d events failed", len(batch))
                 outcome = "dropped"
             with self._cond:
                 if outcome == "sent":
-                    self._sent += len(batch)
+                    self._sent += len(batch) - refused
+                    self._rejected += refused
                 elif outcome == "rejected":
                     self._rejected += len(batch)
                 else:
@@ -230,16 +232,20 @@ class EventClient:
                 if self._abandon:
                     return
 
-    def _deliver(self, batch: list[bytes]) -> str:
-        """POST one batch until it is acknowledged or refused; 'dropped' only when close() gave up."""
+    def _deliver(self, batch: list[bytes]) -> tuple[str, int]:
+        """POST one batch until it is acknowledged or refused; 'dropped' only when close() gave up.
+
+        Returns the outcome and, for an acknowledged batch, how many of its events the sidecar
+        refused (a 200 keeps the valid events of a batch and lists the others).
+        """
         body = b"\n".join(batch) + b"\n"
         attempt = 0
         while True:
-            status, wait = self._post(body)
+            status, wait, refused = self._post(body)
             if status is not None and 200 <= status < 300:
-                return "sent"
+                return "sent", refused
             if status is not None and wait is None:
-                return "rejected"
+                return "rejected", 0
             backoff = min(self.max_backoff, _FIRST_BACKOFF_S * 2**attempt) * random.uniform(0.5, 1.0)
             attempt = min(attempt + 1, 30)
             with self._cond:
@@ -248,28 +254,34 @@ class EventClient:
                 while not self._abandon and (left := end - time.monotonic()) > 0:
                     self._cond.wait(left)
                 if self._abandon:
-                    return "dropped"
+                    return "dropped", 0
 
-    def _post(self, body: bytes) -> tuple[int | None, float | None]:
-        """(status, seconds to wait before a retry or None when not to retry); status None: no answer."""
+    def _post(self, body: bytes) -> tuple[int | None, float | None, int]:
+        """(status, seconds to wait before a retry or None when not to retry, events refused in a 200).
+
+        Status None: no answer (connection refused, reset, timed out).
+        """
         request = urllib.request.Request(
             self.url, data=body, method="POST", headers={"Content-Type": "application/x-ndjson"}
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                response.read()
-                return response.status, None
+                answer = response.read()
+            refused = _refused(answer)
+            if refused:
+                self._warn_once("partial", f"sidecar refused {refused} events of a batch: {answer[:500]!r}")
+            return response.status, None, refused
         except urllib.error.HTTPError as exc:
             status = exc.code
             detail = exc.read()[:500].decode(errors="replace")
             if status in RETRY_STATUSES:
-                return status, min(self.max_backoff, _retry_after(exc.headers.get("Retry-After")))
+                return status, min(self.max_backoff, _retry_after(exc.headers.get("Retry-After"))), 0
             count = body.count(b"\n")
             self._warn_once(str(status), f"sidecar refused {count} events ({status}), dropped: {detail}")
-            return status, None
+            return status, None, 0
         except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
             self._warn_once("connect", f"cannot reach {self.url}, will retry: {exc}")
-            return None, 0.0
+            return None, 0.0, 0
 
     def _warn_once(self, key: str, message: str) -> None:
         """One warning per kind of failure, so a long outage does not flood the application's log."""
@@ -278,6 +290,15 @@ class EventClient:
         else:
             self._warned.add(key)
             log.warning(message)
+
+
+def _refused(answer: bytes) -> int:
+    """The ``rejected`` count of a 200 events answer; 0 when the body is not that answer."""
+    try:
+        value = json.loads(answer).get("rejected", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def _stamp(timestamp: Any) -> Any:

@@ -136,6 +136,15 @@ def test_a_refused_batch_is_dropped_and_counted_not_retried(sidecar: Sidecar) ->
     assert (client.rejected, client.sent, client.retries) == (1, 1, 0)
     assert len(_events(sidecar, "client.after-refusal")) == 1
     client.close(5)
+    # One bad event in a batch: the sidecar keeps the others (200) and the client counts the one.
+    client = _client(sidecar.http_url, batch_size=3, flush_interval=60)
+    client.track("client.partial", seq=1)
+    client.track("", seq=2)
+    client.track("client.partial", seq=3)
+    assert client.flush(20)
+    assert (client.rejected, client.sent, client.retries) == (1, 2, 0)
+    assert [e["properties"]["seq"] for e in _events(sidecar, "client.partial")] == [1, 3]
+    client.close(5)
 
 
 def test_close_sends_what_is_queued_and_is_idempotent(sidecar: Sidecar) -> None:
