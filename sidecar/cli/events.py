@@ -256,6 +256,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                 if not cursor:
                     break
         os.replace(part, output)
+    except (UnicodeDecodeError, csv.Error) as exc:  # whatever answered is not the sidecar's API
+        part.unlink(missing_ok=True)
+        raise CliError(f"the API at {api} sent a page that is not {args.format} in UTF-8: {exc}") from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
