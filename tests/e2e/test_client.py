@@ -195,6 +195,26 @@ def test_a_forked_child_sends_its_own_events(sidecar: Sidecar) -> None:
     assert who == ["child", "parent-after", "parent-before"]
 
 
+def test_the_client_imports_nothing_server_side_and_names_a_missing_sdk() -> None:
+    program = """
+import sys
+import sidecar.client
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"aiohttp", "grpc", "rocksdict", "opentelemetry"})
+print("loaded:", heavy)
+sys.modules["opentelemetry.sdk"] = None  # as if opentelemetry-sdk were not installed
+sidecar.client.configure_opentelemetry("x")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=subprocess_env(), capture_output=True, timeout=30
+    )
+    assert done.stdout.decode().strip() == "loaded: []"
+    last = done.stderr.decode().strip().splitlines()[-1]
+    assert last == (
+        "ImportError: sidecar.client.configure_opentelemetry needs the opentelemetry-sdk package: "
+        "pip install opentelemetry-sdk"
+    )
+
+
 def test_retry_after_reads_seconds_and_http_dates() -> None:
     later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30), usegmt=True)
     assert _retry_after("3") == 3.0
