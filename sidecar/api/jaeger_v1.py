@@ -11,7 +11,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from sidecar.api import params
 from sidecar.api.context import ApiContext
-from sidecar.query.jaeger_json import traces_to_jaeger
+from sidecar.api.logs import LOG_READER
+from sidecar.query.jaeger_json import SpanLogs, traces_to_jaeger
 from sidecar.query.params import MAX_NS, format_trace_id_jaeger
 
 _MS = 1_000_000
@@ -34,8 +35,8 @@ def error(request: web.Request, status: int, message: str) -> web.Response:
     return envelope(request, None, errors=[{"code": status, "msg": message}], status=status)
 
 
-def _jaeger_trace(traces_data: bytes) -> dict[str, Any] | None:
-    converted = traces_to_jaeger(TracesData.FromString(traces_data).resource_spans)
+def _jaeger_trace(traces_data: bytes, span_logs: SpanLogs | None = None) -> dict[str, Any] | None:
+    converted = traces_to_jaeger(TracesData.FromString(traces_data).resource_spans, span_logs)
     return converted[0] if converted else None
 
 
@@ -70,7 +71,13 @@ class JaegerV1:
         except params.BadParam as exc:
             return error(request, 400, str(exc))
         stored = await self.ctx.run(self.ctx.query.get_trace, tid)
-        trace = _jaeger_trace(stored.traces_data) if stored else None
+        span_logs: dict[str, list[Any]] = {}
+        reader = request.app.get(LOG_READER)  # None when the server stores no logs
+        if stored and reader is not None:
+            for record in await self.ctx.run(reader.get_trace_logs, tid):
+                if record.span_id:
+                    span_logs.setdefault(record.span_id, []).append(record)
+        trace = _jaeger_trace(stored.traces_data, span_logs or None) if stored else None
         if trace is None:
             return error(request, 404, "trace not found")
         return envelope(request, [trace])

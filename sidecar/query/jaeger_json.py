@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
@@ -17,6 +17,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
 
 from sidecar.query.params import format_trace_id_jaeger
+from sidecar.storage.rocks.logs.reader import LogEntry
 
 __all__ = ["span_kind_name", "traces_to_jaeger"]
 
@@ -33,6 +34,7 @@ _KIND_NAMES: dict[int, str] = {
 }
 
 Tag = dict[str, Any]
+SpanLogs = Mapping[str, Sequence[LogEntry]]  # span ID (16 hex digits) -> that span's log records
 _Process = tuple[str, list[Tag], str]  # serviceName, tags, identity key for de-duplication
 
 
@@ -41,8 +43,16 @@ def span_kind_name(kind: int) -> str:
     return _KIND_NAMES.get(kind, "")
 
 
-def traces_to_jaeger(resource_spans: Iterable[ResourceSpans]) -> list[dict[str, Any]]:
+def traces_to_jaeger(
+    resource_spans: Iterable[ResourceSpans], span_logs: SpanLogs | None = None
+) -> list[dict[str, Any]]:
     """Group the spans by trace ID and return one Jaeger trace object per trace.
+
+    ``span_logs`` (span ID hex -> OTLP log records of that span) adds each record to its span's
+    ``logs`` after the span events, then that span's logs are sorted by timestamp (stable, so an
+    event stays before a record of the same microsecond). Records of span IDs that are not in the
+    trace are left out: Jaeger's model has nowhere to put them. Spans without records, and every
+    span when ``span_logs`` is None, render exactly as without it.
 
     Traces appear in order of first appearance. Spans in a trace are sorted by start time (µs), then
     span ID, and process IDs ``p1``, ``p2``... follow that order, so repeated queries render
@@ -57,10 +67,12 @@ def traces_to_jaeger(resource_spans: Iterable[ResourceSpans]) -> list[dict[str, 
             for span in ss.spans:
                 if len(span.trace_id) == 16:
                     grouped.setdefault(span.trace_id, []).append((span, process, scope_tags))
-    return [_trace(trace_id, entries) for trace_id, entries in grouped.items()]
+    return [_trace(trace_id, entries, span_logs) for trace_id, entries in grouped.items()]
 
 
-def _trace(trace_id: bytes, entries: list[tuple[Span, _Process, list[Tag]]]) -> dict[str, Any]:
+def _trace(
+    trace_id: bytes, entries: list[tuple[Span, _Process, list[Tag]]], span_logs: SpanLogs | None = None
+) -> dict[str, Any]:
     # Sort first so process IDs follow display order (p1 = earliest span's service) and do not depend
     # on the order storage returned the data in.
     entries.sort(key=lambda e: (e[0].start_time_unix_nano // 1000, _span_id(e[0].span_id)))
@@ -73,7 +85,13 @@ def _trace(trace_id: bytes, entries: list[tuple[Span, _Process, list[Tag]]]) -> 
             pid = process_ids[key] = f"p{len(process_ids) + 1}"
             # Copies: the same resource feeds many traces, and callers may adjust one of them.
             processes[pid] = {"serviceName": service, "tags": [dict(t) for t in tags]}
-        spans.append(_span(span, scope_tags, pid))
+        out = _span(span, scope_tags, pid)
+        records = span_logs.get(out["spanID"]) if span_logs else None
+        if records:
+            logs = out["logs"]
+            logs.extend(_record_log(r) for r in records)
+            logs.sort(key=lambda log: log["timestamp"])  # Jaeger's adjuster orders a span's logs by time
+        spans.append(out)
     return {
         "traceID": format_trace_id_jaeger(trace_id),
         "spans": spans,
@@ -179,6 +197,47 @@ def _log(event: Span.Event) -> dict[str, Any]:
         fields.append({"key": "event", "type": "string", "value": event.name})
     fields.extend(_tag(kv.key, kv.value) for kv in event.attributes)
     return {"timestamp": event.time_unix_nano // 1000, "fields": fields}
+
+
+_SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+
+def _severity_name(number: int) -> str:
+    """The OTLP short name of a severity number: INFO for 9, INFO2 for 10... "" when unset or unknown."""
+    if not 1 <= number <= 24:
+        return ""
+    base, step = divmod(number - 1, 4)
+    return _SEVERITY_NAMES[base] + (str(step + 1) if step else "")
+
+
+def _record_log(record: LogEntry) -> dict[str, Any]:
+    """An OTLP log record as a Jaeger span log: ``event`` = body, ``level`` = severity, then attributes."""
+    fields: list[Tag] = []
+    event = record.body or record.event_name
+    if event and "event" not in record.attributes:
+        fields.append({"key": "event", "type": "string", "value": event})
+    level = record.severity_text or _severity_name(record.severity_number)
+    if level and "level" not in record.attributes:
+        fields.append({"key": "level", "type": "string", "value": level})
+    fields.extend(_plain_tag(key, value) for key, value in record.attributes.items())
+    return {"timestamp": record.time_ns // 1000, "fields": fields}
+
+
+def _plain_tag(key: str, value: Any) -> Tag:
+    """A decoded attribute value (str, bool, int, float, list, dict, None) typed as :func:`_tag` does."""
+    if isinstance(value, bool):
+        return {"key": key, "type": "bool", "value": value}
+    if isinstance(value, int):
+        safe = -_JS_MAX_SAFE_INT <= value <= _JS_MAX_SAFE_INT
+        return {"key": key, "type": "int64", "value": value if safe else str(value)}
+    if isinstance(value, float):
+        return {"key": key, "type": "float64", "value": _float(value)}
+    if isinstance(value, str):
+        return {"key": key, "type": "string", "value": value}
+    if value is None:
+        return {"key": key, "type": "string", "value": ""}
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)
+    return {"key": key, "type": "string", "value": text}
 
 
 def _tag(key: str, value: AnyValue) -> Tag:
