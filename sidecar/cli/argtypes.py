@@ -127,3 +127,23 @@ def time_ns(text: str) -> int:
     if not 0 <= ns <= _UNIX_NS_MAX:
         raise argparse.ArgumentTypeError(f"{text!r} is out of range: times must lie between 1970 and 2262")
     return ns
+
+
+def severity(text: str) -> str:
+    """A log severity as ``/api/logs`` takes it: a name (trace, debug, info, warn, error, fatal) or 1-24."""
+    from sidecar.query.logs import parse_severity
+
+    try:
+        parse_severity(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def regex(text: str) -> str:
+    """A Python regular expression, as the server compiles it."""
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {exc}") from None
+    return text

@@ -1,5 +1,5 @@
 """``sidecar`` command line: ``serve`` runs the sidecar; ``traces``, ``services``, ``operations``,
-``dependencies`` and ``events`` query a running one.
+``dependencies``, ``events`` and ``logs`` query a running one.
 
 ``main`` returns the exit status instead of exiting, so tests can call it in-process:
 0 success, 1 runtime/API failure, 2 usage or configuration error.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from sidecar.cli.client import CliError
 from sidecar.cli.events import add_events_parser
+from sidecar.cli.logs import add_logs_parser
 from sidecar.cli.services import add_services_parsers
 from sidecar.cli.traces import add_traces_parser
 from sidecar.config.loader import ConfigError, load_config
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_traces_parser(commands)
     add_services_parsers(commands)
     add_events_parser(commands)
+    add_logs_parser(commands)
     return parser
 
 
