@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rocksdict import ReadOptions
-
 from sidecar.otlp.shadow import IdChunk
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition
@@ -13,17 +11,7 @@ from sidecar.storage.rocks.db import Partition
 
 def trace_chunks(part: Partition, trace_id: bytes) -> Iterator[bytes]:
     """The stored chunks of one trace in one partition, oldest write first."""
-    prefix = keys.chunk_prefix(trace_id)
-    ro = ReadOptions()
-    ro.set_iterate_upper_bound(keys.prefix_end(prefix))
-    it = part.data.iter(ro)
-    try:
-        it.seek(prefix)
-        while it.valid():
-            yield it.value()
-            it.next()
-    finally:
-        del it  # an open iterator would keep the store from closing
+    return (value for _, value in part.items(keys.chunk_prefix(trace_id)))
 
 
 def group_span_ids(chunk: bytes) -> list[list[bytes]]:

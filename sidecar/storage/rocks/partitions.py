@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from rocksdict import ColumnFamily, Rdict
+from rocksdict import ColumnFamily, Rdict, ReadOptions
 
-from sidecar.storage.rocks.keys import TRACE_PARTITION_PREFIX, partition_day, partition_name
+from sidecar.storage.rocks.keys import TRACE_PARTITION_PREFIX, partition_day, partition_name, prefix_end
 
 _EPOCH = _dt.date(1970, 1, 1)
 
@@ -124,3 +124,16 @@ class Partition:
     def end_day(self) -> int:
         """First day after this partition: retention may drop it once that day is old enough."""
         return self.signal.period_end(self.day)
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) under ``prefix``, in key order."""
+        ro = ReadOptions()
+        ro.set_iterate_upper_bound(prefix_end(prefix))
+        it = self.data.iter(ro)
+        try:
+            it.seek(prefix)
+            while it.valid():
+                yield it.key(), it.value()
+                it.next()
+        finally:
+            del it  # an open iterator would keep the store from closing

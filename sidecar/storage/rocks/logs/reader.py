@@ -21,7 +21,6 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from rocksdict import ReadOptions
 
 from sidecar.ingest.traces import _service_name
 from sidecar.otlp.anyvalue import attributes_dict, body_text
@@ -128,19 +127,6 @@ class BlockStats:
     opened: int
 
 
-def _iterate(part: Partition, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-    ro = ReadOptions()
-    ro.set_iterate_upper_bound(keys.prefix_end(prefix))
-    it = part.data.iter(ro)
-    try:
-        it.seek(prefix)
-        while it.valid():
-            yield it.key(), it.value()
-            it.next()
-    finally:
-        del it  # an open iterator would keep the store from closing
-
-
 class LogReader:
     def __init__(self, store: RocksStore) -> None:
         self._store = store
@@ -153,7 +139,7 @@ class LogReader:
         """Every stored record of one trace, oldest first: one ``X | trace_id`` read per partition."""
         found: list[LogEntry] = []
         for part in self._store.partitions(LOGS):
-            for key, value in _iterate(part, TRACE_INDEX + trace_id):
+            for key, value in part.items(TRACE_INDEX + trace_id):
                 block = self._block(part, key[-_SUFFIX:])
                 if block is not None:
                     found += self._entries(part, block, array("H", value))
@@ -191,7 +177,7 @@ class LogReader:
     def mark(self) -> tuple[int, bytes]:
         """The newest stored block (day, suffix): a live tail shows only what is written after it."""
         for part in self._store.partitions(LOGS):
-            for key, _ in _iterate(part, HEADER):
+            for key, _ in part.items(HEADER):
                 return part.day, key[1:]
         return -(2**31), b""
 
@@ -204,7 +190,7 @@ class LogReader:
         for part in self._store.partitions(LOGS):
             if part.day < mark[0]:
                 break
-            for key, header in _iterate(part, HEADER):
+            for key, header in part.items(HEADER):
                 suffix = key[1:]
                 if part.day == mark[0] and suffix >= mark[1]:
                     break
@@ -283,10 +269,10 @@ class LogReader:
         """(block suffix, header) newest write first: every block, or with a trace ID only the blocks
         its index names (same key order, so cursors mean the same either way)."""
         if trace_id is None:
-            for key, header in _iterate(part, HEADER):
+            for key, header in part.items(HEADER):
                 yield key[1:], header
             return
-        for key, _ in _iterate(part, TRACE_INDEX + bytes.fromhex(trace_id)):
+        for key, _ in part.items(TRACE_INDEX + bytes.fromhex(trace_id)):
             suffix = key[-_SUFFIX:]
             stored = part.data.get(HEADER + suffix)
             if stored is not None:
