@@ -7,7 +7,23 @@ import datetime as dt
 import io
 from collections.abc import Iterable, Sequence
 
+from multidict import MultiMapping
+
+from sidecar.api import params
+from sidecar.query.params import shown
+
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+FORMATS = ("json", "ndjson", "csv")  # the answer formats of the listing routes (events, logs)
+
+
+def output_format(q: MultiMapping[str]) -> str:
+    """The ``format`` parameter; 400 naming it when it is none of FORMATS."""
+    fmt = params.text(q, "format") or "json"
+    if fmt not in FORMATS:
+        raise params.BadParam("format", f"must be json, ndjson or csv, got {shown(fmt)}")
+    return fmt
 
 
 def rfc3339(ns: int) -> str:

@@ -17,7 +17,7 @@ from multidict import MultiMapping
 
 from sidecar.api import params
 from sidecar.api.context import ApiContext
-from sidecar.api.csv_format import rfc3339
+from sidecar.api.csv_format import output_format, rfc3339
 from sidecar.api.csv_format import to_csv as csv_text
 from sidecar.api.native import error
 from sidecar.query.params import MAX_NS, parse_decimal, parse_rfc3339_nano, shown
@@ -28,7 +28,6 @@ EVENT_READER = web.AppKey("event_reader", EventReader)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 ORDERS = ("asc", "desc")
-FORMATS = ("json", "ndjson", "csv")
 CSV_FIELDS = ("timestamp", "name", "user_id", "session_id", "service", "id")
 
 
@@ -81,9 +80,7 @@ class EventsApi:
     async def list_events(self, request: web.Request) -> web.Response:
         try:
             args = query_args(request.query)
-            fmt = params.text(request.query, "format") or "json"
-            if fmt not in FORMATS:
-                raise params.BadParam("format", f"must be json, ndjson or csv, got {shown(fmt)}")
+            fmt = output_format(request.query)
         except params.BadParam as exc:
             return error(400, str(exc))
         reader = request.app.get(EVENT_READER)

@@ -16,13 +16,12 @@ from multidict import MultiMapping
 
 from sidecar.api import params
 from sidecar.api.context import ApiContext
-from sidecar.api.csv_format import rfc3339, to_csv
+from sidecar.api.csv_format import output_format, rfc3339, to_csv
 from sidecar.api.events import _time
 from sidecar.api.native import error
 from sidecar.query.logs import (
     CSV_FIELDS,
     DEFAULT_LIMIT,
-    FORMATS,
     MAX_LIMIT,
     csv_row,
     entry_json,
@@ -95,9 +94,7 @@ class LogsApi:
             cursor = params.text(q, "cursor")
             if (cursor is not None and not _HEX_ID.fullmatch(cursor)) or len(cursor or "") % 2:
                 raise params.BadParam("cursor", "not a cursor this API gave (use next_cursor)")
-            fmt = params.text(q, "format") or "json"
-            if fmt not in FORMATS:
-                raise params.BadParam("format", f"must be json, ndjson or csv, got {shown(fmt)}")
+            fmt = output_format(q)
         except params.BadParam as exc:
             return error(400, str(exc))
         reader = request.app.get(LOG_READER)

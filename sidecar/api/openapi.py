@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.api.events import DEFAULT_LIMIT, FORMATS, MAX_LIMIT, ORDERS
+from sidecar.api.csv_format import FORMATS
+from sidecar.api.events import DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from sidecar.api.params import JAEGER_DEFAULT_LIMIT, SPAN_KINDS
 from sidecar.config.model import ApiConfig
 from sidecar.query.logs import DEFAULT_LIMIT as LOG_DEFAULT_LIMIT
-from sidecar.query.logs import FORMATS as LOG_FORMATS
 from sidecar.query.logs import MAX_LIMIT as LOG_MAX_LIMIT
 from sidecar.query.params import MAX_NS
 
@@ -762,7 +762,7 @@ def _logs_paths() -> dict[str, Any]:
             "`json` (default), `ndjson` (one record per line) or `csv` (RFC 4180: a header of the fixed "
             "fields, the attributes as one JSON column; a cell starting with `=`, `+`, `-`, `@`, tab or "
             "CR gets a leading `'`). For ndjson and csv the next page's cursor is in `X-Next-Cursor`.",
-            {"type": "string", "enum": list(LOG_FORMATS)},
+            {"type": "string", "enum": list(FORMATS)},
         ),
     ]
     record = _object(

@@ -13,7 +13,6 @@ from sidecar.storage.rocks.logs.reader import LogEntry, LogFilter, LogPage, LogR
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000  # refused above, never clamped
-FORMATS = ("json", "ndjson", "csv")
 # The first SeverityNumber of each OTLP range (TRACE 1-4, DEBUG 5-8, ... FATAL 21-24).
 SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
 # Fixed CSV columns; the attributes follow as one JSON column, so every page has the same header
