@@ -20,7 +20,7 @@ from sidecar.api.context import ApiContext
 from sidecar.api.csv_format import output_format, rfc3339
 from sidecar.api.csv_format import to_csv as csv_text
 from sidecar.api.native import error
-from sidecar.query.params import MAX_NS, parse_decimal, parse_rfc3339_nano, shown
+from sidecar.query.params import shown
 from sidecar.storage.rocks.events.reader import BadCursor, EventReader, StoredEvent
 
 # Set by the server next to the API context: the API app also runs without an events store (tests).
@@ -29,21 +29,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 ORDERS = ("asc", "desc")
 CSV_FIELDS = ("timestamp", "name", "user_id", "session_id", "service", "id")
-
-
-def _time(q: MultiMapping[str], name: str) -> int | None:
-    """RFC 3339 or Unix nanoseconds."""
-    found = params.first(q, name)
-    if found is None:
-        return None
-    value = found[1]
-    try:
-        ns = parse_decimal(value) if value.isascii() and value.isdigit() else parse_rfc3339_nano(value)
-    except ValueError as exc:
-        raise params.BadParam(name, f"expected RFC 3339 or Unix nanoseconds: {exc}") from None
-    if not 0 <= ns <= MAX_NS:
-        raise params.BadParam(name, f"{shown(value)} is out of range (1970 to 2262)")
-    return ns
 
 
 def query_args(q: MultiMapping[str]) -> dict[str, Any]:
@@ -61,8 +46,8 @@ def query_args(q: MultiMapping[str]) -> dict[str, Any]:
         name: params.text(q, name) for name in ("name", "user_id", "session_id", "service")
     }
     args.update(
-        from_ns=_time(q, "from"),
-        to_ns=_time(q, "to"),
+        from_ns=params.unix_ns_or_rfc3339(q, "from"),
+        to_ns=params.unix_ns_or_rfc3339(q, "to"),
         order=order,
         limit=params.integer(q, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT),
         after_cursor=cursor,

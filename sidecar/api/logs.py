@@ -17,7 +17,6 @@ from multidict import MultiMapping
 from sidecar.api import params
 from sidecar.api.context import ApiContext
 from sidecar.api.csv_format import output_format, rfc3339, to_csv
-from sidecar.api.events import _time
 from sidecar.api.native import error
 from sidecar.query.logs import (
     CSV_FIELDS,
@@ -61,7 +60,7 @@ def log_filter(q: MultiMapping[str]) -> LogFilter:
     attrs = [(name.removeprefix("attr."), value) for name, value in q.items() if name.startswith("attr.")]
     if any(not key for key, _ in attrs):
         raise params.BadParam("attr.", "name the attribute: attr.KEY=VALUE")
-    from_ns, to_ns = _time(q, "from"), _time(q, "to")
+    from_ns, to_ns = params.unix_ns_or_rfc3339(q, "from"), params.unix_ns_or_rfc3339(q, "to")
     if from_ns is not None and to_ns is not None and from_ns > to_ns:
         raise params.BadParam("from", "is after 'to'")
     return LogFilter(

@@ -298,3 +298,18 @@ def build_query(
 def _ordered(low: Named | None, high: Named | None) -> None:
     if low is not None and high is not None and high[1] < low[1]:
         raise BadParam(high[0], f"must not be smaller than '{low[0]}'")
+
+
+def unix_ns_or_rfc3339(q: MultiMapping[str], name: str) -> int | None:
+    """A time given as RFC 3339 or Unix nanoseconds (the events and logs routes)."""
+    found = first(q, name)
+    if found is None:
+        return None
+    value = found[1]
+    try:
+        ns = parse_decimal(value) if value.isascii() and value.isdigit() else parse_rfc3339_nano(value)
+    except ValueError as exc:
+        raise BadParam(name, f"expected RFC 3339 or Unix nanoseconds: {exc}") from None
+    if not 0 <= ns <= MAX_NS:
+        raise BadParam(name, f"{shown(value)} is out of range (1970 to 2262)")
+    return ns
