@@ -170,7 +170,7 @@ def _ndjson(body: bytes, limits: Limits, now_ns: int) -> Parsed:
     items: list[Any] = []
     lines: list[int] = []
     bad: dict[int, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -43,3 +43,12 @@ def test_form_values_that_read_as_numbers_are_numbers_and_fields_stay_text() -> 
     (event,) = parse_request("application/x-www-form-urlencoded", body, [], LIMITS, NOW).events
     assert event.user_id == "007"
     assert event.properties == {"n": 42, "x": -1.5, "big": 1000.0, "word": "12abc", "zero": 0, "flag": "true"}
+
+
+def test_ndjson_lines_end_only_at_newlines_not_at_unicode_line_separators() -> None:
+    """JSON strings may hold U+2028, U+2029 and U+0085 unescaped; str.splitlines would cut there."""
+    text = "a\u2028b\u0085c\u2029d"
+    body = ('{"event": "e", "note": "%s"}\r\n\n{"event": "f"}' % text).encode()
+    parsed = parse_request("application/x-ndjson", body, [], LIMITS, NOW)
+    assert parsed.errors == []
+    assert [(e.name, e.properties) for e in parsed.events] == [("e", {"note": text}), ("f", {})]
