@@ -118,7 +118,8 @@ def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
                 group.severities.append(record.severity_number)
                 group.trace_ids.append(record.trace_id)
                 group.bodies.append(encoded_body_text(record.body))
-                if record.event_name or record.attributes:
+                # The attribute check scans the record's bytes in C first: most records are no events.
+                if record.event_name or (record.attributes and _EVENT_NAME_KEY in raw):
                     event = _event(record, resource.service, when)
                     if event is not None:
                         events.append(event)
