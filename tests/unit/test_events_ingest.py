@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -48,7 +49,8 @@ def test_form_values_that_read_as_numbers_are_numbers_and_fields_stay_text() -> 
 def test_ndjson_lines_end_only_at_newlines_not_at_unicode_line_separators() -> None:
     """JSON strings may hold U+2028, U+2029 and U+0085 unescaped; str.splitlines would cut there."""
     text = "a\u2028b\u0085c\u2029d"
-    body = ('{"event": "e", "note": "%s"}\r\n\n{"event": "f"}' % text).encode()
+    first = json.dumps({"event": "e", "note": text}, ensure_ascii=False)
+    body = (first + '\r\n\n{"event": "f"}').encode()
     parsed = parse_request("application/x-ndjson", body, [], LIMITS, NOW)
     assert parsed.errors == []
     assert [(e.name, e.properties) for e in parsed.events] == [("e", {"note": text}), ("f", {})]

@@ -44,7 +44,6 @@ ID = b"I"
 _EID = struct.Struct(">QQI")
 _HEAD = struct.Struct(">IIIH")
 _U32 = struct.Struct(">I")
-_NO_KEYS: set[str] = set()
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -159,7 +158,7 @@ class EventMerge:
                 cf = part.handle
                 name = registry.code("n", event.name, batch, default_cf)
                 props = event.properties
-                if props and not registry.keys.get(name, _NO_KEYS).issuperset(props):
+                if props:
                     registry.note_keys(name, props, batch, default_cf)
                 user = registry.code("u", event.user_id, batch, default_cf) if event.user_id else 0
                 service = registry.code("s", event.service, batch, default_cf) if event.service else 0

@@ -14,10 +14,11 @@ from collections.abc import Iterable
 
 from rocksdict import ColumnFamily, Rdict, ReadOptions, WriteBatch
 
+from sidecar.storage.rocks.key_registry import KeyRegistry
+
 PREFIX = b"E"
 KINDS = ("n", "u", "s")  # event name, user id, service
 KEYS = b"Ek"  # Ek | name(4) | property key -> "": the keys each event name has carried (CSV headers)
-MAX_KEYS_PER_NAME = 1_000
 _U32 = struct.Struct(">I")
 
 
@@ -26,8 +27,7 @@ class EventRegistry:
         self.codes: dict[str, dict[str, int]] = {kind: {} for kind in KINDS}
         self.texts: dict[str, dict[int, str]] = {kind: {} for kind in KINDS}
         self._pending: list[tuple[str, str, int]] = []
-        self.keys: dict[int, set[str]] = {}
-        self._pending_keys: list[tuple[int, str]] = []
+        self.keys = KeyRegistry(db, KEYS, lambda rest: (rest[:4], rest[4:]))
         self._lock = threading.Lock()
         ro = ReadOptions()
         ro.set_iterate_upper_bound(b"F")
@@ -36,11 +36,7 @@ class EventRegistry:
         while it.valid():
             key = it.key()
             kind = chr(key[1])
-            if kind == "k" and len(key) > 6:
-                self.keys.setdefault(_U32.unpack_from(key, 2)[0], set()).add(
-                    key[6:].decode("utf-8", "replace")
-                )
-            elif kind in self.codes and len(key) == 6:
+            if kind in self.codes and len(key) == 6:
                 code, text = _U32.unpack_from(key, 2)[0], it.value().decode("utf-8", "replace")
                 self.codes[kind][text] = code
                 self.texts[kind][code] = text
@@ -60,35 +56,26 @@ class EventRegistry:
         return code
 
     def note_keys(self, name: int, keys: Iterable[str], batch: WriteBatch, default_cf: ColumnFamily) -> None:
-        """Remember the property keys of event name ``name`` (up to MAX_KEYS_PER_NAME of them)."""
-        known = self.keys.get(name)
-        if known is None:
-            known = self.keys[name] = set()
-        for key in keys:
-            if key not in known and len(known) < MAX_KEYS_PER_NAME:
-                known.add(key)
-                self._pending_keys.append((name, key))
-                batch.put(KEYS + _U32.pack(name) + key.encode(), b"", default_cf)
+        """Remember the property keys of event name ``name`` (see key_registry.py)."""
+        group = _U32.pack(name)
+        if not self.keys.knows(group, keys):
+            self.keys.note(group, keys, batch, default_cf)
 
     def keys_of(self, name: int | None) -> list[str]:
         """Property keys of one event name (None: of every name), sorted."""
-        if name is not None:
-            return sorted(self.keys.get(name, ()))
-        return sorted(set().union(*list(self.keys.values())))
+        return self.keys.keys_of(None if name is None else [_U32.pack(name)])
 
     def commit(self) -> None:
         self._pending.clear()
-        self._pending_keys.clear()
+        self.keys.commit()
 
     def rollback(self) -> None:
         with self._lock:
             for kind, text, code in reversed(self._pending):
                 self.codes[kind].pop(text, None)
                 self.texts[kind].pop(code, None)
-            for name, key in self._pending_keys:
-                self.keys[name].discard(key)
+        self.keys.rollback()
         self._pending.clear()
-        self._pending_keys.clear()
 
     def text(self, kind: str, code: int) -> str | None:
         return self.texts[kind].get(code) if code else None
