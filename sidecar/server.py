@@ -40,6 +40,7 @@ from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
 from sidecar.storage.rocks.events.reader import EventReader
 from sidecar.storage.rocks.events.registry import EventRegistry
 from sidecar.storage.rocks.events.writer import EventWriter
+from sidecar.storage.rocks.logs.merge import attribute_keys
 from sidecar.storage.rocks.logs.reader import LogReader
 from sidecar.storage.rocks.logs.writer import LogWriter
 from sidecar.storage.rocks.reader import RocksReader
@@ -105,7 +106,10 @@ async def run(config: Config) -> int:
         config.ingest.max_queue_spans,
         reprepare=functools.partial(prepare_traces, well_formed=True),
     )
-    log_writer = LogWriter(queue, config.ingest.max_batch_log_records, config.ingest.max_queue_log_records)
+    log_keys = attribute_keys(store.db)
+    log_writer = LogWriter(
+        queue, config.ingest.max_batch_log_records, config.ingest.max_queue_log_records, log_keys
+    )
     events_cfg = config.ingest.events
     event_registry = EventRegistry(store.db)
     event_writer = EventWriter(
@@ -156,7 +160,7 @@ async def run(config: Config) -> int:
     api_runner: web.AppRunner | None = None
     api_app = build_api_app(ctx)
     api_app[EVENT_READER] = EventReader(store, event_registry)
-    api_app[LOG_READER] = LogReader(store)
+    api_app[LOG_READER] = LogReader(store, log_keys)
     retention = Retention.from_config(store, config.storage)
     try:
         api_runner = await _listen(

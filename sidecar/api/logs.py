@@ -109,8 +109,10 @@ class LogsApi:
             text = "".join(json.dumps(entry_json(e)) + "\n" for e in page.entries)
             return web.Response(text=text, content_type="application/x-ndjson", headers=headers)
         if fmt == "csv":
-            rows = (csv_row(e, rfc3339(e.time_ns)) for e in page.entries)
-            return web.Response(text=to_csv(CSV_FIELDS, rows), content_type="text/csv", headers=headers)
+            keys = reader.attribute_keys(query.service)
+            rows = (csv_row(e, rfc3339(e.time_ns), keys) for e in page.entries)
+            text = to_csv([*CSV_FIELDS, *keys], rows)
+            return web.Response(text=text, content_type="text/csv", headers=headers)
         body: dict[str, Any] = {"data": [entry_json(e) for e in page.entries], "next_cursor": next_cursor}
         return web.Response(text=json.dumps(body), content_type="application/json")
 

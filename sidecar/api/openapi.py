@@ -760,8 +760,9 @@ def _logs_paths() -> dict[str, Any]:
         _param(
             "format",
             "`json` (default), `ndjson` (one record per line) or `csv` (RFC 4180: a header of the fixed "
-            "fields, the attributes as one JSON column; a cell starting with `=`, `+`, `-`, `@`, tab or "
-            "CR gets a leading `'`). For ndjson and csv the next page's cursor is in `X-Next-Cursor`.",
+            "fields, then one column per attribute key the service's records carried; a cell "
+            "starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`). For ndjson and csv the "
+            "next page's cursor is in `X-Next-Cursor`.",
             {"type": "string", "enum": list(FORMATS)},
         ),
     ]

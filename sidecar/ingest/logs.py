@@ -43,6 +43,13 @@ def _problem(record: Any) -> str | None:
     return None
 
 
+def _attribute_key(kv: bytes) -> bytes:
+    """The key of a KeyValue's bytes: read in place when it is the first field with a short length."""
+    if kv[:1] == b"\x0a" and len(kv) > 1 and kv[1] < 0x80:
+        return kv[2 : 2 + kv[1]]
+    return KeyValue.FromString(kv).key.encode()
+
+
 def _event(record: Any, service: str, when: int) -> LogEvent | None:
     """The business event a record carries, if any; ``event_name`` wins over an ``event.name`` attribute."""
     name = record.event_name.decode("utf-8", "replace")
@@ -118,6 +125,8 @@ def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
                 group.severities.append(record.severity_number)
                 group.trace_ids.append(record.trace_id)
                 group.bodies.append(encoded_body_text(record.body))
+                if record.attributes:
+                    group.attribute_keys.update(map(_attribute_key, record.attributes))
                 # The attribute check scans the record's bytes in C first: most records are no events.
                 if record.event_name or (record.attributes and _EVENT_NAME_KEY in raw):
                     event = _event(record, resource.service, when)

@@ -15,8 +15,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000  # refused above, never clamped
 # The first SeverityNumber of each OTLP range (TRACE 1-4, DEBUG 5-8, ... FATAL 21-24).
 SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
-# Fixed CSV columns; the attributes follow as one JSON column, so every page has the same header
-# and it needs no pass over the rows (logs keep no registry of attribute keys).
+# Fixed CSV columns; one column per attribute key follows, from the registry of the keys the
+# query's service (or every service) carried, so the header needs no pass over the rows.
 CSV_FIELDS = (
     "timestamp",
     "severity_number",
@@ -27,7 +27,6 @@ CSV_FIELDS = (
     "trace_id",
     "span_id",
     "event_name",
-    "attributes",
 )
 
 
@@ -57,8 +56,9 @@ def entry_json(e: LogEntry) -> dict[str, Any]:
     }
 
 
-def csv_row(e: LogEntry, time_text: str) -> list[object]:
-    attrs = json.dumps(e.attributes, sort_keys=True, default=str) if e.attributes else ""
+def csv_row(e: LogEntry, time_text: str, keys: list[str]) -> list[object]:
+    """One CSV row: the fixed fields, then each attribute of ``keys`` (maps and lists as JSON)."""
+    attrs = e.attributes
     return [
         time_text,
         e.severity_number,
@@ -69,8 +69,12 @@ def csv_row(e: LogEntry, time_text: str) -> list[object]:
         e.trace_id,
         e.span_id,
         e.event_name,
-        attrs,
+        *(_cell_value(attrs.get(key)) for key in keys),
     ]
+
+
+def _cell_value(value: object) -> object:
+    return json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict | list) else value
 
 
 def search(reader: LogReader, query: LogFilter, limit: int, cursor: str | None) -> LogPage:

@@ -23,6 +23,7 @@ class LogGroup:
     severities: list[int]
     trace_ids: list[bytes]  # b"" when the record names no trace
     bodies: list[str]  # body as text, for the token filter
+    attribute_keys: set[bytes] = field(default_factory=set)  # of every record (CSV columns)
     # Content hash of (resource, scope, records): an exporter's resent request repeats it exactly.
     digest: bytes = b""
 

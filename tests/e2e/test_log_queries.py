@@ -140,22 +140,24 @@ def test_csv_bytes_quoting_and_formula_injection(sidecar: Sidecar) -> None:
     send(
         sidecar,
         svc,
-        [{"body": b, "time": T0 + i, "attrs": {"k": "v,1"}} for i, b in enumerate(risky)],
+        [{"body": b, "time": T0 + i, "attrs": {"k": "v,1", "n": i}} for i, b in enumerate(risky)],
     )
+    send(sidecar, "lq-csv-other", [{"body": "x", "time": T0, "attrs": {"other": "o"}}])
     status, headers, raw = http_request(
         "GET", f"{sidecar.api_url}/api/logs?" + urllib.parse.urlencode({"service": svc, "format": "csv"})
     )
     assert status == 200 and headers["content-type"].startswith("text/csv")
     lines = raw.split(b"\r\n")
     assert lines[0] == (
-        b"timestamp,severity_number,severity_text,service,scope,body,trace_id,span_id,event_name,attributes"
-    )
-    assert lines[1] == b'2023-11-14T22:13:20.000000007Z,9,,lq-csv,e2e.queries,plain,,,,"{""k"": ""v,1""}"'
+        b"timestamp,severity_number,severity_text,service,scope,body,trace_id,span_id,event_name,k,n"
+    )  # one column per attribute key of the service's records, from the key registry
+    assert lines[1] == b'2023-11-14T22:13:20.000000007Z,9,,lq-csv,e2e.queries,plain,,,,"v,1",7'
     prefix = b"2023-11-14T22:13:20.00000000%dZ,9,,lq-csv,e2e.queries,"
-    attrs = b',,,,"{""k"": ""v,1""}"'
-    assert lines[2] == prefix % 6 + b'"say ""hi"", then\nbye"' + attrs
-    assert prefix % 5 + b'"\'\rcr"' + attrs + b"\r\n" + prefix % 4 + b"'\ttab" + attrs + b"\r\n" in raw
-    assert prefix % 0 + b"'=SUM(A1:A2)" + attrs + b"\r\n" == lines[-2] + b"\r\n" and lines[-1] == b""
+    attrs = b',,,,"v,1",%d'
+    assert lines[2] == prefix % 6 + b'"say ""hi"", then\nbye"' + attrs % 6
+    cr_then_tab = prefix % 5 + b'"\'\rcr"' + attrs % 5 + b"\r\n" + prefix % 4 + b"'\ttab" + attrs % 4
+    assert cr_then_tab + b"\r\n" in raw
+    assert prefix % 0 + b"'=SUM(A1:A2)" + attrs % 0 + b"\r\n" == lines[-2] + b"\r\n" and lines[-1] == b""
     rows = list(csv.reader(io.StringIO(raw.decode(), newline="")))
     assert [r[5] for r in rows[1:]] == [
         "plain",
@@ -168,6 +170,15 @@ def test_csv_bytes_quoting_and_formula_injection(sidecar: Sidecar) -> None:
         "'=SUM(A1:A2)",
     ]
     assert raw.endswith(b"\r\n")
+    # Without a service filter the columns are every service's keys; a record lacking one leaves it empty.
+    status, headers, raw = http_request(
+        "GET", f"{sidecar.api_url}/api/logs?" + urllib.parse.urlencode({"q": "x", "format": "csv"})
+    )
+    rows = list(csv.DictReader(io.StringIO(raw.decode(), newline="")))
+    assert {"k", "n", "other"} <= set(rows[0]) and "attributes" not in rows[0]
+    assert [(r["service"], r["other"], r["k"]) for r in rows if r["service"].startswith("lq-csv")] == [
+        ("lq-csv-other", "o", "")
+    ]
 
 
 def test_ndjson_and_the_cursor_header(sidecar: Sidecar) -> None:

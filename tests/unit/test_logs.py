@@ -287,3 +287,27 @@ def test_a_resent_request_is_stored_once(tmp_path: Path) -> None:
         ]
     finally:
         store.close()
+
+
+def test_attribute_keys_per_service_survive_a_restart(tmp_path: Path) -> None:
+    """The CSV header's columns: every key a service's records carried, read without a scan."""
+    path = str(tmp_path / "db")
+    long_key = "k" * 200  # a two-byte length on the wire: read the slow way
+    a = record("a", attributes=[kv("http.route", "/x"), kv("n", 1)])
+    b = record("b", attributes=[kv(long_key, "v")])
+    store = RocksStore(path, StoreOptions())
+    try:
+        write(store, request("svc-a", [a, record("plain")]))
+        write(store, request("svc-b", [b]))
+        reader = LogReader(store)
+        assert reader.attribute_keys("svc-a") == ["http.route", "n"]
+        assert reader.attribute_keys("svc-b") == [long_key]
+        assert reader.attribute_keys(None) == ["http.route", long_key, "n"]
+        assert reader.attribute_keys("nobody") == []
+    finally:
+        store.close()
+    store = RocksStore(path, StoreOptions())
+    try:
+        assert LogReader(store).attribute_keys(None) == ["http.route", long_key, "n"]
+    finally:
+        store.close()

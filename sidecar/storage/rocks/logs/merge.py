@@ -15,8 +15,11 @@ Partition column family ``lYYYYMMDD`` (UTC day of arrival; ``storage.logs.retent
     R | 'r'|'s' | blake2b-128(bytes)   -> resource / scope bytes (once per partition)
     U | blake2b-128(group)             -> "" : a (resource, scope, records) group already stored
     W                                  -> min_time(8) | max_time(8) of every record in the partition
-Nothing goes in the default column family: the service registry there is the traces' (Jaeger's
-service list), so a block header names its service itself, a few bytes per block.
+Default column family:
+    Lk | len(2) | service | attribute key -> "" : the attribute keys each service's records carried
+                                          (the CSV header's columns; see key_registry.py)
+The service registry there is the traces' (Jaeger's service list), so a block header names its
+service itself, a few bytes per block.
 
 One block per (resource, scope) per write, split every BLOCK_RECORDS records: records are never one
 key each, so RocksDB's per-key cost is paid per block. Headers sit apart from blocks (and filters
@@ -53,13 +56,14 @@ from itertools import repeat
 from operator import and_, mul, rshift
 from typing import Any
 
-from rocksdict import WriteBatch
+from rocksdict import Rdict, WriteBatch
 
 from sidecar.otlp.shadow import LogBlock
 from sidecar.storage.prepared import ResourceInfo, ScopeInfo
 from sidecar.storage.prepared_logs import LogGroup, PreparedLogs
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
+from sidecar.storage.rocks.key_registry import KeyRegistry
 from sidecar.storage.rocks.partitions import LOGS
 
 HEADER = b"H"
@@ -201,11 +205,32 @@ def block_suffix(rev: bytes, seq: int) -> bytes:
     return rev + _SEQ(seq)
 
 
+ATTRIBUTE_KEYS = b"Lk"
+_LEN = struct.Struct(">H")
+
+
+def service_group(service: str) -> bytes:
+    """A service's group in the attribute-key registry: length-prefixed, so none prefixes another."""
+    name = service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
+    return _LEN.pack(len(name)) + name
+
+
+def _split_group(rest: bytes) -> tuple[bytes, bytes]:
+    end = 2 + _LEN.unpack_from(rest)[0] if len(rest) >= 2 else len(rest)
+    return rest[:end], rest[end:]
+
+
+def attribute_keys(db: Rdict) -> KeyRegistry:
+    """The attribute keys of every service's records, loaded from the store (writer and reader share it)."""
+    return KeyRegistry(db, ATTRIBUTE_KEYS, _split_group)
+
+
 class LogMerge:
     """The write queue's merger for logs; its caches belong to the writer thread."""
 
-    def __init__(self, store: RocksStore) -> None:
+    def __init__(self, store: RocksStore, keys_seen: KeyRegistry) -> None:
         self._store = store
+        self._keys = keys_seen
         self._blobs_written: set[tuple[int, bytes, bytes]] = set()
         self._pending_blobs: list[tuple[int, bytes, bytes]] = []
         self._seen: OrderedDict[bytes, None] = OrderedDict()
@@ -235,12 +260,15 @@ class LogMerge:
                 into.severities += group.severities
                 into.trace_ids += group.trace_ids
                 into.bodies += group.bodies
+                into.attribute_keys |= group.attribute_keys
         if merged:
             self._widen_range(part, merged.values(), batch)
         rev = keys.rev(ns)
         seq = 0
         for group in merged.values():
             self._store_blobs(part.day, group.resource, group.scope, batch)
+            if group.attribute_keys:
+                self._note_keys(group, batch)
             for start in range(0, len(group.records), BLOCK_RECORDS):
                 end = start + BLOCK_RECORDS
                 self._put_block(group, start, end, block_suffix(rev, seq), batch)
@@ -260,6 +288,14 @@ class LogMerge:
                 by_trace.setdefault(tid, []).append(index)
         for tid, indexes in by_trace.items():
             batch.put(TRACE_INDEX + tid + suffix, array("H", indexes).tobytes())
+
+    def _note_keys(self, group: LogGroup, batch: WriteBatch) -> None:
+        service = service_group(group.resource.service)
+        found = [key.decode("utf-8", "replace") for key in group.attribute_keys]
+        if not self._keys.knows(service, found):
+            # Fetched when needed, never kept: a live handle would stop the store from closing.
+            default_cf = self._store.db.get_column_family_handle("default")
+            self._keys.note(service, found, batch, default_cf)
 
     def _store_blobs(self, day: int, resource: ResourceInfo, scope: ScopeInfo, batch: WriteBatch) -> None:
         """Resource and scope bytes once per partition; remembered only once the write succeeded."""
@@ -292,6 +328,7 @@ class LogMerge:
         )
 
     def after_write(self) -> None:
+        self._keys.commit()
         if len(self._blobs_written) > 100_000:
             self._blobs_written.clear()
         self._blobs_written.update(self._pending_blobs)
@@ -307,6 +344,7 @@ class LogMerge:
             seen.popitem(last=False)
 
     def write_failed(self) -> None:
+        self._keys.rollback()
         self._pending_range = None
         self._pending_blobs.clear()
         self._pending_seen.clear()

@@ -28,6 +28,7 @@ from sidecar.otlp.shadow import LogBlock
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.events.reader import prop_matches
+from sidecar.storage.rocks.key_registry import KeyRegistry
 from sidecar.storage.rocks.logs.merge import (
     BLOB,
     BLOCK,
@@ -36,11 +37,13 @@ from sidecar.storage.rocks.logs.merge import (
     MAX_SERVICE_BYTES,
     RANGE,
     TRACE_INDEX,
+    attribute_keys,
     decode_block,
     decode_header,
     decode_range,
     may_contain,
     needle_trigrams,
+    service_group,
 )
 from sidecar.storage.rocks.partitions import LOGS
 
@@ -128,13 +131,19 @@ class BlockStats:
 
 
 class LogReader:
-    def __init__(self, store: RocksStore) -> None:
+    def __init__(self, store: RocksStore, keys_seen: KeyRegistry | None = None) -> None:
+        """``keys_seen``: the attribute-key registry the log writer fills (loaded here if None)."""
         self._store = store
+        self._keys = keys_seen or attribute_keys(store.db)
         self._services: dict[bytes, str] = {}
         self._scopes: dict[bytes, str] = {}
         self.last_scan = BlockStats(0, 0)
 
     # -- queries -----------------------------------------------------------------------------
+    def attribute_keys(self, service: str | None) -> list[str]:
+        """The attribute keys records of ``service`` (None: of any service) have carried, sorted."""
+        return self._keys.keys_of(None if service is None else [service_group(service)])
+
     def get_trace_logs(self, trace_id: bytes) -> list[LogEntry]:
         """Every stored record of one trace, oldest first: one ``X | trace_id`` read per partition."""
         found: list[LogEntry] = []

@@ -6,7 +6,8 @@ import asyncio
 from concurrent.futures import Future
 
 from sidecar.storage.prepared_logs import PreparedLogs
-from sidecar.storage.rocks.logs.merge import LogMerge
+from sidecar.storage.rocks.key_registry import KeyRegistry
+from sidecar.storage.rocks.logs.merge import LogMerge, attribute_keys
 from sidecar.storage.rocks.write_queue import WriteQueue
 
 SIGNAL = "logs"
@@ -15,11 +16,18 @@ SIGNAL = "logs"
 class LogWriter:
     """Registers the logs signal on ``queue`` (limits in log records); the queue's owner runs it."""
 
-    def __init__(self, queue: WriteQueue, max_batch_records: int, max_queue_records: int) -> None:
+    def __init__(
+        self,
+        queue: WriteQueue,
+        max_batch_records: int,
+        max_queue_records: int,
+        keys_seen: KeyRegistry | None = None,
+    ) -> None:
+        """``keys_seen``: the attribute-key registry the log reader also holds (loaded here if None)."""
         self._queue = queue
         queue.register(
             SIGNAL,
-            LogMerge(queue.store),
+            LogMerge(queue.store, keys_seen or attribute_keys(queue.store.db)),
             max_batch=max_batch_records,
             max_queue=max_queue_records,
             unit="log records",
