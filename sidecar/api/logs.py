@@ -28,6 +28,7 @@ from sidecar.query.logs import (
     search,
 )
 from sidecar.query.params import shown
+from sidecar.query.regex import compile_regex
 from sidecar.storage.rocks.logs.reader import BadCursor, LogFilter, LogReader
 
 # Set by the server next to the API context: the API app also runs without a log store (tests).
@@ -54,9 +55,9 @@ def log_filter(q: MultiMapping[str]) -> LogFilter:
         raise params.BadParam("severity_min", str(exc)) from None
     pattern = params.text(q, "regex")
     try:
-        regex = re.compile(pattern) if pattern is not None else None
-    except re.error as exc:
-        raise params.BadParam("regex", f"not a regular expression: {exc}") from None
+        regex = compile_regex(pattern) if pattern is not None else None
+    except ValueError as exc:
+        raise params.BadParam("regex", str(exc)) from None
     attrs = [(name.removeprefix("attr."), value) for name, value in q.items() if name.startswith("attr.")]
     if any(not key for key, _ in attrs):
         raise params.BadParam("attr.", "name the attribute: attr.KEY=VALUE")

@@ -736,7 +736,7 @@ def _logs_paths() -> dict[str, Any]:
         ),
         _param("q", "Case-insensitive substring of the body."),
         _param(
-            "regex", "Python regular expression searched in the body; one that does not compile is a 400."
+            "regex", "RE2 regular expression (Loki's syntax) searched in the body; one RE2 refuses is a 400."
         ),
         _param("trace_id", "Trace ID, 32 hex digits.", {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}),
         _param("span_id", "Span ID, 16 hex digits.", {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"}),

@@ -12,6 +12,7 @@ import re
 from decimal import Decimal
 
 from sidecar.query.params import parse_go_duration, parse_rfc3339_nano
+from sidecar.query.regex import compile_regex
 
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
 _UNIX_SECONDS = re.compile(r"\d+(\.\d+)?")
@@ -141,9 +142,9 @@ def severity(text: str) -> str:
 
 
 def regex(text: str) -> str:
-    """A Python regular expression, as the server compiles it."""
+    """A regular expression RE2 accepts, as the server compiles it."""
     try:
-        re.compile(text)
-    except re.error as exc:
-        raise argparse.ArgumentTypeError(f"not a regular expression: {exc}") from None
+        compile_regex(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text

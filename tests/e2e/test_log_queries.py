@@ -198,7 +198,7 @@ def test_ndjson_and_the_cursor_header(sidecar: Sidecar) -> None:
 def test_bad_parameters_answer_400_naming_them(sidecar: Sidecar) -> None:
     cases = {
         "severity_min": ["loud", "0", "25"],
-        "regex": ["(unclosed"],
+        "regex": ["(unclosed", "(?<=a)b", r"(a)\1"],  # RE2 has no look-behind, no back-references
         "trace_id": ["xyz", "ab" * 15],
         "span_id": ["12"],
         "from": ["yesterday"],
@@ -220,6 +220,19 @@ def test_bad_parameters_answer_400_naming_them(sidecar: Sidecar) -> None:
                 assert f"'{name}'" in answer["error"]["message"], (path, name, answer)
     status, answer = sidecar.get_json("/api/logs", {"from": str(T0 + 5), "to": str(T0)})
     assert status == 400 and "'from'" in answer["error"]["message"]
+
+
+def test_a_catastrophic_regex_answers_at_once(sidecar: Sidecar) -> None:
+    """``(a+)+$`` backtracks for ages in Python's re; RE2 answers in linear time, so one client's
+    pattern cannot stall the sidecar (the request has the test's short timeout)."""
+    svc = "lq-redos"
+    send(sidecar, svc, [{"body": "a" * 5_000 + "!", "time": T0}, {"body": "aaa", "time": T0 + 1}])
+    assert bodies(sidecar, service=svc, regex="(a+)+$") == ["aaa"]
+    status, answer = sidecar.get_json("/api/logs", {"regex": "(?<=a)b"})
+    assert status == 400
+    assert answer["error"]["message"] == (
+        "parameter 'regex': not a regular expression RE2 accepts: invalid perl operator: (?<="
+    )
 
 
 def _open_tail(

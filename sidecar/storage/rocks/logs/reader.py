@@ -11,12 +11,11 @@ strictly after the cursor gives each match once while new records arrive (they l
 
 from __future__ import annotations
 
-import re
 import struct
 from array import array
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
@@ -47,6 +46,13 @@ from sidecar.storage.rocks.logs.merge import (
 )
 from sidecar.storage.rocks.partitions import LOGS
 
+
+class TextPattern(Protocol):
+    """A compiled pattern (the API compiles with RE2, see query/regex.py)."""
+
+    def search(self, text: str, /) -> object | None: ...
+
+
 _SUFFIX = 10  # rev(8) | seq(2)
 _CURSOR = struct.Struct(">i10sH")  # day | block suffix | position
 
@@ -62,7 +68,7 @@ class LogFilter:
     service: str | None = None
     severity_min: int = 0
     text: str | None = None  # case-insensitive substring of the body
-    regex: re.Pattern[str] | None = None  # searched in the body
+    regex: TextPattern | None = None  # searched in the body
     trace_id: str | None = None  # hex
     span_id: str | None = None
     attrs: list[tuple[str, str]] = field(default_factory=list)
