@@ -55,6 +55,8 @@ def query_args(q: MultiMapping[str]) -> dict[str, Any]:
     )
     if any(not key for key, _ in args["props"]):
         raise params.BadParam("prop.", "name the property: prop.KEY=VALUE")
+    if args["from_ns"] is not None and args["to_ns"] is not None and args["from_ns"] > args["to_ns"]:
+        raise params.BadParam("from", "is after 'to'")
     return args
 
 
