@@ -26,6 +26,8 @@ test: $(STAMP) lint typecheck
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.dedupe
+	$(BIN)/python -m bench.logs
+	$(BIN)/python -m bench.events
 
 clean:
 	rm -rf $(VENV) data

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,36 +38,42 @@ class IngestReport:
     lifetime_peak_rss_mib: float = 0.0  # at shutdown (the query phase may have run on this server)
 
     def summary(self) -> dict[str, Any]:
-        d = self.drive
-        per_100k = 100_000 / d.spans if d.spans else 0.0
         return {
             "transport": self.transport,
-            "senders": d.senders,
-            "duration_s": round(d.wall_s, 2),
-            "spans": d.spans,
-            "spans_per_s_median_1s": round(d.median_window),
-            "spans_per_s_overall": round(d.spans_per_s),
-            "windows": d.windows,
-            "server_cpu_s_per_100k_spans": round(d.server_cpu_s * per_100k, 3),
-            "server_cores": round(d.server_cpu_s / d.wall_s, 2),
-            "client_cpu_s_per_100k_spans": round(d.client_cpu_s * per_100k, 3),
-            "client_cores": round(d.client_cpu_s / d.wall_s, 2),
-            # CPU used by everything else on this shared machine while we measured (noise).
-            "other_cores": round((d.machine_cpu_s - d.server_cpu_s - d.client_cpu_s) / d.wall_s, 2),
-            "steal_cores": round(d.steal_cpu_s / d.wall_s, 2),
-            "request_latency_p50_ms": round(d.latency_p50_ms, 1),
-            "request_latency_p99_ms": round(d.latency_p99_ms, 1),
+            **drive_summary(self.drive, "span"),
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "lifetime_peak_rss_mib": round(self.lifetime_peak_rss_mib, 1),
-            "client_errors": d.errors,
-            "dropped_requests": d.dropped,
-            "rejected_spans": d.rejected,
             "ready_s": round(self.ready_s, 2),
             "otlp_bytes_per_span": round(self.otlp_bytes_per_span, 1),
             "stored_spans": self.stored_spans,
             "stop": self.stop,
             "disk": self.disk,
         }
+
+
+def drive_summary(d: DriveResult, unit: str) -> dict[str, Any]:
+    """Throughput, CPU, latency and errors of one measured drive, keys named after ``unit`` (say "span")."""
+    per_100k = 100_000 / d.items if d.items else 0.0
+    return {
+        "senders": d.senders,
+        "duration_s": round(d.wall_s, 2),
+        f"{unit}s": d.items,
+        f"{unit}s_per_s_median_1s": round(d.median_window),
+        f"{unit}s_per_s_overall": round(d.items_per_s),
+        "windows": d.windows,
+        f"server_cpu_s_per_100k_{unit}s": round(d.server_cpu_s * per_100k, 3),
+        "server_cores": round(d.server_cpu_s / d.wall_s, 2),
+        f"client_cpu_s_per_100k_{unit}s": round(d.client_cpu_s * per_100k, 3),
+        "client_cores": round(d.client_cpu_s / d.wall_s, 2),
+        # CPU used by everything else on this shared machine while we measured (noise).
+        "other_cores": round((d.machine_cpu_s - d.server_cpu_s - d.client_cpu_s) / d.wall_s, 2),
+        "steal_cores": round(d.steal_cpu_s / d.wall_s, 2),
+        "request_latency_p50_ms": round(d.latency_p50_ms, 1),
+        "request_latency_p99_ms": round(d.latency_p99_ms, 1),
+        "client_errors": d.errors,
+        "dropped_requests": d.dropped,
+        f"rejected_{unit}s": d.rejected,
+    }
 
 
 def dir_sizes(path: Path) -> dict[str, int]:
@@ -84,27 +91,41 @@ def dir_sizes(path: Path) -> dict[str, int]:
     return {"bytes": total, "sst_bytes": sst, "files": files}
 
 
-def measure_disk(path: Path, spans: int) -> dict[str, Any]:
+def measure_disk(
+    path: Path, items: int, unit: str = "span", count: Callable[[Any], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Reopen the stopped server's data dir, flush and compact it, and size it per stored ``unit``.
+
+    ``count``, if given, reads the reopened store first (say, how many items it really holds); what it
+    returns is under ``"counted"``.
+    """
     from sidecar.storage.rocks.db import RocksStore, StoreOptions  # deferred: rocksdict is heavy
 
     after_stop = dir_sizes(path)
     t0 = time.perf_counter()
     store = RocksStore(str(path), StoreOptions())
+    counted: dict[str, Any] | None = None
     try:
+        if count is not None:
+            counted = count(store)
+            t0 = time.perf_counter()
         store.flush()
         store.compact()
     finally:
         store.close()
     compacted = dir_sizes(path)
-    per = 1 / spans if spans else 0.0
-    return {
+    per = 1 / items if items else 0.0
+    out: dict[str, Any] = {
         "after_stop": after_stop,
         "compacted": compacted,
         "compact_s": round(time.perf_counter() - t0, 2),
-        "bytes_per_span": round(compacted["bytes"] * per, 1),
-        "sst_bytes_per_span": round(compacted["sst_bytes"] * per, 1),
-        "after_stop_bytes_per_span": round(after_stop["bytes"] * per, 1),
+        f"bytes_per_{unit}": round(compacted["bytes"] * per, 1),
+        f"sst_bytes_per_{unit}": round(compacted["sst_bytes"] * per, 1),
+        f"after_stop_bytes_per_{unit}": round(after_stop["bytes"] * per, 1),
     }
+    if counted is not None:
+        out["counted"] = counted
+    return out
 
 
 def start(
@@ -135,7 +156,7 @@ def start(
             ready_s=ready,
             peak_rss_mib=server.peak_rss_mib(),
             otlp_bytes_per_span=_otlp_bytes_per_span(stream, result.acked),
-            stored_spans=result.spans_total,
+            stored_spans=result.items_total,
         )
         for p in spy:
             p.wait(60)

@@ -21,8 +21,9 @@ from bench.senders import DriveResult, drive
 from bench.server import Sidecar
 from bench.stream import RequestStream, SentTrace
 
-# check(json body, the known trace the request was built from) -> (results, correct)
-Check = Callable[[Any, SentTrace], tuple[int, bool]]
+# check(json body, the known item - here a trace - the request was built from) -> (results, correct)
+Check = Callable[[Any, Any], tuple[int, bool]]
+Queries = dict[str, tuple[Callable[[Any], str], Check]]
 
 
 def _v1_spans(body: Any, t: SentTrace) -> tuple[int, bool]:
@@ -53,7 +54,7 @@ def _tags(tags: dict[str, str]) -> str:
     return urllib.parse.quote(json.dumps(tags, separators=(",", ":")))
 
 
-QUERIES: dict[str, tuple[Callable[[SentTrace], str], Check]] = {
+QUERIES: Queries = {
     "trace by id (v1 /api/traces/{id})": (lambda t: f"/api/traces/{t.trace_id.hex()}", _v1_spans),
     "trace by id (v3 /api/v3/traces/{id})": (lambda t: f"/api/v3/traces/{t.trace_id.hex()}", _v3_spans),
     "summaries service+tag status 500 (common)": (
@@ -88,18 +89,21 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
-def measure(server: Sidecar, known: list[SentTrace], n: int, rng: random.Random) -> list[QueryStat]:
-    conn = http.client.HTTPConnection("127.0.0.1", server.api_port, timeout=60)
+def measure(
+    server: Sidecar, known: list[Any], n: int, rng: random.Random, queries: Queries = QUERIES
+) -> list[QueryStat]:
+    """``n`` sequential requests of each query, each built from (and checked against) a random known item."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.api_port, timeout=120)
     stats: list[QueryStat] = []
     try:
-        for name, (path_of, check) in QUERIES.items():
+        for name, (path_of, check) in queries.items():
             times: list[float] = []
             results: list[int] = []
             correct = errors = 0
             example = ""
             for _ in range(n):
-                trace = rng.choice(known)
-                path = example = path_of(trace)
+                item = rng.choice(known)
+                path = example = path_of(item)
                 t0 = time.perf_counter()
                 conn.request("GET", path)
                 resp = conn.getresponse()
@@ -108,7 +112,7 @@ def measure(server: Sidecar, known: list[SentTrace], n: int, rng: random.Random)
                 if resp.status != 200:
                     errors += 1
                     continue
-                count, ok = check(json.loads(data), trace)
+                count, ok = check(json.loads(data), item)
                 results.append(count)
                 correct += ok
             stats.append(
@@ -162,8 +166,8 @@ def run(
     """Top the store up to ``target_spans`` over gRPC at full speed, wait for quiet, then measure."""
     load: DriveResult | None = None
     if stored < target_spans:
-        load = drive("grpc", server, stream, senders, until_spans=target_spans - stored)
-        stored += load.spans_total
+        load = drive("grpc", server, stream, senders, until_items=target_spans - stored)
+        stored += load.items_total
         acked = sorted(acked + load.acked)
     idle = server.wait_idle(timeout=idle_timeout)
     known = stream.sent_traces(acked_prefix(acked), 2000, random.Random(seed))
@@ -173,9 +177,9 @@ def run(
     load_info = None
     if load is not None:
         load_info = {
-            "spans": load.spans_total,
+            "spans": load.items_total,
             "wall_s": round(load.wall_s, 1),
-            "spans_per_s": round(load.spans_per_s),
+            "spans_per_s": round(load.items_per_s),
             "errors": load.errors,
         }
     return QueryReport(stored, load_info, round(idle, 1), round(server.rss_mib(), 1), stats), load

@@ -66,10 +66,18 @@ def query_table(q: dict[str, Any]) -> list[str]:
             if q["load"]
             else ""
         ),
-        f"  {'query':<44}{'n':>5}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'results':>9}{'correct':>9}{'errors':>8}",
+        *query_rows(q["queries"]),
     ]
-    for s in q["queries"]:
+    return lines
+
+
+def query_rows(queries: list[dict[str, Any]]) -> list[str]:
+    """A header and one line per ``bench.query.QueryStat`` (as a dict)."""
+    lines = [
+        f"  {'query':<44}{'n':>5}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'results':>9}{'correct':>9}{'errors':>8}"
+    ]
+    for s in queries:
         lines.append(
             f"  {s['name']:<44}{s['n']:>5}{s['p50_ms']:>9.1f}{s['p99_ms']:>9.1f}{s['max_ms']:>9.1f}"
             f"{s['avg_results']:>9.1f}{s['correct_pct']:>8.0f}%{s['http_errors']:>8}"

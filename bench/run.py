@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                     idle_timeout=20 if args.quick else 120,
                 )
                 if load is not None:
-                    grpc.stored_spans += load.spans_total
+                    grpc.stored_spans += load.items_total
                 results["query"] = asdict(q)
         finally:
             _say("stopping the gRPC sidecar, compacting its data dir")

@@ -28,9 +28,22 @@ class SentTrace:
 _RETIME = os.environ.get("BENCH_RETIME", "1") != "0"
 
 
-class RequestStream:
-    def __init__(self, workload: Workload, start: int = 0) -> None:
-        self.workload = workload
+def retime(buf: bytearray, offsets: tuple[int, ...], delta: int) -> None:
+    """Add ``delta`` to the little-endian 8-byte timestamps at ``offsets`` (unless BENCH_RETIME=0)."""
+    for at in offsets if _RETIME else ():
+        buf[at : at + 8] = (int.from_bytes(buf[at : at + 8], "little") + delta).to_bytes(8, "little")
+
+
+class Replay:
+    """Thread-safe, endless sequence numbers over a pool of ``pool_size`` requests, and per-epoch masks.
+
+    Subclasses say what request ``seq`` is (``body``) and how many items (spans, log records,
+    events) it holds (``items``).
+    """
+
+    def __init__(self, seed: int, pool_size: int, start: int = 0) -> None:
+        self.seed = seed
+        self.pool_size = pool_size
         self._next = start
         self._lock = threading.Lock()
         self._masks: dict[int, int] = {0: 0}
@@ -41,17 +54,32 @@ class RequestStream:
         return self._next
 
     def take(self) -> tuple[int, bytes, int]:
-        """(seq, body, spans) of the next request."""
+        """(seq, body, items) of the next request."""
         with self._lock:
             seq = self._next
             self._next += 1
-        return seq, self.body(seq), self.workload.request_spans[seq % len(self.workload.requests)]
+        return seq, self.body(seq), self.items(seq)
 
     def mask(self, epoch: int) -> int:
         mask = self._masks.get(epoch)
         if mask is None:
-            mask = self._masks[epoch] = random.Random(f"{self.workload.seed}/{epoch}").getrandbits(128)
+            mask = self._masks[epoch] = random.Random(f"{self.seed}/{epoch}").getrandbits(128)
         return mask
+
+    def body(self, seq: int) -> bytes:
+        raise NotImplementedError
+
+    def items(self, seq: int) -> int:
+        raise NotImplementedError
+
+
+class RequestStream(Replay):
+    def __init__(self, workload: Workload, start: int = 0) -> None:
+        super().__init__(workload.seed, len(workload.requests), start)
+        self.workload = workload
+
+    def items(self, seq: int) -> int:
+        return self.workload.request_spans[seq % len(self.workload.requests)]
 
     def body(self, seq: int) -> bytes:
         """Request ``seq``: re-keyed for its epoch, and its timestamps moved so it ends now.
@@ -62,9 +90,7 @@ class RequestStream:
         epoch, index = divmod(seq, len(self.workload.requests))
         raw = self.workload.requests[index]
         buf = bytearray(raw)
-        delta = time.time_ns() - self.workload.request_end_ns[index]
-        for at in self.workload.time_fields[index] if _RETIME else ():
-            buf[at : at + 8] = (int.from_bytes(buf[at : at + 8], "little") + delta).to_bytes(8, "little")
+        retime(buf, self.workload.time_fields[index], time.time_ns() - self.workload.request_end_ns[index])
         if not epoch:
             return bytes(buf)
         mask = self.mask(epoch)
