@@ -13,6 +13,7 @@ from rocksdict import WriteBatch
 
 from sidecar.ingest.events import Event
 from sidecar.storage.rocks.db import RocksStore, StoreOptions
+from sidecar.storage.rocks.events.columns import scan_blocks
 from sidecar.storage.rocks.events.merge import EventBatch
 from sidecar.storage.rocks.events.reader import EventReader
 from sidecar.storage.rocks.events.registry import EventRegistry
@@ -115,3 +116,42 @@ def test_cursors_walk_across_months_in_both_orders(events: Events) -> None:
             assert seen == expected, (order, filters)
     odd = events.reader.list_events(user_id="1", order="asc", from_ns=times[2], to_ns=times[7])
     assert [e.ts_ns for e in odd.events] == [times[3], times[5]]
+
+
+def test_column_blocks_hold_exactly_the_stored_events(events: Events) -> None:
+    """Each write's stored events (not its duplicates) again as columns, per month, in time order."""
+    t = ns("2024-03-31T23:00:00+00:00")
+    first = [
+        Event("pay", t + 5, "u1", "s1", id="a", properties={"amount": 9.5, "screen": "cart"}),
+        Event("view", t + 1, user_id="u2", properties={"screen": "main", "vip": True, "n": 3}),
+        Event("view", t + 3, service="web", properties={"amount": "n/a", "n": 4}),
+        Event("pay", ns("2024-04-01T00:30:00+00:00"), user_id="u1", properties={"amount": 1}),
+    ]
+    events.put(*first)
+    events.put(Event("pay", t + 9, user_id="u9", id="a"))  # a duplicate: in no block
+    march, april = sorted(events.store.partitions(EVENTS), key=lambda p: p.day)
+    wanted = ["name", "user", "service", "session", "p.amount", "p.screen", "p.vip", "p.n", "p.absent"]
+    (block,) = scan_blocks(march, wanted)
+    reg = events.registry
+    assert (block.min_ts, block.max_ts, block.rows) == (t + 1, t + 5, 3)
+    cols = block.columns
+    assert cols["ts"].values.tolist() == [t + 1, t + 3, t + 5]
+    assert [reg.text("n", c) for c in cols["name"].values] == ["view", "view", "pay"]
+    assert [reg.text("u", c) for c in cols["user"].values] == ["u2", None, "u1"]
+    assert [reg.text("s", c) for c in cols["service"].values] == [None, "web", None]
+
+    def decoded(name: str) -> list[Any]:
+        col = cols[name]
+        if col.entries is None:
+            return [None if v != v else v for v in col.values.tolist()]  # NaN: absent
+        return [col.entries[c - 1] if c else None for c in col.values.tolist()]
+
+    assert decoded("session") == [None, None, "s1"]
+    assert cols["p.amount"].kind == "d" and decoded("p.amount") == [None, "n/a", 9.5]  # mixed: a dict
+    assert cols["p.n"].kind == "n" and decoded("p.n") == [3.0, 4.0, None]
+    assert decoded("p.vip") == [True, None, None] and decoded("p.screen") == ["main", None, "cart"]
+    assert "p.absent" not in cols
+    (block,) = scan_blocks(april, ["p.amount"])
+    assert block.rows == 1 and block.columns["p.amount"].values.tolist() == [1.0]
+    assert list(scan_blocks(march, ["name"], from_ns=t + 6)) == []  # skipped by its time range
+    assert len(list(scan_blocks(march, ["name"], from_ns=t + 5, to_ns=t + 6))) == 1

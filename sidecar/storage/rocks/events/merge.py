@@ -8,6 +8,8 @@ Partition column family ``eYYYYMM01`` (UTC month of the event's timestamp; reten
     U | user(4) | eid                    -> ""   one user's timeline is one range read
     N | name(4) | eid                    -> ""   one event name's events, in time order
     I | id                               -> eid  client ids already stored (dedupe)
+    H | rev(8) | seq(2), C | rev(8) | seq(2) | column
+                                         -> the write's events again, as a column block (columns.py)
 Default column family (the events registry, loaded whole at start-up, see registry.py):
     E | kind(1) | code(4) -> text        kind n: event name, u: user id, s: service
     E | k | name(4) | property key -> "" the keys each name carried: CSV headers without a scan
@@ -32,7 +34,9 @@ from typing import Any, cast
 from rocksdict import WriteBatch
 
 from sidecar.ingest.events import Event
+from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
+from sidecar.storage.rocks.events.columns import BlockRows, block_suffix, new_rows, put_block
 from sidecar.storage.rocks.events.registry import EventRegistry
 from sidecar.storage.rocks.keys import DAY_NS
 from sidecar.storage.rocks.partitions import EVENTS
@@ -141,6 +145,7 @@ class EventMerge:
         known = self._known_ids(items)
         index = 0
         parts: dict[int, Partition] = {}
+        blocks: dict[int, BlockRows] = {}  # month -> the column block of this write
         for item in items:
             for event in item.events:
                 id_key = None
@@ -164,6 +169,15 @@ class EventMerge:
                 service = registry.code("s", event.service, batch, default_cf) if event.service else 0
                 key = eid(event.ts_ns, ns, index)
                 index += 1
+                rows = blocks.get(month)
+                if rows is None:
+                    rows = blocks[month] = new_rows()
+                rows.ts.append(event.ts_ns)
+                rows.name.append(name)
+                rows.user.append(user)
+                rows.service.append(service)
+                rows.session.append(event.session_id)
+                rows.properties.append(props)
                 batch.put(RECORD + key, encode_record(name, user, service, event), cf)
                 batch.put(name_key(name) + key, b"", cf)
                 if user:
@@ -171,6 +185,9 @@ class EventMerge:
                 if id_key is not None:
                     batch.put(id_key, key, cf)
                 item.stored.append(key)
+        rev = keys.rev(ns)
+        for month, rows in blocks.items():
+            put_block(rows, block_suffix(rev, 0), batch, parts[month].handle)
 
     def after_write(self) -> None:
         self._registry.commit()
