@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
+from sidecar.api.analytics import EVENT_COLUMNS
 from sidecar.api.app import build_api_app
 from sidecar.api.context import ApiContext, Health
 from sidecar.api.events import EVENT_READER
@@ -37,6 +38,7 @@ from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
 from sidecar.receivers.otlp_http import OtlpHttpReceiver
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
+from sidecar.storage.rocks.events.columns import EventColumns
 from sidecar.storage.rocks.events.reader import EventReader
 from sidecar.storage.rocks.events.registry import EventRegistry
 from sidecar.storage.rocks.events.writer import EventWriter
@@ -160,6 +162,7 @@ async def run(config: Config) -> int:
     api_runner: web.AppRunner | None = None
     api_app = build_api_app(ctx)
     api_app[EVENT_READER] = EventReader(store, event_registry)
+    api_app[EVENT_COLUMNS] = EventColumns(store, event_registry)
     api_app[LOG_READER] = LogReader(store, log_keys)
     retention = Retention.from_config(store, config.storage)
     try:

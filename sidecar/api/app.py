@@ -7,6 +7,7 @@ import json
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from sidecar.api.analytics import AnalyticsApi
 from sidecar.api.context import ApiContext
 from sidecar.api.events import EventsApi
 from sidecar.api.jaeger_v1 import JaegerV1
@@ -77,6 +78,7 @@ def setup_routes(app: web.Application, ctx: ApiContext) -> None:
     # Native
     r.add_get("/api/trace-summaries", native.trace_summaries)
     r.add_get("/api/events", EventsApi(ctx).list_events)
+    r.add_post("/api/events/trends", AnalyticsApi(ctx).trends)
     r.add_get("/api/logs", logs.search)
     r.add_get("/api/logs/tail", logs.tail)
     app.on_shutdown.append(logs.close_tails)

@@ -15,6 +15,9 @@ from sidecar.api.csv_format import FORMATS
 from sidecar.api.events import DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from sidecar.api.params import JAEGER_DEFAULT_LIMIT, SPAN_KINDS
 from sidecar.config.model import ApiConfig
+from sidecar.query.analytics.filters import OPS
+from sidecar.query.analytics.timebuckets import INTERVALS
+from sidecar.query.analytics.trends import MEASURES
 from sidecar.query.logs import DEFAULT_LIMIT as LOG_DEFAULT_LIMIT
 from sidecar.query.logs import MAX_LIMIT as LOG_MAX_LIMIT
 from sidecar.query.params import MAX_NS
@@ -722,6 +725,86 @@ def _events_paths() -> dict[str, Any]:
     }
 
 
+def _post(op_id: str, tag: str, summary: str, body: Schema, **responses: dict[str, Any]) -> dict[str, Any]:
+    """A path item answering POST with a JSON body."""
+    post: dict[str, Any] = {
+        "operationId": op_id,
+        "tags": [tag],
+        "summary": summary,
+        "parameters": [
+            _param("format", "`json` (default) or `csv`; `Accept: text/csv` asks for CSV too.", _FORMAT)
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {code.removeprefix("s"): answer for code, answer in responses.items()},
+    }
+    return {"post": post}
+
+
+_FORMAT: Schema = {"type": "string", "enum": ["json", "csv"]}
+_WHEN: Schema = {"oneOf": [{"type": "string"}, {"type": "number"}]}
+
+
+def _analytics_paths() -> dict[str, Any]:
+    """``POST /api/events/trends`` (sidecar/api/analytics.py)."""
+    scalar: Schema = {"type": ["string", "number", "boolean"]}
+    a_filter = _object(
+        ["property"],
+        property=_STRING,
+        op={"type": "string", "enum": list(OPS), "default": "="},
+        value={"oneOf": [scalar, _array(scalar)]},
+    )
+    series = _object(
+        [],
+        event={"type": ["string", "null"]},
+        measure={"type": "string", "enum": list(MEASURES), "default": "count"},
+        property={"type": ["string", "null"]},
+        filters=_array(a_filter),
+    )
+    request = _object(
+        ["series", "from", "to"],
+        series=_array(series),
+        interval={"type": "string", "enum": list(INTERVALS), "default": "day"},
+        **{"from": _WHEN, "to": _WHEN},
+        timezone={"type": "string", "default": "UTC"},
+        breakdown={"oneOf": [{"type": "null"}, _STRING, _array(_STRING)]},
+        breakdown_limit={"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+        approximate={"type": "boolean", "default": False},
+    )
+    point = _object(["t", "value"], t=_STRING, value={"type": ["number", "null"]})
+    out_series = _object(
+        ["event", "measure", "property", "breakdown", "exact", "points"],
+        event={"type": ["string", "null"]},
+        measure=_STRING,
+        property={"type": ["string", "null"]},
+        breakdown={"type": ["object", "null"]},
+        exact=_BOOL,
+        points=_array(point),
+    )
+    answer = _object(
+        ["interval", "timezone", "from", "to", "series"],
+        interval=_STRING,
+        timezone=_STRING,
+        series=_array(out_series),
+        **{"from": _STRING, "to": _STRING},
+    )
+    ok = _answer(
+        "One value per bucket per series; CSV: `t,event,measure,property`, breakdowns, `value`", answer
+    )
+    ok["content"]["text/csv"] = {"schema": _STRING}
+    bad = _answer("A field is invalid; `error.message` starts with its path.", _ref("Error"))
+    return {
+        "/api/events/trends": _post(
+            "eventTrends",
+            "analytics",
+            "Counts, distinct users, DAU/WAU/MAU, sums and exact percentiles of events per calendar "
+            "bucket in a time zone, with filters and a top-N breakdown",
+            request,
+            s200=ok,
+            s400=bad,
+        )
+    }
+
+
 def _logs_paths() -> dict[str, Any]:
     """``GET /api/logs`` and ``GET /api/logs/tail`` (sidecar/api/logs.py): stored OTLP log records."""
     when = {"type": "string", "pattern": r"^([0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt].+)$"}
@@ -844,6 +927,7 @@ def openapi_document(
             **_v1_paths(max_limit),
             **_v3_paths(max_limit),
             **_events_paths(),
+            **_analytics_paths(),
             **_logs_paths(),
         },
         "components": {"schemas": _components()},

@@ -35,7 +35,9 @@ import numpy as np
 from rocksdict import ColumnFamily, ReadOptions, WriteBatch
 
 from sidecar.storage.rocks import keys
-from sidecar.storage.rocks.db import Partition
+from sidecar.storage.rocks.db import Partition, RocksStore
+from sidecar.storage.rocks.events.registry import EventRegistry
+from sidecar.storage.rocks.partitions import EVENTS
 
 HEADER = b"H"
 COLUMN = b"C"
@@ -179,3 +181,26 @@ def scan_blocks(
             yield Block(first, last, rows, decoded)
     finally:
         del it
+
+
+class EventColumns:
+    """The column blocks of every month partition, and the registry that decodes their codes."""
+
+    def __init__(self, store: RocksStore, registry: EventRegistry) -> None:
+        self._store = store
+        self.registry = registry
+
+    def blocks(self, from_ns: int, to_ns: int, columns: Sequence[str]) -> Iterator[Block]:
+        """Blocks with an event in ``[from_ns, to_ns)``, oldest partition first (see scan_blocks)."""
+        first, last = from_ns // keys.DAY_NS, max(to_ns - 1, 0) // keys.DAY_NS
+        for part in self._store.partitions(EVENTS, newest_first=False):
+            if part.end_day > first and part.day <= last:
+                yield from scan_blocks(part, columns, from_ns, to_ns)
+
+    def code(self, kind: str, text: str) -> int | None:
+        """The code of a name (``n``), user (``u``) or service (``s``); None if never stored."""
+        return self.registry.codes[kind].get(text)
+
+    def texts(self, kind: str) -> dict[int, str]:
+        """Every code of a kind and its text (a copy: the writer adds codes meanwhile)."""
+        return dict(self.registry.texts[kind])

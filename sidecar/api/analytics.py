@@ -1,0 +1,79 @@
+"""Event analytics routes: ``POST /api/events/trends`` (JSON body in, JSON or CSV out).
+
+A request is checked whole before any read, and a bad one gets 400 naming the field by its path
+(``series[0].filters[1].op``). CSV comes with ``?format=csv`` or ``Accept: text/csv``: one row per
+point, the columns ``t,event,measure,property``, one per breakdown name, then ``value``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from sidecar.api.context import ApiContext
+from sidecar.api.csv_format import to_csv
+from sidecar.api.native import error
+from sidecar.query.analytics.trends import BadRequest, parse_trends, run_trends
+from sidecar.storage.rocks.events.columns import EventColumns
+
+EVENT_COLUMNS = web.AppKey("event_columns", EventColumns)
+MAX_BODY_BYTES = 1 << 20
+
+
+def wants_csv(request: web.Request) -> bool | None:
+    """True for CSV, False for JSON, None for a ``format`` that is neither."""
+    fmt = request.query.get("format")
+    if fmt is not None:
+        return {"csv": True, "json": False}.get(fmt)
+    accept = request.headers.get("Accept", "")
+    return "text/csv" in accept and "application/json" not in accept
+
+
+async def read_json(request: web.Request) -> Any:
+    """The decoded body; BadRequest for a body that is not JSON."""
+    raw = await request.read()
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest("body", f"larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest("body", f"not JSON: {exc}") from None
+
+
+def trends_csv(answer: dict[str, Any], breakdown: list[str]) -> str:
+    rows = (
+        [
+            point["t"],
+            s["event"],
+            s["measure"],
+            s["property"],
+            *((s["breakdown"] or {}).get(name) for name in breakdown),
+            point["value"],
+        ]
+        for s in answer["series"]
+        for point in s["points"]
+    )
+    return to_csv(["t", "event", "measure", "property", *breakdown, "value"], rows)
+
+
+class AnalyticsApi:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    async def trends(self, request: web.Request) -> web.Response:
+        csv_out = wants_csv(request)
+        if csv_out is None:
+            return error(400, "parameter 'format': must be json or csv")
+        source = request.app.get(EVENT_COLUMNS)
+        if source is None:
+            return error(503, "this server does not store events")
+        try:
+            req = parse_trends(await read_json(request))
+        except BadRequest as exc:
+            return error(400, str(exc))
+        answer = await self.ctx.run(run_trends, source, req)
+        if csv_out:
+            return web.Response(text=trends_csv(answer, req.breakdown), content_type="text/csv")
+        return web.Response(text=json.dumps(answer), content_type="application/json")

@@ -1,0 +1,1 @@
+"""Event analytics: trends, funnels, retention over the events column blocks."""

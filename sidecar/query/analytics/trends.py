@@ -1,0 +1,291 @@
+"""``POST /api/events/trends``: one value per bucket per series, exact, from the column blocks.
+
+A series counts, counts distinct users, or measures a numeric property of the events it selects;
+a breakdown splits it by up to three properties into the top ``breakdown_limit`` combinations by
+event count over the range (ties by value, ascending) and one ``$other`` series for the rest.
+Percentiles interpolate linearly between closest ranks (ClickHouse ``quantilesExactInclusive``,
+PostgreSQL ``percentile_cont``). ``dau``/``wau``/``mau`` count the users active in the 1, 7 and 30
+local calendar days ending with each day, reading before ``from`` as far as they need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sidecar.query.analytics.filters import BadFilter, Filter, parse_filters
+from sidecar.query.analytics.frame import Frame, Scan, Source, ValueIds, display
+from sidecar.query.analytics.timebuckets import (
+    BadBuckets,
+    Buckets,
+    local_days,
+    make_buckets,
+    parse_time,
+    rfc3339,
+)
+
+COUNTS = ("count", "unique_users")
+ROLLING = {"dau": 1, "wau": 7, "mau": 30}
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
+VALUE_MEASURES = ("sum", "avg", "min", "max", *PERCENTILES)
+PER_USER = {"per_user_avg": None, "per_user_p50": 50.0, "per_user_p90": 90.0}
+MEASURES = (*COUNTS, *ROLLING, *VALUE_MEASURES, *PER_USER)
+MAX_SERIES = 20
+MAX_BREAKDOWN = 3
+OTHER = "$other"
+_DAY_NS = 86_400 * 10**9
+_TOP_KEYS = {"series", "interval", "from", "to", "timezone", "breakdown", "breakdown_limit", "approximate"}
+_SERIES_KEYS = {"event", "measure", "property", "filters"}
+_KIND_ORDER = {"b": 1, "n": 2, "s": 3}
+
+
+class BadRequest(ValueError):
+    """A request field (a path such as ``series[0].measure``) and why it is refused."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    event: str | None
+    measure: str
+    property: str | None
+    filters: list[Filter] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TrendsRequest:
+    series: list[Series]
+    buckets: Buckets
+    breakdown: list[str]
+    breakdown_limit: int
+
+
+def parse_trends(body: Any) -> TrendsRequest:
+    """The request from its decoded JSON body; BadRequest names the field at fault."""
+    if not isinstance(body, dict):
+        raise BadRequest("body", "must be a JSON object")
+    unknown = sorted(set(body) - _TOP_KEYS)
+    if unknown:
+        raise BadRequest(unknown[0], f"unknown field; known: {', '.join(sorted(_TOP_KEYS))}")
+    raw_series = body.get("series")
+    if not isinstance(raw_series, list) or not raw_series:
+        raise BadRequest("series", "required: a non-empty list of {event, measure, property, filters}")
+    if len(raw_series) > MAX_SERIES:
+        raise BadRequest("series", f"{len(raw_series)} series; the limit is {MAX_SERIES}")
+    interval = body.get("interval", "day")
+    try:
+        from_ns = parse_time("from", body.get("from"))
+        to_ns = parse_time("to", body.get("to"))
+        timezone = body.get("timezone")
+        if timezone is not None and not isinstance(timezone, str):
+            raise BadBuckets("timezone", "must be an IANA time zone name such as Europe/Warsaw")
+        interval_text = interval if isinstance(interval, str) else repr(interval)
+        buckets = make_buckets(interval_text, from_ns, to_ns, timezone)
+        series = [_series(item, f"series[{i}]", buckets.interval) for i, item in enumerate(raw_series)]
+    except (BadBuckets, BadFilter) as exc:
+        raise BadRequest(exc.field, exc.reason) from None
+    breakdown = body.get("breakdown")
+    if breakdown is None:
+        names: list[str] = []
+    elif isinstance(breakdown, str):
+        names = [breakdown]
+    elif isinstance(breakdown, list) and all(isinstance(b, str) and b for b in breakdown):
+        names = list(breakdown)
+    else:
+        raise BadRequest("breakdown", "must be a property name or a list of up to 3 of them")
+    if len(names) > MAX_BREAKDOWN:
+        raise BadRequest("breakdown", f"{len(names)} names; the limit is {MAX_BREAKDOWN}")
+    if len(set(names)) < len(names):
+        raise BadRequest("breakdown", "names a property twice")
+    limit = body.get("breakdown_limit", 10)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise BadRequest("breakdown_limit", "must be an integer from 1 to 1000")
+    if not isinstance(body.get("approximate", False), bool):
+        raise BadRequest("approximate", "must be true or false")
+    return TrendsRequest(series, buckets, names, limit)
+
+
+def _series(item: Any, path: str, interval: str) -> Series:
+    if not isinstance(item, dict):
+        raise BadRequest(path, "must be an object {event, measure, property, filters}")
+    unknown = sorted(set(item) - _SERIES_KEYS)
+    if unknown:
+        raise BadRequest(f"{path}.{unknown[0]}", f"unknown field; known: {', '.join(sorted(_SERIES_KEYS))}")
+    event = item.get("event")
+    if event is not None and (not isinstance(event, str) or not event):
+        raise BadRequest(f"{path}.event", "must be an event name, or null for every event")
+    measure = item.get("measure", "count")
+    if measure not in MEASURES:
+        got = str(measure)[:40]
+        raise BadRequest(f"{path}.measure", f"must be one of {', '.join(MEASURES)}, got {got!r}")
+    if measure in ROLLING and interval != "day":
+        raise BadRequest("interval", f"'{measure}' is a per-day measure: use interval 'day'")
+    prop = item.get("property")
+    if measure in VALUE_MEASURES:
+        if not isinstance(prop, str) or not prop:
+            raise BadRequest(f"{path}.property", f"'{measure}' needs the numeric property to measure")
+    elif prop is not None and not isinstance(prop, str):
+        raise BadRequest(f"{path}.property", "must be a property name")
+    return Series(event, measure, prop, parse_filters(item.get("filters"), f"{path}.filters"))
+
+
+# -- computing ----------------------------------------------------------------------------------
+def run_trends(source: Source, req: TrendsRequest) -> dict[str, Any]:
+    buckets = req.buckets
+    out_series: list[dict[str, Any]] = []
+    for s in req.series:
+        lookback = 0
+        if s.measure in ROLLING:
+            lookback = (ROLLING[s.measure] + 1) * _DAY_NS  # whole local days, DST included
+        frame = Scan(source).load(
+            buckets.from_ns - lookback,
+            buckets.to_ns,
+            None if s.event is None else [s.event],
+            s.filters,
+            s.property if s.measure in VALUE_MEASURES else None,
+            req.breakdown,
+        )
+        for breakdown, rows in _split(frame, buckets.from_ns, req.breakdown, req.breakdown_limit):
+            out_series.append(
+                {
+                    "event": s.event,
+                    "measure": s.measure,
+                    "property": s.property,
+                    "breakdown": breakdown,
+                    "exact": True,
+                    "points": _points(s.measure, rows, buckets),
+                }
+            )
+    return {
+        "interval": buckets.interval,
+        "timezone": buckets.timezone,
+        "from": rfc3339(buckets.from_ns),
+        "to": rfc3339(buckets.to_ns),
+        "series": out_series,
+    }
+
+
+def _sort_key(key: tuple[str, Any] | None) -> tuple[int, Any]:
+    return (0, 0) if key is None else (_KIND_ORDER[key[0]], key[1])
+
+
+def _split(
+    frame: Frame, from_ns: int, names: list[str], limit: int
+) -> list[tuple[dict[str, Any] | None, Frame]]:
+    """(breakdown, rows) per output series: the top ``limit`` combinations, then ``$other``."""
+    if not names:
+        return [(None, frame)]
+    in_range = frame.ts >= from_ns
+    combos, inverse = np.unique(np.stack(frame.groups, axis=1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    counts = np.bincount(inverse[in_range], minlength=len(combos))
+    values: list[ValueIds] = frame.values
+
+    def combo_keys(i: int) -> list[tuple[str, Any] | None]:
+        return [values[d].keys[int(combos[i, d])] for d in range(len(names))]
+
+    ranked = sorted(
+        (i for i in range(len(combos)) if counts[i] > 0),
+        key=lambda i: (-int(counts[i]), [_sort_key(k) for k in combo_keys(i)]),
+    )
+    top = ranked[:limit]
+    out: list[tuple[dict[str, Any] | None, Frame]] = []
+    for i in top:
+        keys = combo_keys(i)
+        out.append(({n: display(k) for n, k in zip(names, keys, strict=True)}, frame.take(inverse == i)))
+    rest = ~np.isin(inverse, np.array(top, dtype=inverse.dtype))
+    if (rest & in_range).any():
+        out.append(({n: OTHER for n in names}, frame.take(rest)))
+    return out
+
+
+def _points(measure: str, rows: Frame, buckets: Buckets) -> list[dict[str, Any]]:
+    labels = buckets.labels()
+    values = _values(measure, rows, buckets)
+    return [{"t": t, "value": v} for t, v in zip(labels, values, strict=True)]
+
+
+def _values(measure: str, rows: Frame, buckets: Buckets) -> list[Any]:
+    n = len(buckets)
+    if measure in ROLLING:
+        return _rolling(rows, buckets, ROLLING[measure])
+    inside = rows.take(rows.ts >= buckets.from_ns)
+    idx = buckets.index(inside.ts)
+    if measure == "count":
+        return np.bincount(idx, minlength=n).tolist()
+    users = inside.user
+    has_user = users != 0
+    if measure == "unique_users" or measure in PER_USER:
+        pairs, per_pair = np.unique(
+            idx[has_user].astype(np.int64) * (1 << 32) + users[has_user].astype(np.int64), return_counts=True
+        )
+        pair_bucket = pairs >> 32
+        if measure == "unique_users":
+            return np.bincount(pair_bucket, minlength=n).tolist()
+        return _grouped(pair_bucket, per_pair.astype(np.float64), n, PER_USER[measure], average=True)
+    assert inside.measure is not None
+    valid = ~np.isnan(inside.measure)
+    return _value_measure(measure, idx[valid], inside.measure[valid], n)
+
+
+def _grouped(bucket: np.ndarray, values: np.ndarray, n: int, q: float | None, average: bool) -> list[Any]:
+    """Per bucket: the average (q None) or the q-th percentile of ``values``; None when empty."""
+    order = np.lexsort((values, bucket))
+    bucket, values = bucket[order], values[order]
+    edges = np.searchsorted(bucket, np.arange(n + 1))
+    out: list[Any] = []
+    for i in range(n):
+        part = values[edges[i] : edges[i + 1]]
+        if not part.size:
+            out.append(None)
+        elif q is None:
+            out.append(float(part.mean()) if average else float(part.sum()))
+        else:
+            out.append(float(np.percentile(part, q)))
+    return out
+
+
+def _value_measure(measure: str, bucket: np.ndarray, values: np.ndarray, n: int) -> list[Any]:
+    if measure in PERCENTILES:
+        return _grouped(bucket, values, n, PERCENTILES[measure], average=True)
+    present = np.bincount(bucket, minlength=n) > 0
+    if measure in ("sum", "avg"):
+        sums = np.bincount(bucket, weights=values, minlength=n)
+        if measure == "avg":
+            counts = np.bincount(bucket, minlength=n)
+            sums = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
+        return [float(v) if p else None for v, p in zip(sums.tolist(), present.tolist(), strict=True)]
+    extreme = np.full(n, np.inf if measure == "min" else -np.inf)
+    (np.minimum if measure == "min" else np.maximum).at(extreme, bucket, values)
+    return [float(v) if p else None for v, p in zip(extreme.tolist(), present.tolist(), strict=True)]
+
+
+def _rolling(rows: Frame, buckets: Buckets, window: int) -> list[Any]:
+    """Distinct users active in the ``window`` local days ending with each day bucket."""
+    n = len(buckets)
+    has_user = rows.user != 0
+    days, _ = local_days(rows.ts[has_user], buckets.timezone)
+    bucket_days, _ = local_days(buckets.starts, buckets.timezone)
+    if not days.size:
+        return [0] * n
+    user = rows.user[has_user].astype(np.int64)
+    pairs = np.unique(user * (1 << 32) + (days - days.min()))
+    p_user, p_day = pairs >> 32, (pairs & 0xFFFFFFFF) + days.min()
+    # A user active on day a counts on days a .. a+window-1, up to (not into) their next active day.
+    nxt = np.empty_like(p_day)
+    nxt[:-1] = np.where(p_user[1:] == p_user[:-1], p_day[1:], np.iinfo(np.int64).max)
+    nxt[-1:] = np.iinfo(np.int64).max
+    end = np.minimum(p_day + window, nxt)  # exclusive
+    lo = int(min(p_day.min(), bucket_days.min()))
+    hi = int(max(end.max(), bucket_days.max() + 1))
+    diff = np.zeros(hi - lo + 1, dtype=np.int64)
+    np.add.at(diff, p_day - lo, 1)
+    np.add.at(diff, end - lo, -1)
+    active = np.cumsum(diff)
+    return active[bucket_days - lo].tolist()
