@@ -15,7 +15,8 @@ from aiohttp import web
 from sidecar.api.context import ApiContext
 from sidecar.api.csv_format import to_csv
 from sidecar.api.native import error
-from sidecar.query.analytics.trends import BadRequest, parse_trends, run_trends
+from sidecar.query.analytics.request import BadRequest
+from sidecar.query.analytics.trends import parse_trends, run_trends
 from sidecar.storage.rocks.events.columns import EventColumns
 
 EVENT_COLUMNS = web.AppKey("event_columns", EventColumns)

@@ -15,16 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from sidecar.query.analytics.filters import BadFilter, Filter, parse_filters
+from sidecar.query.analytics.filters import Filter
 from sidecar.query.analytics.frame import Frame, Scan, Source, ValueIds, display
-from sidecar.query.analytics.timebuckets import (
-    BadBuckets,
-    Buckets,
-    local_days,
-    make_buckets,
-    parse_time,
-    rfc3339,
+from sidecar.query.analytics.request import (
+    BadRequest,
+    breakdown_of,
+    buckets_of,
+    check_object,
+    event_of,
+    filters_of,
 )
+from sidecar.query.analytics.timebuckets import Buckets, local_days, rfc3339
 
 COUNTS = ("count", "unique_users")
 ROLLING = {"dau": 1, "wau": 7, "mau": 30}
@@ -33,21 +34,11 @@ VALUE_MEASURES = ("sum", "avg", "min", "max", *PERCENTILES)
 PER_USER = {"per_user_avg": None, "per_user_p50": 50.0, "per_user_p90": 90.0}
 MEASURES = (*COUNTS, *ROLLING, *VALUE_MEASURES, *PER_USER)
 MAX_SERIES = 20
-MAX_BREAKDOWN = 3
 OTHER = "$other"
 _DAY_NS = 86_400 * 10**9
 _TOP_KEYS = {"series", "interval", "from", "to", "timezone", "breakdown", "breakdown_limit", "approximate"}
 _SERIES_KEYS = {"event", "measure", "property", "filters"}
 _KIND_ORDER = {"b": 1, "n": 2, "s": 3}
-
-
-class BadRequest(ValueError):
-    """A request field (a path such as ``series[0].measure``) and why it is refused."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,58 +59,23 @@ class TrendsRequest:
 
 def parse_trends(body: Any) -> TrendsRequest:
     """The request from its decoded JSON body; BadRequest names the field at fault."""
-    if not isinstance(body, dict):
-        raise BadRequest("body", "must be a JSON object")
-    unknown = sorted(set(body) - _TOP_KEYS)
-    if unknown:
-        raise BadRequest(unknown[0], f"unknown field; known: {', '.join(sorted(_TOP_KEYS))}")
+    body = check_object(body, "body", _TOP_KEYS, "{series, interval, from, to, ...}")
     raw_series = body.get("series")
     if not isinstance(raw_series, list) or not raw_series:
         raise BadRequest("series", "required: a non-empty list of {event, measure, property, filters}")
     if len(raw_series) > MAX_SERIES:
         raise BadRequest("series", f"{len(raw_series)} series; the limit is {MAX_SERIES}")
-    interval = body.get("interval", "day")
-    try:
-        from_ns = parse_time("from", body.get("from"))
-        to_ns = parse_time("to", body.get("to"))
-        timezone = body.get("timezone")
-        if timezone is not None and not isinstance(timezone, str):
-            raise BadBuckets("timezone", "must be an IANA time zone name such as Europe/Warsaw")
-        interval_text = interval if isinstance(interval, str) else repr(interval)
-        buckets = make_buckets(interval_text, from_ns, to_ns, timezone)
-        series = [_series(item, f"series[{i}]", buckets.interval) for i, item in enumerate(raw_series)]
-    except (BadBuckets, BadFilter) as exc:
-        raise BadRequest(exc.field, exc.reason) from None
-    breakdown = body.get("breakdown")
-    if breakdown is None:
-        names: list[str] = []
-    elif isinstance(breakdown, str):
-        names = [breakdown]
-    elif isinstance(breakdown, list) and all(isinstance(b, str) and b for b in breakdown):
-        names = list(breakdown)
-    else:
-        raise BadRequest("breakdown", "must be a property name or a list of up to 3 of them")
-    if len(names) > MAX_BREAKDOWN:
-        raise BadRequest("breakdown", f"{len(names)} names; the limit is {MAX_BREAKDOWN}")
-    if len(set(names)) < len(names):
-        raise BadRequest("breakdown", "names a property twice")
-    limit = body.get("breakdown_limit", 10)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise BadRequest("breakdown_limit", "must be an integer from 1 to 1000")
+    buckets = buckets_of(body)
+    series = [_series(item, f"series[{i}]", buckets.interval) for i, item in enumerate(raw_series)]
+    names, limit = breakdown_of(body)
     if not isinstance(body.get("approximate", False), bool):
         raise BadRequest("approximate", "must be true or false")
     return TrendsRequest(series, buckets, names, limit)
 
 
 def _series(item: Any, path: str, interval: str) -> Series:
-    if not isinstance(item, dict):
-        raise BadRequest(path, "must be an object {event, measure, property, filters}")
-    unknown = sorted(set(item) - _SERIES_KEYS)
-    if unknown:
-        raise BadRequest(f"{path}.{unknown[0]}", f"unknown field; known: {', '.join(sorted(_SERIES_KEYS))}")
-    event = item.get("event")
-    if event is not None and (not isinstance(event, str) or not event):
-        raise BadRequest(f"{path}.event", "must be an event name, or null for every event")
+    item = check_object(item, path, _SERIES_KEYS, "{event, measure, property, filters}")
+    event = event_of(item.get("event"), f"{path}.event")
     measure = item.get("measure", "count")
     if measure not in MEASURES:
         got = str(measure)[:40]
@@ -132,7 +88,7 @@ def _series(item: Any, path: str, interval: str) -> Series:
             raise BadRequest(f"{path}.property", f"'{measure}' needs the numeric property to measure")
     elif prop is not None and not isinstance(prop, str):
         raise BadRequest(f"{path}.property", "must be a property name")
-    return Series(event, measure, prop, parse_filters(item.get("filters"), f"{path}.filters"))
+    return Series(event, measure, prop, filters_of(item.get("filters"), f"{path}.filters"))
 
 
 # -- computing ----------------------------------------------------------------------------------
