@@ -1,13 +1,16 @@
-"""Event analytics routes: ``POST /api/events/trends`` (JSON body in, JSON or CSV out).
+"""Event analytics routes: ``POST /api/events/trends`` and ``/funnels`` (JSON in, JSON or CSV out).
 
 A request is checked whole before any read, and a bad one gets 400 naming the field by its path
-(``series[0].filters[1].op``). CSV comes with ``?format=csv`` or ``Accept: text/csv``: one row per
-point, the columns ``t,event,measure,property``, one per breakdown name, then ``value``.
+(``series[0].filters[1].op``). CSV comes with ``?format=csv`` or ``Accept: text/csv``, one row
+per point: for trends ``t,event,measure,property``, one column per breakdown name, then ``value``;
+for funnels ``t``, the breakdown names, then per level ``level,event,users_at_level,users,
+conversion_from_previous,conversion_from_first,median_seconds,avg_seconds`` (level 0 first).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +18,7 @@ from aiohttp import web
 from sidecar.api.context import ApiContext
 from sidecar.api.csv_format import to_csv
 from sidecar.api.native import error
+from sidecar.query.analytics.funnels import parse_funnel, run_funnel
 from sidecar.query.analytics.request import BadRequest
 from sidecar.query.analytics.trends import parse_trends, run_trends
 from sidecar.storage.rocks.events.columns import EventColumns
@@ -59,11 +63,48 @@ def trends_csv(answer: dict[str, Any], breakdown: list[str]) -> str:
     return to_csv(["t", "event", "measure", "property", *breakdown, "value"], rows)
 
 
+def funnel_csv(answer: dict[str, Any], breakdown: list[str]) -> str:
+    rows = []
+    for entry in answer["buckets"]:
+        head = [entry["t"], *((entry.get("breakdown") or {}).get(name) for name in breakdown)]
+        levels = entry["levels"]
+        rows.append([*head, 0, None, levels[0]["users"], None, None, None, None, None])
+        for k, step in enumerate(entry["steps"], 1):
+            rows.append(
+                [
+                    *head,
+                    k,
+                    step["event"],
+                    levels[k]["users"],
+                    step["users"],
+                    step["conversion_from_previous"],
+                    step["conversion_from_first"],
+                    step["median_seconds"],
+                    step["avg_seconds"],
+                ]
+            )
+    header = ["t", *breakdown, "level", "event", "users_at_level", "users"]
+    header += ["conversion_from_previous", "conversion_from_first", "median_seconds", "avg_seconds"]
+    return to_csv(header, rows)
+
+
+Parse = Callable[[Any], Any]
+Run = Callable[[EventColumns, Any], dict[str, Any]]
+Csv = Callable[[dict[str, Any], list[str]], str]
+
+
 class AnalyticsApi:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
 
     async def trends(self, request: web.Request) -> web.Response:
+        return await self._answer(request, parse_trends, run_trends, trends_csv)
+
+    async def funnels(self, request: web.Request) -> web.Response:
+        return await self._answer(request, parse_funnel, run_funnel, funnel_csv)
+
+    async def _answer(self, request: web.Request, parse: Parse, run: Run, csv: Csv) -> web.Response:
+        """The one way every analytics route reads its body, answers errors and picks a format."""
         csv_out = wants_csv(request)
         if csv_out is None:
             return error(400, "parameter 'format': must be json or csv")
@@ -71,10 +112,10 @@ class AnalyticsApi:
         if source is None:
             return error(503, "this server does not store events")
         try:
-            req = parse_trends(await read_json(request))
+            req = parse(await read_json(request))
         except BadRequest as exc:
             return error(400, str(exc))
-        answer = await self.ctx.run(run_trends, source, req)
+        answer = await self.ctx.run(run, source, req)
         if csv_out:
-            return web.Response(text=trends_csv(answer, req.breakdown), content_type="text/csv")
+            return web.Response(text=csv(answer, getattr(req, "breakdown", [])), content_type="text/csv")
         return web.Response(text=json.dumps(answer), content_type="application/json")

@@ -78,7 +78,9 @@ def setup_routes(app: web.Application, ctx: ApiContext) -> None:
     # Native
     r.add_get("/api/trace-summaries", native.trace_summaries)
     r.add_get("/api/events", EventsApi(ctx).list_events)
-    r.add_post("/api/events/trends", AnalyticsApi(ctx).trends)
+    analytics = AnalyticsApi(ctx)
+    r.add_post("/api/events/trends", analytics.trends)
+    r.add_post("/api/events/funnels", analytics.funnels)
     r.add_get("/api/logs", logs.search)
     r.add_get("/api/logs/tail", logs.tail)
     app.on_shutdown.append(logs.close_tails)

@@ -16,6 +16,7 @@ from sidecar.api.events import DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from sidecar.api.params import JAEGER_DEFAULT_LIMIT, SPAN_KINDS
 from sidecar.config.model import ApiConfig
 from sidecar.query.analytics.filters import OPS
+from sidecar.query.analytics.funnels import MODES
 from sidecar.query.analytics.timebuckets import INTERVALS
 from sidecar.query.analytics.trends import MEASURES
 from sidecar.query.logs import DEFAULT_LIMIT as LOG_DEFAULT_LIMIT
@@ -792,7 +793,48 @@ def _analytics_paths() -> dict[str, Any]:
     )
     ok["content"]["text/csv"] = {"schema": _STRING}
     bad = _answer("A field is invalid; `error.message` starts with its path.", _ref("Error"))
+    step = _object([], event={"type": ["string", "null"]}, filters=_array(a_filter))
+    funnel = _object(
+        ["steps", "from", "to"],
+        steps=_array(step),
+        window={"oneOf": [_STRING, {"type": "number"}], "default": "1d"},
+        mode={"type": "string", "enum": list(MODES), "default": "ordered"},
+        interval={"type": "string", "enum": list(INTERVALS), "default": "day"},
+        **{"from": _WHEN, "to": _WHEN},
+        timezone={"type": "string", "default": "UTC"},
+        breakdown={"oneOf": [{"type": "null"}, _STRING, _array(_STRING)]},
+        breakdown_limit={"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+    )
+    maybe = {"type": ["number", "null"]}
+    step_out = _object(
+        ["event", "users"],
+        event={"type": ["string", "null"]},
+        users=_INT,
+        conversion_from_previous=maybe,
+        conversion_from_first=maybe,
+        median_seconds=maybe,
+        avg_seconds=maybe,
+    )
+    entry = _object(
+        ["t", "levels", "steps"],
+        t=_STRING,
+        breakdown={"type": "object"},
+        levels=_array(_object(["level", "users"], level=_INT, users=_INT)),
+        steps=_array(step_out),
+    )
+    funnel_answer = _object(["buckets"], buckets=_array(entry), mode=_STRING, interval=_STRING)
+    funnel_ok = _answer("Per bucket (and breakdown value): users per level and per step", funnel_answer)
+    funnel_ok["content"]["text/csv"] = {"schema": _STRING}
     return {
+        "/api/events/funnels": _post(
+            "eventFunnels",
+            "analytics",
+            "Users per level of an ordered (ClickHouse windowFunnel), strict or unordered funnel, "
+            "per calendar bucket, with conversions and median/average seconds from step 1",
+            funnel,
+            s200=funnel_ok,
+            s400=bad,
+        ),
         "/api/events/trends": _post(
             "eventTrends",
             "analytics",
@@ -801,7 +843,7 @@ def _analytics_paths() -> dict[str, Any]:
             request,
             s200=ok,
             s400=bad,
-        )
+        ),
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sidecar.query.analytics.filters import Filter
+from sidecar.query.analytics.timebuckets import Buckets
 from sidecar.storage.rocks.events.columns import DICT, Block, Column
 
 _OWN = {"event": "name", "user_id": "user", "session_id": "session", "service": "service"}
@@ -76,6 +77,8 @@ class Frame:
     measure: np.ndarray | None  # float64, NaN where the property is absent or not a number
     groups: list[np.ndarray]  # per breakdown name: value ids
     values: list[ValueIds]
+    matched: np.ndarray | None = None  # funnels: bit k set when the event passes step k
+    active: np.ndarray | None = None  # funnels: bucket << 32 | user of users' stepless events
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -88,6 +91,8 @@ class Frame:
             None if self.measure is None else self.measure[mask],
             [g[mask] for g in self.groups],
             self.values,
+            None if self.matched is None else self.matched[mask],
+            self.active,
         )
 
 
@@ -161,6 +166,81 @@ class Scan:
             np.concatenate(measures) if measure is not None else None,
             [np.concatenate(g) for g in groups],
             values,
+        )
+
+    def load_steps(
+        self,
+        from_ns: int,
+        to_ns: int,
+        steps: Sequence[tuple[str | None, Sequence[Filter]]],
+        keep_all: bool,
+        breakdown: Sequence[str] = (),
+        active: Buckets | None = None,
+    ) -> Frame:
+        """Events of users (user id set) in ``[from_ns, to_ns)`` with ``matched``: bit k set when
+        the event passes step k (an event name, None for any, and filters). Events that pass no
+        step are kept only if ``keep_all``; otherwise, given ``active`` buckets, the frame's
+        ``active`` holds ``bucket << 32 | user`` of each user's bucket with such an event."""
+        columns = {"name", "user"} | {column_of(b) for b in breakdown}
+        for _, filters in steps:
+            columns |= {f.column for f in filters}
+        step_codes = [
+            None
+            if name is None
+            else np.array([c for c in [self._source.code("n", name)] if c is not None], dtype=np.uint32)
+            for name, _ in steps
+        ]
+        values = [ValueIds() for _ in breakdown]
+        parts: list[tuple[np.ndarray, ...]] = []
+        groups: list[list[np.ndarray]] = [[] for _ in breakdown]
+        pairs: list[np.ndarray] = []
+        for block in self._source.blocks(from_ns, to_ns, sorted(columns)):
+            ts = block.columns["ts"].values
+            user = self._codes(block, "user")
+            base = (ts >= from_ns) & (ts < to_ns) & (user != 0)
+            if not base.any():
+                continue
+            name = self._codes(block, "name")
+            matched = np.zeros(block.rows, dtype=np.uint32)
+            for k, ((_, filters), codes) in enumerate(zip(steps, step_codes, strict=True)):
+                mask = base.copy() if codes is None else base & np.isin(name, codes)
+                for f in filters:
+                    if not mask.any():
+                        break
+                    mask &= self._filter_mask(f, block)
+                matched |= mask.astype(np.uint32) << np.uint32(k)
+            keep = base if keep_all else matched != 0
+            if active is not None and not keep_all:
+                rest = base & (matched == 0)
+                bucket = active.index(ts[rest]).astype(np.int64)
+                pairs.append(np.unique((bucket << 32) | user[rest].astype(np.int64)))
+            if not keep.any():
+                continue
+            parts.append((ts[keep], name[keep], user[keep], matched[keep]))
+            for i, b in enumerate(breakdown):
+                groups[i].append(self._value_ids(block, column_of(b), values[i])[keep])
+        seen = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, dtype=np.int64)
+        if not parts:
+            empty = np.zeros(0, dtype=np.uint32)
+            return Frame(
+                np.zeros(0, dtype=np.int64),
+                empty,
+                empty,
+                None,
+                [np.zeros(0, dtype=np.int64) for _ in breakdown],
+                values,
+                empty,
+                seen if active is not None else None,
+            )
+        return Frame(
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+            None,
+            [np.concatenate(g) for g in groups],
+            values,
+            np.concatenate([p[3] for p in parts]),
+            seen if active is not None else None,
         )
 
     # -- per block ----------------------------------------------------------------------------
