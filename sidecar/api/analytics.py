@@ -10,17 +10,24 @@ conversion_from_previous,conversion_from_first,median_seconds,avg_seconds`` (lev
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from sidecar.api import params
 from sidecar.api.context import ApiContext
 from sidecar.api.csv_format import to_csv
 from sidecar.api.native import error
-from sidecar.query.analytics.funnels import parse_funnel, run_funnel
+from sidecar.query.analytics.durations import DurationsRequest, parse_durations, run_durations
+from sidecar.query.analytics.funnels import FunnelRequest, parse_funnel, run_funnel
+from sidecar.query.analytics.geo import GeoRequest, parse_geo, run_geo
 from sidecar.query.analytics.request import BadRequest
-from sidecar.query.analytics.trends import parse_trends, run_trends
+from sidecar.query.analytics.retention import RetentionRequest, parse_retention, run_retention
+from sidecar.query.analytics.summary import HOUR_NS, run_summary
+from sidecar.query.analytics.timebuckets import BadBuckets, parse_time
+from sidecar.query.analytics.trends import TrendsRequest, parse_trends, run_trends
 from sidecar.storage.rocks.events.columns import EventColumns
 
 EVENT_COLUMNS = web.AppKey("event_columns", EventColumns)
@@ -47,7 +54,8 @@ async def read_json(request: web.Request) -> Any:
         raise BadRequest("body", f"not JSON: {exc}") from None
 
 
-def trends_csv(answer: dict[str, Any], breakdown: list[str]) -> str:
+def trends_csv(answer: dict[str, Any], req: TrendsRequest) -> str:
+    breakdown = req.breakdown
     rows = (
         [
             point["t"],
@@ -63,7 +71,8 @@ def trends_csv(answer: dict[str, Any], breakdown: list[str]) -> str:
     return to_csv(["t", "event", "measure", "property", *breakdown, "value"], rows)
 
 
-def funnel_csv(answer: dict[str, Any], breakdown: list[str]) -> str:
+def funnel_csv(answer: dict[str, Any], req: FunnelRequest) -> str:
+    breakdown = req.breakdown
     rows = []
     for entry in answer["buckets"]:
         head = [entry["t"], *((entry.get("breakdown") or {}).get(name) for name in breakdown)]
@@ -88,9 +97,46 @@ def funnel_csv(answer: dict[str, Any], breakdown: list[str]) -> str:
     return to_csv(header, rows)
 
 
+def retention_csv(answer: dict[str, Any], req: RetentionRequest) -> str:
+    rows = (
+        [cohort["t"], cohort["size"], k, n]
+        for cohort in answer["cohorts"]
+        for k, n in enumerate(cohort["returned"])
+    )
+    return to_csv(["t", "size", "period", "returned"], rows)
+
+
+_STATS = ["count", "avg_seconds", "p50_seconds", "p95_seconds", "p99_seconds"]
+
+
+def durations_csv(answer: dict[str, Any], req: DurationsRequest) -> str:
+    return to_csv(["t", *_STATS], ([p["t"], *(p[k] for k in _STATS)] for p in answer["points"]))
+
+
+def geo_csv(answer: dict[str, Any], req: GeoRequest) -> str:
+    keys = ["lat", "lon", "count", "unique_users"]
+    return to_csv(keys, ([c[k] for k in keys] for c in answer["cells"]))
+
+
+def summary_csv(answer: dict[str, Any]) -> str:
+    rows = [["unique_users", answer["unique_users"]], *([k, v] for k, v in answer["events"].items())]
+    return to_csv(["name", "value"], rows)
+
+
+def _time_param(request: web.Request, name: str) -> int | None:
+    """A query-string time as the analytics bodies take it: RFC 3339 or Unix seconds."""
+    value = params.text(request.query, name)
+    if value is None:
+        return None
+    try:
+        return parse_time(name, value)
+    except BadBuckets as exc:
+        raise params.BadParam(name, exc.reason) from None
+
+
 Parse = Callable[[Any], Any]
 Run = Callable[[EventColumns, Any], dict[str, Any]]
-Csv = Callable[[dict[str, Any], list[str]], str]
+Csv = Callable[[dict[str, Any], Any], str]
 
 
 class AnalyticsApi:
@@ -102,6 +148,37 @@ class AnalyticsApi:
 
     async def funnels(self, request: web.Request) -> web.Response:
         return await self._answer(request, parse_funnel, run_funnel, funnel_csv)
+
+    async def retention(self, request: web.Request) -> web.Response:
+        return await self._answer(request, parse_retention, run_retention, retention_csv)
+
+    async def durations(self, request: web.Request) -> web.Response:
+        return await self._answer(request, parse_durations, run_durations, durations_csv)
+
+    async def geo(self, request: web.Request) -> web.Response:
+        return await self._answer(request, parse_geo, run_geo, geo_csv)
+
+    async def summary(self, request: web.Request) -> web.Response:
+        """``from`` defaults to an hour before ``to``, and ``to`` to now."""
+        csv_out = wants_csv(request)
+        if csv_out is None:
+            return error(400, "parameter 'format': must be json or csv")
+        source = request.app.get(EVENT_COLUMNS)
+        if source is None:
+            return error(503, "this server does not store events")
+        try:
+            to_ns = _time_param(request, "to")
+            from_ns = _time_param(request, "from")
+        except params.BadParam as exc:
+            return error(400, str(exc))
+        to_ns = time.time_ns() if to_ns is None else to_ns
+        from_ns = to_ns - HOUR_NS if from_ns is None else from_ns
+        if from_ns >= to_ns:
+            return error(400, str(params.BadParam("from", "must be before 'to'")))
+        answer = await self.ctx.run(run_summary, source, from_ns, to_ns)
+        if csv_out:
+            return web.Response(text=summary_csv(answer), content_type="text/csv")
+        return web.Response(text=json.dumps(answer), content_type="application/json")
 
     async def _answer(self, request: web.Request, parse: Parse, run: Run, csv: Csv) -> web.Response:
         """The one way every analytics route reads its body, answers errors and picks a format."""
@@ -117,5 +194,5 @@ class AnalyticsApi:
             return error(400, str(exc))
         answer = await self.ctx.run(run, source, req)
         if csv_out:
-            return web.Response(text=csv(answer, getattr(req, "breakdown", [])), content_type="text/csv")
+            return web.Response(text=csv(answer, req), content_type="text/csv")
         return web.Response(text=json.dumps(answer), content_type="application/json")

@@ -27,6 +27,7 @@ Schema = dict[str, Any]
 
 _STRING: Schema = {"type": "string"}
 _INT: Schema = {"type": "integer"}
+_NUMBER: Schema = {"type": "number"}
 _BOOL: Schema = {"type": "boolean"}
 _UNITS = "ns|us|µs|μs|ms|s|m|h"
 # Go durations without a sign (negative bounds are refused): 0, 150ms, 1.5s, 1h15m30s.
@@ -825,7 +826,106 @@ def _analytics_paths() -> dict[str, Any]:
     funnel_answer = _object(["buckets"], buckets=_array(entry), mode=_STRING, interval=_STRING)
     funnel_ok = _answer("Per bucket (and breakdown value): users per level and per step", funnel_answer)
     funnel_ok["content"]["text/csv"] = {"schema": _STRING}
+    window = {"from": _WHEN, "to": _WHEN}
+    retention = _object(
+        ["start_event", "return_event", "from", "to"],
+        start_event=_STRING,
+        return_event=_STRING,
+        period={"type": "string", "enum": ["day", "week", "month"], "default": "week"},
+        periods={"type": "integer", "minimum": 1, "maximum": 400, "default": 8},
+        timezone={"type": "string", "default": "UTC"},
+        filters=_array(a_filter),
+        **window,
+    )
+    cohort = _object(["t", "size", "returned"], t=_STRING, size=_INT, returned=_array(_INT))
+    retention_ok = _answer(
+        "Per cohort period: its size and the users back in each later period",
+        _object(["cohorts"], cohorts=_array(cohort)),
+    )
+    durations = _object(
+        ["start_event", "end_event", "correlate_by", "from", "to"],
+        start_event=_STRING,
+        end_event=_STRING,
+        correlate_by=_STRING,
+        interval={"type": "string", "enum": list(INTERVALS), "default": "day"},
+        timezone={"type": "string", "default": "UTC"},
+        **window,
+    )
+    stats = {k: maybe for k in ("avg_seconds", "p50_seconds", "p95_seconds", "p99_seconds")}
+    durations_ok = _answer(
+        "Paired durations overall and per bucket of the start",
+        _object(
+            ["count", "points"],
+            count=_INT,
+            points=_array(_object(["t", "count"], t=_STRING, count=_INT, **stats)),
+            **stats,
+        ),
+    )
+    geo = _object(
+        ["from", "to"],
+        event={"type": ["string", "null"]},
+        filters=_array(a_filter),
+        lat_property={"type": "string", "default": "lat"},
+        lon_property={"type": "string", "default": "lon"},
+        precision={"type": "number", "exclusiveMinimum": 0, "maximum": 180, "default": 1},
+        **window,
+    )
+    cell = _object(
+        ["lat", "lon", "count", "unique_users"], lat=_NUMBER, lon=_NUMBER, count=_INT, unique_users=_INT
+    )
+    geo_ok = _answer(
+        "Cells by south-west corner; events without coordinates in `missing`",
+        _object(["cells", "missing"], cells=_array(cell), missing=_INT),
+    )
+    summary_ok = _answer(
+        "Events per name and distinct users; CSV `name,value`, `unique_users` first",
+        _object(
+            ["from", "to", "unique_users", "events"],
+            unique_users=_INT,
+            events={"type": "object", "additionalProperties": _INT},
+            **{"from": _STRING, "to": _STRING},
+        ),
+    )
+    for answer in (retention_ok, durations_ok, geo_ok, summary_ok):
+        answer["content"]["text/csv"] = {"schema": _STRING}
+    when_doc = "RFC 3339 or Unix seconds"
     return {
+        "/api/events/retention": _post(
+            "eventRetention",
+            "analytics",
+            "Cohorts by the period of each user's first start event; users returning in each later period",
+            retention,
+            s200=retention_ok,
+            s400=bad,
+        ),
+        "/api/events/durations": _post(
+            "eventDurations",
+            "analytics",
+            "Seconds from the first start to the first end at or after it, per correlation value",
+            durations,
+            s200=durations_ok,
+            s400=bad,
+        ),
+        "/api/events/geo": _post(
+            "eventGeo",
+            "analytics",
+            "Events and distinct users per latitude/longitude cell",
+            geo,
+            s200=geo_ok,
+            s400=bad,
+        ),
+        "/api/events/summary": _get(
+            "eventSummary",
+            "analytics",
+            "Events per name and distinct users over a range (default: the last hour)",
+            [
+                _param("from", f"Start, inclusive ({when_doc}); default one hour before `to`."),
+                _param("to", f"End, exclusive ({when_doc}); default now."),
+                _param("format", "`json` (default) or `csv`.", _FORMAT),
+            ],
+            s200=summary_ok,
+            s400=bad,
+        ),
         "/api/events/funnels": _post(
             "eventFunnels",
             "analytics",

@@ -107,7 +107,11 @@ def unordered_level(rows: list[tuple[int, int]], n: int, window: int) -> tuple[i
 
 def reference(events: list[dict[str, Any]], body: dict[str, Any]) -> list[dict[str, Any]]:
     tz = zoneinfo.ZoneInfo(body.get("timezone", "UTC"))
-    starts = local_starts(body.get("interval", "day"), tz) if body.get("interval") != "total" else [ns(FROM)]
+    starts = (
+        local_starts(body.get("interval", "day"), tz, FROM, TO)
+        if body.get("interval") != "total"
+        else [ns(FROM)]
+    )
     bounds = [*starts[1:], ns(TO)]
     steps = body["steps"]
     n = len(steps)

@@ -243,6 +243,8 @@ def probes(d: Loaded) -> list[Probe]:
         Probe("/api/trace-summaries", {"limit": BAD}, 400),
         Probe("/api/events", {"order": "asc"}, 200, expect=lambda b: b["next_cursor"] is None),
         Probe("/api/events", {"limit": BAD}, 400),
+        Probe("/api/events/summary", {}, 200, expect=lambda b: b["unique_users"] == 0),
+        Probe("/api/events/summary", {"from": BAD}, 400),
         Probe("/api/logs", {"severity_min": "warn"}, 200, expect=lambda b: "data" in b),
         Probe("/api/logs", {"limit": BAD}, 400),
         Probe("/api/logs/tail", {"trace_id": BAD}, 400),

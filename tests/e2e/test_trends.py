@@ -91,13 +91,15 @@ def trends(sc: Sidecar, body: dict[str, Any], fmt: str | None = None) -> tuple[i
 
 
 # -- the brute force -------------------------------------------------------------------------
-def local_starts(interval: str, tz: zoneinfo.ZoneInfo) -> list[int]:
+def local_starts(
+    interval: str, tz: zoneinfo.ZoneInfo, start: dt.datetime = FROM, end: dt.datetime = TO
+) -> list[int]:
     if interval == "total":
-        return [ns(FROM)]
-    local = FROM.astimezone(tz)
+        return [ns(start)]
+    local = start.astimezone(tz)
     if interval == "hour":
         first = local.replace(minute=0, second=0, microsecond=0)
-        return list(range(ns(first), ns(TO), 3600 * 10**9))
+        return list(range(ns(first), ns(end), 3600 * 10**9))
     day = local.date()
     if interval == "week":
         day -= dt.timedelta(days=day.weekday())
@@ -106,7 +108,7 @@ def local_starts(interval: str, tz: zoneinfo.ZoneInfo) -> list[int]:
     starts = []
     while True:
         at = ns(dt.datetime(day.year, day.month, day.day, tzinfo=tz))
-        if at >= ns(TO):
+        if at >= ns(end):
             return starts
         starts.append(at)
         if interval == "day":

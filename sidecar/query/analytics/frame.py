@@ -79,6 +79,7 @@ class Frame:
     values: list[ValueIds]
     matched: np.ndarray | None = None  # funnels: bit k set when the event passes step k
     active: np.ndarray | None = None  # funnels: bucket << 32 | user of users' stepless events
+    numbers: list[np.ndarray] = field(default_factory=list)  # load(numbers=...): float64 each
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -93,6 +94,7 @@ class Frame:
             self.values,
             None if self.matched is None else self.matched[mask],
             self.active,
+            [x[mask] for x in self.numbers],
         )
 
 
@@ -119,19 +121,23 @@ class Scan:
         filters: Sequence[Filter],
         measure: str | None = None,
         breakdown: Sequence[str] = (),
+        numbers: Sequence[str] = (),
     ) -> Frame:
-        """Events in ``[from_ns, to_ns)`` named one of ``names`` (None: any) passing every filter."""
+        """Events in ``[from_ns, to_ns)`` named one of ``names`` (None: any) passing every filter;
+        ``measure`` and each of ``numbers`` come as float64 (NaN: absent or not a number)."""
         name_codes = None
         if names is not None:
             found = [self._source.code("n", n) for n in names]
             name_codes = np.array([c for c in found if c is not None], dtype=np.uint32)
         columns = {"name", "user"} | {f.column for f in filters} | {column_of(b) for b in breakdown}
+        columns |= {column_of(n) for n in numbers}
         if measure is not None:
             columns.add(column_of(measure))
         values = [ValueIds() for _ in breakdown]
         parts: list[tuple[np.ndarray, ...]] = []
         measures: list[np.ndarray] = []
         groups: list[list[np.ndarray]] = [[] for _ in breakdown]
+        extra: list[list[np.ndarray]] = [[] for _ in numbers]
         for block in self._source.blocks(from_ns, to_ns, sorted(columns)):
             ts = block.columns["ts"].values
             mask = (ts >= from_ns) & (ts < to_ns)
@@ -149,6 +155,8 @@ class Scan:
                 measures.append(self._numbers(block, column_of(measure))[mask])
             for i, b in enumerate(breakdown):
                 groups[i].append(self._value_ids(block, column_of(b), values[i])[mask])
+            for i, n in enumerate(numbers):
+                extra[i].append(self._numbers(block, column_of(n))[mask])
         if not parts:
             empty_u32 = np.zeros(0, dtype=np.uint32)
             return Frame(
@@ -158,6 +166,7 @@ class Scan:
                 np.zeros(0) if measure is not None else None,
                 [np.zeros(0, dtype=np.int64) for _ in breakdown],
                 values,
+                numbers=[np.zeros(0) for _ in numbers],
             )
         return Frame(
             np.concatenate([p[0] for p in parts]),
@@ -166,6 +175,7 @@ class Scan:
             np.concatenate(measures) if measure is not None else None,
             [np.concatenate(g) for g in groups],
             values,
+            numbers=[np.concatenate(x) for x in extra],
         )
 
     def load_steps(
@@ -176,11 +186,13 @@ class Scan:
         keep_all: bool,
         breakdown: Sequence[str] = (),
         active: Buckets | None = None,
+        require_user: bool = True,
     ) -> Frame:
-        """Events of users (user id set) in ``[from_ns, to_ns)`` with ``matched``: bit k set when
-        the event passes step k (an event name, None for any, and filters). Events that pass no
-        step are kept only if ``keep_all``; otherwise, given ``active`` buckets, the frame's
-        ``active`` holds ``bucket << 32 | user`` of each user's bucket with such an event."""
+        """Events in ``[from_ns, to_ns)`` (with a user id, unless not ``require_user``), with
+        ``matched``: bit k set when the event passes step k (an event name, None for any, and
+        filters). Events that pass no step are kept only if ``keep_all``; otherwise, given
+        ``active`` buckets, the frame's ``active`` holds ``bucket << 32 | user`` of each user's
+        bucket with such an event."""
         columns = {"name", "user"} | {column_of(b) for b in breakdown}
         for _, filters in steps:
             columns |= {f.column for f in filters}
@@ -197,7 +209,9 @@ class Scan:
         for block in self._source.blocks(from_ns, to_ns, sorted(columns)):
             ts = block.columns["ts"].values
             user = self._codes(block, "user")
-            base = (ts >= from_ns) & (ts < to_ns) & (user != 0)
+            base = (ts >= from_ns) & (ts < to_ns)
+            if require_user:
+                base &= user != 0
             if not base.any():
                 continue
             name = self._codes(block, "name")
