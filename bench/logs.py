@@ -4,9 +4,10 @@
    requests (``bench.logs_workload``) for ``--duration`` seconds: records/s (median of 1 s windows
    and overall), server CPU-s per 100k records, peak RSS, errors and refused records.
 2. Top-up (not measured) to ``--search-lines`` stored lines, wait for the server's CPU to go quiet,
-   then sequential ``GET /api/logs`` requests, each answer checked: the needle (a token planted in
-   ``NEEDLE_LINES`` lines of one service, in one request) within its service and over all services,
-   both over the whole run's time range, must return exactly the planted lines; a trace ID lookup
+   then sequential ``GET /api/logs`` requests, each answer checked: the needles (a word token, and a
+   16-hex-digit request ID like every line's ``req_id``, both planted in ``NEEDLE_LINES`` lines of one
+   service, in one request) within their service and over all services, over the whole run's time
+   range, must return exactly the planted lines; a trace ID lookup
    must return every record of that trace; a service + ``severity_min=warn`` page must be 100
    records of that service at WARN or above.
 3. SIGTERM, reopen the data dir, count the stored lines from the block headers (they must equal the
@@ -72,15 +73,15 @@ def _page(body: Any, _: object) -> tuple[int, bool]:
     return len(data), ok
 
 
-def _search_queries(needle: str, t_from: int, t_to: int) -> Queries:
+def _search_queries(label: str, needle: str, t_from: int, t_to: int) -> Queries:
     q = urllib.parse.quote(needle)
     span = f"from={t_from}&to={t_to}"
     return {
-        f"needle, service={NEEDLE_SERVICE}": (
+        f"{label}, service={NEEDLE_SERVICE}": (
             lambda _: f"/api/logs?service={NEEDLE_SERVICE}&q={q}&{span}",
             lambda body, _: _needle(body, needle, NEEDLE_SERVICE),
         ),
-        "needle, all services": (
+        f"{label}, all services": (
             lambda _: f"/api/logs?q={q}&{span}",
             lambda body, _: _needle(body, needle, None),
         ),
@@ -100,12 +101,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.logs", description=__doc__.splitlines()[0])
     signal_run.common_args(p)
     p.add_argument("--search-lines", type=int, help="lines stored before searching (default 8M, quick 500k)")
-    p.add_argument("--needle-runs", type=int, help="requests per needle search (default 20, quick 5)")
+    p.add_argument("--needle-runs", type=int, help="requests per word-needle search (default 20, quick 5)")
+    p.add_argument("--hex-runs", type=int, help="requests per req_id-needle search (default 3, quick 2)")
     p.add_argument("--lookups", type=int, help="requests per lookup kind (default 200, quick 50)")
     p.add_argument("--out", type=Path, default=Path("bench/out/logs.json"))
     args = p.parse_args(argv)
     signal_run.fill_defaults(
-        args, {"search_lines": (8_000_000, 500_000), "needle_runs": (20, 5), "lookups": (200, 50)}
+        args,
+        {
+            "search_lines": (8_000_000, 500_000),
+            "needle_runs": (20, 5),
+            "hex_runs": (3, 2),
+            "lookups": (200, 50),
+        },
     )
     return args
 
@@ -119,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = signal_run.machine()
     say(f"building workload: {args.pool} requests x 1000 records (seed {args.seed})")
     wl = build_log_workload(args.pool, args.seed)
-    results["workload"] = {**wl.stats(), "needle": wl.needle, "needle_service": NEEDLE_SERVICE}
+    results["workload"] = {
+        **wl.stats(),
+        "needle": wl.needle,
+        "needle_req_id": wl.needle_req_id,
+        "needle_service": NEEDLE_SERVICE,
+    }
     stream = LogStream(wl, needle_seq=wl.needle_index)  # epoch 0: the oldest data the searches span
     args.out.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="sidecar-bench-logs-"))
@@ -152,12 +165,28 @@ def main(argv: list[str] | None = None) -> int:
             t_to = time.time_ns() + 60 * 10**9
             if stream.needle_seq not in set(acked):
                 say("the needle's request was never acknowledged: the needle checks will fail")
-            say(f"search: {args.needle_runs} runs per needle search, {args.lookups} per lookup")
+            say(
+                f"search: {args.needle_runs} runs per word-needle search, {args.hex_runs} per req_id-needle "
+                f"search, {args.lookups} per lookup"
+            )
             searches = measure(
-                server, [None], args.needle_runs, random.Random(3), _search_queries(wl.needle, t_from, t_to)
+                server,
+                [None],
+                args.needle_runs,
+                random.Random(3),
+                _search_queries("needle", wl.needle, t_from, t_to),
             )
             known = stream.sent_traces(acked_prefix(acked), 2000, random.Random(args.seed + 5))
             lookups = measure(server, known, args.lookups, random.Random(4), LOOKUPS)
+            # Last: a request ID's trigrams are in nearly every block's filter, so this may scan them all.
+            searches += measure(
+                server,
+                [None],
+                args.hex_runs,
+                random.Random(3),
+                _search_queries("req_id needle (hex)", wl.needle_req_id, t_from, t_to),
+                timeout=900,
+            )
             results["search"] = {
                 "stored_lines": stored,
                 "load": None
@@ -206,7 +235,8 @@ def render(results: dict[str, Any]) -> str:
         f"({NEEDLE_SERVICE}: {by_service.get(NEEDLE_SERVICE, 0):,}),"
         f" waited {s['idle_wait_s']} s for idle CPU, server RSS {s['rss_mib']:.0f} MiB"
         + (f"; top-up {s['load']['lines']:,} lines at {s['load']['lines_per_s']:,}/s" if s["load"] else ""),
-        f"  needle {w['needle']!r}, planted in {NEEDLE_LINES} lines of {NEEDLE_SERVICE}",
+        f"  needles {w['needle']!r} and req_id {w['needle_req_id']}, planted in {NEEDLE_LINES} lines of "
+        f"{NEEDLE_SERVICE}",
         *report.query_rows(s["queries"]),
     ]
     out += ["", f"Total {results['elapsed_s']:.0f} s"]

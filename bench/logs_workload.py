@@ -8,7 +8,8 @@ records per trace), two attributes. Services get unequal shares of the volume, a
 ``LogStream`` replays the pool endlessly like ``bench.stream.RequestStream``: timestamps moved so a
 request ends "now", trace IDs XORed with a per-epoch mask (new traces every epoch). One request
 (``needle_seq``) is sent in a variant whose ``NEEDLE_LINES`` records of ``NEEDLE_SERVICE`` carry a
-token found nowhere else, so a search for it has exactly one right answer.
+token found nowhere else (a word, ``needle``) and one request ID (16 hex digits, ``needle_req_id``,
+like every line's ``req_id``), so a search for either has exactly one right answer.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class LogWorkload:
     requests: list[LogRequest]
     traces: list[TraceLog]
     needle: str
+    needle_req_id: str
     needle_index: int  # pool index of the request the needle variant replaces
     needle_request: LogRequest
     seed: int
@@ -176,7 +178,7 @@ def build_log_workload(n_requests: int, seed: int = 1) -> LogWorkload:
     sev_numbers = [n for n, _, _ in SEVERITIES]
     sev_text = {n: t for n, t, _ in SEVERITIES}
     sev_weights = [w for *_, w in SEVERITIES]
-    wl = LogWorkload([], [], "", 0, None, seed)  # type: ignore[arg-type]
+    wl = LogWorkload([], [], "", "", 0, None, seed)  # type: ignore[arg-type]
     now = base
     built: list[tuple[str, Resource, str, list[LogRecord]]] = []
     sent = dict.fromkeys(names, 0)
@@ -219,13 +221,15 @@ def build_log_workload(n_requests: int, seed: int = 1) -> LogWorkload:
     # The needle: a variant of one NEEDLE_SERVICE request with a token in a few of its lines.
     wl.needle_index = next(i for i, (s, *_) in enumerate(built) if s == NEEDLE_SERVICE)
     wl.needle = "orderref=" + "".join(rng.choice("ghjkmnpqrstvwxyz") for _ in range(12))
+    wl.needle_req_id = f"{rng.getrandbits(64):016x}"
     service, resource, scope, records = built[wl.needle_index]
     planted = []
     for i in sorted(rng.sample(range(len(records)), NEEDLE_LINES)):
         rec = LogRecord()
         rec.CopyFrom(records[i])
         rec.body.string_value = (
-            f'{rec.body.string_value.split(" msg=")[0]} msg="order lookup failed" {wl.needle}'
+            f'{rec.body.string_value.split(" msg=")[0]} msg="order lookup failed" {wl.needle} '
+            f"req_id={wl.needle_req_id}"
         )
         planted.append(rec)
         records = [*records[:i], rec, *records[i + 1 :]]

@@ -90,10 +90,15 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def measure(
-    server: Sidecar, known: list[Any], n: int, rng: random.Random, queries: Queries = QUERIES
+    server: Sidecar,
+    known: list[Any],
+    n: int,
+    rng: random.Random,
+    queries: Queries = QUERIES,
+    timeout: float = 60.0,
 ) -> list[QueryStat]:
     """``n`` sequential requests of each query, each built from (and checked against) a random known item."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.api_port, timeout=120)
+    conn = http.client.HTTPConnection("127.0.0.1", server.api_port, timeout=timeout)
     stats: list[QueryStat] = []
     try:
         for name, (path_of, check) in queries.items():
