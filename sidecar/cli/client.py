@@ -86,20 +86,37 @@ def _reason(exc: BaseException) -> str:
     return text if text.isprintable() else repr(text)[:80]
 
 
-def fetch_json(api: str, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-    """GET ``api + path`` and decode JSON; raises ``ApiError`` on HTTP errors, ``CliError`` otherwise."""
+def call(
+    api: str,
+    path: str,
+    params: Sequence[tuple[str, str]] = (),
+    body: object = None,
+    accept: str = "application/json",
+) -> bytes:
+    """GET (or, with a ``body``, POST it as JSON) ``api + path``; the answer's bytes. Raises
+    ``ApiError`` on HTTP errors, ``CliError`` when the API cannot be reached."""
     url = api + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
-    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "sidecar-cli"})
+    headers = {"Accept": accept, "User-Agent": "sidecar-cli"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-            body = response.read()
+            return bytes(response.read())
     except urllib.error.HTTPError as exc:
         with exc:
             raise ApiError(exc.code, error_message(exc.read(), str(exc.reason))) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise CliError(f"cannot reach the API at {api}: {_reason(exc)}") from None
+
+
+def fetch_json(api: str, path: str, params: Sequence[tuple[str, str]] = (), body: object = None) -> Any:
+    """GET (POST with ``body``) and decode JSON; ``ApiError`` on HTTP errors, ``CliError`` otherwise."""
+    answer = call(api, path, params, body)
     try:
-        return json.loads(body)
+        return json.loads(answer)
     except ValueError as exc:
         raise CliError(f"the API at {api} returned invalid JSON for {path}: {exc}") from None
 

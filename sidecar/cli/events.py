@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sidecar.cli import argtypes
+from sidecar.cli.analytics import add_analytics_commands
 from sidecar.cli.client import (
     API_URL_ENV,
     DEFAULT_API_URL,
@@ -310,11 +311,14 @@ def _filters() -> argparse.ArgumentParser:
 
 
 def add_events_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``events list`` and ``events export``."""
+    """Register ``events list``, ``events export`` and the analytics commands."""
     common = query_options()
     filters = _filters()
     events = subparsers.add_parser(
-        "events", help="list or export business events", description="Query stored business events."
+        "events",
+        help="list, export and analyse business events",
+        description="Query stored business events: list and export them, or ask for trends, "
+        "funnels, retention, paired durations and a summary.",
     )
     commands = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
 
@@ -354,3 +358,4 @@ def add_events_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         help=f"events per request (default {DEFAULT_PAGE_SIZE}; the server allows up to 10000)",
     )
     export.set_defaults(handler=cmd_export)
+    add_analytics_commands(commands)
