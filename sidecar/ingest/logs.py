@@ -20,7 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from sidecar.ingest.events import Event, Value
 from sidecar.ingest.traces import RequestDecodeError, _service_name, content_ref
-from sidecar.otlp.anyvalue import encoded_body_text, python_value
+from sidecar.otlp.anyvalue import encoded_body_text, python_value, string_body
 from sidecar.otlp.shadow import LogsRequest, RawLogsRequest, ShadowResource, ShadowScope
 from sidecar.storage.prepared import ResourceInfo, ScopeInfo
 from sidecar.storage.prepared_logs import LogEvent, LogGroup, PreparedLogs
@@ -124,7 +124,12 @@ def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
                 group.times.append(when)
                 group.severities.append(record.severity_number)
                 group.trace_ids.append(record.trace_id)
-                group.bodies.append(encoded_body_text(record.body))
+                body = record.body
+                text = string_body(body) if body else ""
+                if text is None:  # a map, list or number: its text is not verbatim in the bytes
+                    group.plain_bodies = False
+                    text = encoded_body_text(body)
+                group.bodies.append(text)
                 if record.attributes:
                     group.attribute_keys.update(map(_attribute_key, record.attributes))
                 # The attribute check scans the record's bytes in C first: most records are no events.

@@ -38,10 +38,26 @@ def body_text(value: AnyValue) -> str:
     return result if isinstance(result, str) else json.dumps(result, separators=(",", ":"), default=str)
 
 
+def string_body(body: bytes) -> str | None:
+    """The text of an encoded AnyValue that is one ``string_value`` (its bytes are then verbatim in
+    the record's bytes), else None. Read in place: no AnyValue is built."""
+    if not body or body[0] != 0x0A:
+        return None
+    size = shift = 0
+    at = 1
+    while at < len(body) and at < 6:
+        byte = body[at]
+        size |= (byte & 0x7F) << shift
+        at += 1
+        if byte < 0x80:
+            return body[at:].decode("utf-8", "replace") if len(body) == at + size else None
+        shift += 7
+    return None
+
+
 def encoded_body_text(body: bytes) -> str:
     """body_text of an encoded AnyValue; a plain string body (the common case) skips the full decode."""
     if not body:
         return ""
-    if body[0] == 0x0A and len(body) > 1 and body[1] < 0x80 and len(body) == body[1] + 2:
-        return body[2:].decode("utf-8", "replace")
-    return body_text(AnyValue.FromString(body))
+    text = string_body(body)
+    return text if text is not None else body_text(AnyValue.FromString(body))

@@ -24,6 +24,7 @@ class LogGroup:
     trace_ids: list[bytes]  # b"" when the record names no trace
     bodies: list[str]  # body as text, for the token filter
     attribute_keys: set[bytes] = field(default_factory=set)  # of every record (CSV columns)
+    plain_bodies: bool = True  # every body is one string, so its text is verbatim in the record bytes
     # Content hash of (resource, scope, records): an exporter's resent request repeats it exactly.
     digest: bytes = b""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from sidecar.config.model import LogsStorageConfig, StorageConfig
@@ -311,3 +312,27 @@ def test_attribute_keys_per_service_survive_a_restart(tmp_path: Path) -> None:
         assert LogReader(store).attribute_keys(None) == ["http.route", long_key, "n"]
     finally:
         store.close()
+
+
+def test_a_hex_id_search_opens_only_the_block_that_holds_it(store: RocksStore) -> None:
+    """Every block holds every hex trigram, so the bloom passes them all; the bytes check does not."""
+    rnd = random.Random(7)
+    ids = [[f"{rnd.getrandbits(64):016x}" for _ in range(200)] for _ in range(4)]
+    write(store, *(request("api", [record(f"GET /x req_id={i} done") for i in block]) for block in ids))
+    reader = LogReader(store)
+    wanted = ids[2][17]
+    assert [e.body for e in reader.scan(text=wanted.upper())] == [f"GET /x req_id={wanted} done"]
+    assert (reader.last_scan.headers, reader.last_scan.opened) == (4, 1)
+
+
+def test_bodies_that_are_not_one_string_are_still_searched_by_their_text(store: RocksStore) -> None:
+    """A map body renders as JSON: its number 31337 is a varint in the bytes, not the text '31337'."""
+    structured = LogRecord(time_unix_nano=NOW, severity_number=9)
+    structured.body.kvlist_value.CopyFrom(
+        KeyValueList(values=[KeyValue(key="port", value=AnyValue(int_value=31337))])
+    )
+    write(store, request("mixed", [record("plain text line"), structured]))
+    reader = LogReader(store)
+    found = reader.scan(text="31337")
+    assert len(found) == 1 and "31337" in found[0].body
+    assert reader.scan(text="plain TEXT")[0].body == "plain text line"

@@ -5,7 +5,8 @@ the blocks of one write).
 
 Partition column family ``lYYYYMMDD`` (UTC day of arrival; ``storage.logs.retention_days`` drops it):
     H | rev(8) | seq(2)                -> block header: min_time(8) | max_time(8) |
-                                          severity bitmask(4, bit n = severity number n) |
+                                          severity bitmask(4, bit n = severity number n; bit 30
+                                          PLAIN_BODIES: every body is one string) |
                                           records(4) | len(2) | service name (UTF-8)
     F | rev(8) | seq(2)                -> the block's token filter (bloom), read only by text searches
     B | rev(8) | seq(2)                -> codec(1) | LogBlock{resource_ref, scope_ref, records[], times[]}
@@ -74,6 +75,7 @@ SEEN = b"U"
 _SEEN_CACHE = 65_536  # group hashes of recent writes; older ones cost a point read (bloom-filtered)
 BLOCK_RECORDS = 1024
 HEADER_STRUCT = struct.Struct(">QQIIH")
+PLAIN_BODIES = 1 << 30  # in a header's severity mask, above every SeverityNumber (1-24)
 FILTER = b"F"
 RANGE = b"W"
 RANGE_STRUCT = struct.Struct(">QQ")
@@ -165,8 +167,10 @@ def may_contain(bloom: bytes | memoryview, grams: Iterable[int]) -> bool:
     return True
 
 
-def encode_header(service: str, times: list[int], severities: list[int]) -> bytes:
-    mask = 0
+def encode_header(service: str, times: list[int], severities: list[int], plain: bool = False) -> bytes:
+    """``plain``: every body of the block is one string value (PLAIN_BODIES), so a text search may
+    look for the needle in the block's bytes before decoding a record."""
+    mask = PLAIN_BODIES if plain else 0
     for severity in set(severities):
         mask |= 1 << severity
     name = service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
@@ -261,6 +265,7 @@ class LogMerge:
                 into.trace_ids += group.trace_ids
                 into.bodies += group.bodies
                 into.attribute_keys |= group.attribute_keys
+                into.plain_bodies = into.plain_bodies and group.plain_bodies
         if merged:
             self._widen_range(part, merged.values(), batch)
         rev = keys.rev(ns)
@@ -280,7 +285,8 @@ class LogMerge:
             resource_ref=group.resource.ref, scope_ref=group.scope.ref, records=records, times=times
         )
         batch.put(BLOCK + suffix, encode_block(block.SerializeToString()))
-        batch.put(HEADER + suffix, encode_header(group.resource.service, times, group.severities[start:end]))
+        header = encode_header(group.resource.service, times, group.severities[start:end], group.plain_bodies)
+        batch.put(HEADER + suffix, header)
         batch.put(FILTER + suffix, build_filter(group.bodies[start:end]))
         by_trace: dict[bytes, list[int]] = {}
         for index, tid in enumerate(group.trace_ids[start:end]):

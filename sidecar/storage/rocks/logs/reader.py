@@ -34,6 +34,7 @@ from sidecar.storage.rocks.logs.merge import (
     FILTER,
     HEADER,
     MAX_SERVICE_BYTES,
+    PLAIN_BODIES,
     RANGE,
     TRACE_INDEX,
     attribute_keys,
@@ -54,6 +55,7 @@ class TextPattern(Protocol):
 
 
 _SUFFIX = 10  # rev(8) | seq(2)
+MAX_SEVERITY = 24  # SeverityNumber FATAL4
 _CURSOR = struct.Struct(">i10sH")  # day | block suffix | position
 
 
@@ -97,7 +99,8 @@ class LogPage:
 def _header_terms(query: LogFilter) -> tuple[bytes | None, int]:
     """The service name as headers store it (cut to MAX_SERVICE_BYTES) and the severity bit mask."""
     wanted = None if query.service is None else query.service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
-    return wanted, ~((1 << query.severity_min) - 1) if query.severity_min > 0 else -1
+    every = (1 << (MAX_SEVERITY + 1)) - 1  # severity bits only: the header's flags sit above them
+    return wanted, every & ~((1 << query.severity_min) - 1)
 
 
 def encode_cursor(day: int, suffix: bytes, position: int) -> bytes:
@@ -232,6 +235,10 @@ class LogReader:
     ) -> Generator[tuple[int, bytes, int, LogEntry], None, None]:
         wanted, severity_mask = _header_terms(query)
         grams = needle_trigrams(query.text.lower() if query.text else "")
+        # An ASCII needle is looked for in the bytes of blocks whose bodies are all plain strings
+        # (verbatim there), in C, before a record is decoded: a search for a request ID, whose hex
+        # trigrams every block holds, then costs a memory scan per block, not a decode per line.
+        needle = query.text.lower().encode() if query.text and query.text.isascii() else None
         low = query.from_ns or 0
         high = query.to_ns if query.to_ns is not None else keys.MAX_U64
         after = decode_cursor(cursor) if cursor is not None else None
@@ -265,15 +272,24 @@ class LogReader:
                         bloom = part.data.get(FILTER + suffix)
                         if bloom is not None and not may_contain(bloom, grams):
                             continue
-                    block = self._block(part, suffix)
-                    if block is None:
+                    data = part.data.get(BLOCK + suffix)
+                    if data is None:
                         continue
+                    raw = decode_block(data)
+                    plain = needle if mask & PLAIN_BODIES else None
+                    if plain is not None and raw.isascii() and plain not in raw.lower():
+                        continue
+                    block = LogBlock.FromString(raw)
                     opened += 1
                     order = sorted(range(len(block.times)), key=block.times.__getitem__, reverse=True)
                     for position in range(skip_to, len(order)):
                         i = order[position]
                         if not low <= block.times[i] <= high:
                             continue
+                        if plain is not None:
+                            record = block.records[i]
+                            if record.isascii() and plain not in record.lower():
+                                continue
                         entry = self._entries(part, block, (i,))[0]
                         if query.matches(entry):
                             yield part.day, suffix, position, entry
