@@ -167,6 +167,7 @@ class AnalyticsApi:
         if source is None:
             return error(503, "this server does not store events")
         try:
+            params.known_only(request.query, ("from", "to", "format"))
             to_ns = _time_param(request, "to")
             from_ns = _time_param(request, "from")
         except params.BadParam as exc:
@@ -182,6 +183,10 @@ class AnalyticsApi:
 
     async def _answer(self, request: web.Request, parse: Parse, run: Run, csv: Csv) -> web.Response:
         """The one way every analytics route reads its body, answers errors and picks a format."""
+        try:
+            params.known_only(request.query, ("format",))
+        except params.BadParam as exc:
+            return error(400, str(exc))
         csv_out = wants_csv(request)
         if csv_out is None:
             return error(400, "parameter 'format': must be json or csv")

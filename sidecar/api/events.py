@@ -29,10 +29,13 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 ORDERS = ("asc", "desc")
 CSV_FIELDS = ("timestamp", "name", "user_id", "session_id", "service", "id")
+KNOWN = ("name", "user_id", "session_id", "service", "from", "to", "order", "limit", "cursor", "format")
 
 
 def query_args(q: MultiMapping[str]) -> dict[str, Any]:
-    """The reader's arguments from the query string; BadParam names the parameter at fault."""
+    """The reader's arguments from the query string; BadParam names the parameter at fault, an
+    unknown one too (``user=42`` for ``user_id=42`` would otherwise list everyone's events)."""
+    params.known_only(q, KNOWN, ("prop.",))
     order = params.text(q, "order") or "desc"
     if order not in ORDERS:
         raise params.BadParam("order", f"must be asc or desc, got {shown(order)}")

@@ -46,8 +46,14 @@ def _hex(q: MultiMapping[str], name: str, size: int) -> str | None:
     return value.lower()
 
 
-def log_filter(q: MultiMapping[str]) -> LogFilter:
-    """The filters from the query string; BadParam names the parameter at fault."""
+FILTERS = ("service", "severity_min", "q", "regex", "trace_id", "span_id", "from", "to")
+PAGING = ("limit", "cursor", "format")
+
+
+def log_filter(q: MultiMapping[str], paging: bool = True) -> LogFilter:
+    """The filters from the query string; BadParam names the parameter at fault, unknown ones too
+    (the tail takes no ``limit``, ``cursor`` or ``format``)."""
+    params.known_only(q, FILTERS + PAGING if paging else FILTERS, ("attr.",))
     severity = params.text(q, "severity_min")
     try:
         severity_min = parse_severity(severity) if severity is not None else 0
@@ -120,7 +126,7 @@ class LogsApi:
     async def tail(self, request: web.Request) -> web.StreamResponse:
         """Polls for blocks written since the last look; a disconnect or shutdown cancels the loop."""
         try:
-            query = log_filter(request.query)
+            query = log_filter(request.query, paging=False)
         except params.BadParam as exc:
             return error(400, str(exc))
         reader = request.app.get(LOG_READER)

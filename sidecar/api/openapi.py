@@ -52,6 +52,9 @@ _SPAN_KIND: Schema = {"type": "string", "enum": list(SPAN_KINDS)}
 # Times the int64 nanoseconds of the store can hold (years 1677 to 2262); endTs is never negative.
 _MICROS: Schema = {"type": "integer", "minimum": -(2**63 // 1_000), "maximum": MAX_NS // 1_000}
 _MILLIS: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_NS // 1_000_000}
+_UNIX_TIME_DOC = (
+    "RFC 3339, or Unix seconds (a fraction allowed); an integer of ms, µs or ns is read by magnitude."
+)
 _TRACE_ID_DOC = "Trace ID: 1-32 hex digits (leading zeros optional) or base64 of 16 bytes; not all zeros."
 
 
@@ -676,8 +679,16 @@ def _events_paths() -> dict[str, Any]:
         _param("user_id", "User id; reads that user's index (one user's timeline is a range read)."),
         _param("session_id", "Session id."),
         _param("service", "Service that sent the event."),
-        _param("from", "Earliest event time, inclusive: RFC 3339 or Unix nanoseconds.", when),
-        _param("to", "Latest event time, exclusive: RFC 3339 or Unix nanoseconds.", when),
+        _param(
+            "from",
+            "Earliest event time, inclusive: " + _UNIX_TIME_DOC,
+            when,
+        ),
+        _param(
+            "to",
+            "Latest event time, exclusive: " + _UNIX_TIME_DOC,
+            when,
+        ),
         _param(
             "order", "`desc` (newest first, the default) or `asc`.", {"type": "string", "enum": list(ORDERS)}
         ),
@@ -965,8 +976,16 @@ def _logs_paths() -> dict[str, Any]:
         ),
         _param("trace_id", "Trace ID, 32 hex digits.", {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}),
         _param("span_id", "Span ID, 16 hex digits.", {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"}),
-        _param("from", "Earliest record time, inclusive: RFC 3339 or Unix nanoseconds.", when),
-        _param("to", "Latest record time, inclusive: RFC 3339 or Unix nanoseconds.", when),
+        _param(
+            "from",
+            "Earliest record time, inclusive: " + _UNIX_TIME_DOC,
+            when,
+        ),
+        _param(
+            "to",
+            "Latest record time, exclusive: " + _UNIX_TIME_DOC,
+            when,
+        ),
     ]
     page_params = [
         *filters,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from decimal import Decimal
 
 from multidict import MultiMapping
 
@@ -300,16 +301,52 @@ def _ordered(low: Named | None, high: Named | None) -> None:
         raise BadParam(high[0], f"must not be smaller than '{low[0]}'")
 
 
+def known_only(q: MultiMapping[str], names: Collection[str], prefixes: Collection[str] = ()) -> None:
+    """BadParam for the first parameter that is none of ``names`` and has none of ``prefixes``.
+
+    The logs and events routes refuse what they do not know: ``severity=error`` for
+    ``severity_min=error`` would otherwise answer every record, a silently changed query.
+    """
+    for name in q:
+        if name not in names and not name.startswith(tuple(prefixes)):
+            known = ", ".join([*sorted(names), *(f"{p}KEY" for p in prefixes)])
+            raise BadParam(name, f"unknown parameter; this route takes {known}")
+
+
+# Unix time by magnitude, as Loki reads an integer: below 1e11 seconds (until the year 5138), then
+# milliseconds, microseconds, and nanoseconds from 1e17 on (after 1973).
+_UNIX_UNITS = ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3))
+
+
+def unix_time_ns(value: str) -> int:
+    """Unix seconds (a fraction allowed), or an integer of milliseconds, microseconds or
+    nanoseconds told apart by magnitude; ValueError otherwise."""
+    if value.isascii() and value.isdigit():
+        number = parse_decimal(value)
+        for below, scale in _UNIX_UNITS:
+            if number < below:
+                return number * scale
+        return number
+    seconds = Decimal(value)  # ValueError-like InvalidOperation for anything else
+    if not seconds.is_finite():
+        raise ValueError("not a finite number")
+    return int(seconds * 10**9)
+
+
 def unix_ns_or_rfc3339(q: MultiMapping[str], name: str) -> int | None:
-    """A time given as RFC 3339 or Unix nanoseconds (the events and logs routes)."""
+    """A time given as RFC 3339 or a Unix time (seconds, or ms/µs/ns by magnitude), for the events
+    and logs routes."""
     found = first(q, name)
     if found is None:
         return None
     value = found[1]
     try:
-        ns = parse_decimal(value) if value.isascii() and value.isdigit() else parse_rfc3339_nano(value)
-    except ValueError as exc:
-        raise BadParam(name, f"expected RFC 3339 or Unix nanoseconds: {exc}") from None
+        if value[:1].isdigit() and all(c.isdigit() or c == "." for c in value):
+            ns = unix_time_ns(value)
+        else:
+            ns = parse_rfc3339_nano(value)
+    except (ValueError, ArithmeticError) as exc:
+        raise BadParam(name, f"expected RFC 3339 or a Unix time: {exc}") from None
     if not 0 <= ns <= MAX_NS:
         raise BadParam(name, f"{shown(value)} is out of range (1970 to 2262)")
     return ns

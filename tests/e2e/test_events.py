@@ -441,6 +441,8 @@ def test_get_api_events_pages_with_cursors_while_events_arrive(sidecar_factory: 
         {"cursor": "zz"},
         {"cursor": "abcd"},
         {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+        {"user": "42"},  # user_id's ingest alias: refused here, not silently ignored
+        {"event": "pay"},
     ):
         status, body = sidecar.get_json("/api/events", bad)
         name = next(iter(bad))

@@ -169,7 +169,8 @@ def test_records_come_back_whole_and_filtered(store: RocksStore) -> None:
     )
     assert (entry.trace_id, entry.span_id) == (TRACE.hex(), SPAN.hex())
     assert [e.body for e in reader.scan(text="DECLINED")] == ["payment declined for order 17"]
-    assert [e.body for e in reader.scan(from_ns=NOW - 5, to_ns=NOW)] == ["payment declined for order 17"]
+    assert [e.body for e in reader.scan(from_ns=NOW - 5, to_ns=NOW + 1)] == ["payment declined for order 17"]
+    assert reader.scan(from_ns=NOW - 5, to_ns=NOW) == []  # to is exclusive
     assert reader.scan(service="nobody") == []
     assert len(reader.scan(limit=2)) == 2
     assert [e.body for e in reader.get_trace_logs(TRACE)] == ["payment declined for order 17"]

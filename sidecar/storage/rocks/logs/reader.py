@@ -228,7 +228,8 @@ class LogReader:
 
     @staticmethod
     def _in_time(query: LogFilter, e: LogEntry) -> bool:
-        return (query.from_ns or 0) <= e.time_ns <= (query.to_ns if query.to_ns is not None else keys.MAX_U64)
+        end = query.to_ns if query.to_ns is not None else keys.MAX_U64 + 1  # exclusive
+        return (query.from_ns or 0) <= e.time_ns < end
 
     def _matches(
         self, query: LogFilter, cursor: bytes | None
@@ -240,7 +241,7 @@ class LogReader:
         # trigrams every block holds, then costs a memory scan per block, not a decode per line.
         needle = query.text.lower().encode() if query.text and query.text.isascii() else None
         low = query.from_ns or 0
-        high = query.to_ns if query.to_ns is not None else keys.MAX_U64
+        high = (query.to_ns if query.to_ns is not None else keys.MAX_U64 + 1) - 1  # 'to' is exclusive
         after = decode_cursor(cursor) if cursor is not None else None
         headers = opened = 0
         try:
