@@ -19,6 +19,7 @@ import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 import weakref
@@ -38,7 +39,8 @@ class EventClient:
     """Queue events in memory and send them in batches from one background thread.
 
     Args:
-        endpoint: the sidecar's OTLP/HTTP address (events go to ``{endpoint}/v1/events``).
+        endpoint: the sidecar's OTLP/HTTP address, an http(s) URL with a host (events go to
+            ``{endpoint}/v1/events``); anything else raises ValueError here, not in the sender thread.
         batch_size: events per request; a batch leaves as soon as this many are queued.
         flush_interval: seconds a partial batch may wait before it is sent.
         max_queue: events held in memory; beyond it the oldest are dropped (``dropped``).
@@ -60,7 +62,7 @@ class EventClient:
     ) -> None:
         if batch_size < 1 or max_queue < 1 or flush_interval <= 0:
             raise ValueError("batch_size and max_queue must be >= 1 and flush_interval > 0")
-        self.url = endpoint.rstrip("/") + PATH
+        self.url = _endpoint_url(endpoint) + PATH
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_queue = max_queue
@@ -71,6 +73,7 @@ class EventClient:
         self._cond = threading.Condition()
         self._tracked = 0  # events ever queued; with _done it tells flush() when its events are out
         self._done = 0  # events sent, refused or dropped
+        self._in_flight = 0  # events of the batch the thread is sending; close() counts them if it gives up
         self._flush_to = 0
         self._closing = False
         self._abandon = False
@@ -89,7 +92,10 @@ class EventClient:
     # -- counters --------------------------------------------------------------------------
     @property
     def dropped(self) -> int:
-        """Events lost on the client: pushed out of a full queue, or still queued when close() gave up."""
+        """Events lost on the client: pushed out of a full queue, tracked after close(), not encodable
+        as JSON, or not delivered when close() (or the interpreter's exit) gave up: those still queued
+        and those of the request in flight then. Should that request still be acknowledged later,
+        its events move from ``dropped`` to ``sent``."""
         return self._dropped
 
     @property
@@ -141,6 +147,8 @@ class EventClient:
                     self._cond.notify()
         except Exception:  # a bad argument must not break the application that tracks
             log.debug("track(%r) failed", name, exc_info=True)
+            with self._cond:
+                self._dropped += 1
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything tracked so far; True once it is sent (or refused), False on timeout."""
@@ -161,17 +169,30 @@ class EventClient:
     def close(self, timeout: float | None = 30.0) -> None:
         """Send what is queued (for up to ``timeout`` s), then stop the thread; safe to call twice.
 
-        Runs at interpreter exit with ``EXIT_TIMEOUT_S``. Events still queued when the timeout passes
-        are counted in ``dropped``.
+        Runs at interpreter exit with ``EXIT_TIMEOUT_S``. Events not delivered when the timeout passes
+        (still queued, or in a request that has not been answered) are counted in ``dropped`` before
+        this returns, and a warning says how many.
         """
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        lost = 0
         with self._cond:
-            if self._thread.is_alive():
+            if self._thread.is_alive() and not self._abandon:
                 self._abandon = True
+                lost = len(self._queue) + self._in_flight
+                self._queue.clear()
+                self._dropped += lost
+                self._done += lost
                 self._cond.notify_all()
+        if lost:
+            log.warning(
+                "gave up on %s after %ss: %s did not take them (counted in dropped)",
+                _events(lost),
+                timeout,
+                self.url,
+            )
         atexit.unregister(self._at_exit)
 
     def _at_exit(self) -> None:
@@ -181,7 +202,7 @@ class EventClient:
         """In the child: fresh lock and thread; the parent's queued events stay the parent's to send."""
         self._cond = threading.Condition()
         self._queue.clear()
-        self._tracked = self._done = self._flush_to = 0
+        self._tracked = self._done = self._flush_to = self._in_flight = 0
         self._thread = threading.Thread(target=self._run, name="sidecar-events", daemon=True)
         if not self._closing:
             self._thread.start()
@@ -209,6 +230,7 @@ class EventClient:
                         return
                     continue
                 batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+                self._in_flight = len(batch)
             refused = 0
             try:
                 outcome, refused = self._deliver(batch)
@@ -216,6 +238,19 @@ class EventClient:
                 log.exception("sending %d events failed", len(batch))
                 outcome = "dropped"
             with self._cond:
+                self._in_flight = 0
+                if self._abandon:
+                    # close() gave up while this batch was out and counted it (and the queue) as
+                    # dropped and done; an answer that came after all corrects the counts.
+                    if outcome == "sent":
+                        self._dropped -= len(batch)
+                        self._sent += len(batch) - refused
+                        self._rejected += refused
+                    elif outcome == "rejected":
+                        self._dropped -= len(batch)
+                        self._rejected += len(batch)
+                    self._cond.notify_all()
+                    return
                 if outcome == "sent":
                     self._sent += len(batch) - refused
                     self._rejected += refused
@@ -223,14 +258,8 @@ class EventClient:
                     self._rejected += len(batch)
                 else:
                     self._dropped += len(batch)
-                    if self._abandon:  # close() gave up: what is left will never be sent
-                        self._dropped += len(self._queue)
-                        self._done += len(self._queue)
-                        self._queue.clear()
                 self._done += len(batch)
                 self._cond.notify_all()
-                if self._abandon:
-                    return
 
     def _deliver(self, batch: list[bytes]) -> tuple[str, int]:
         """POST one batch until it is acknowledged or refused; 'dropped' only when close() gave up.
@@ -269,15 +298,17 @@ class EventClient:
                 answer = response.read()
             refused = _refused(answer)
             if refused:
-                self._warn_once("partial", f"sidecar refused {refused} events of a batch: {answer[:500]!r}")
+                self._warn_once(
+                    "partial", f"sidecar refused {_events(refused)} of a batch: {_answer_message(answer)}"
+                )
             return response.status, None, refused
         except urllib.error.HTTPError as exc:
             status = exc.code
-            detail = exc.read()[:500].decode(errors="replace")
             if status in RETRY_STATUSES:
                 return status, min(self.max_backoff, _retry_after(exc.headers.get("Retry-After"))), 0
             count = body.count(b"\n")
-            self._warn_once(str(status), f"sidecar refused {count} events ({status}), dropped: {detail}")
+            detail = _answer_message(exc.read(64 * 1024))
+            self._warn_once(str(status), f"sidecar refused {_events(count)} ({status}), dropped: {detail}")
             return status, None, 0
         except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
             self._warn_once("connect", f"cannot reach {self.url}, will retry: {exc}")
@@ -290,6 +321,53 @@ class EventClient:
         else:
             self._warned.add(key)
             log.warning(message)
+
+
+def _events(n: int) -> str:
+    return "1 event" if n == 1 else f"{n} events"
+
+
+def _endpoint_url(endpoint: object) -> str:
+    """``endpoint`` without trailing slashes, once it is an http(s) URL with a host; else ValueError."""
+    problem = f"endpoint: expected an http(s) URL with a host, such as {DEFAULT_ENDPOINT}, got {endpoint!r}"
+    if not isinstance(endpoint, str) or not endpoint.isprintable() or " " in endpoint:
+        raise ValueError(problem)
+    try:
+        parts = urllib.parse.urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ValueError(problem) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(problem)
+    return endpoint.rstrip("/")
+
+
+def _answer_message(answer: bytes) -> str:
+    """The sidecar's reasons from an events answer (``errors``: index/line, field, reason) as text,
+    the first three; another body as its decoded text, cut at 500 characters."""
+    text = answer.decode("utf-8", errors="replace").strip()
+    try:
+        errors = json.loads(text).get("errors")
+    except (ValueError, AttributeError):
+        errors = None
+    if not isinstance(errors, list) or not errors:
+        return text[:500] + ("..." if len(text) > 500 else "") or "(no reason given)"
+    reasons = []
+    for error in errors[:3]:
+        if not isinstance(error, dict):
+            reasons.append(str(error))
+            continue
+        where = (
+            f"line {error['line']}"
+            if error.get("line") is not None
+            else f"event {error['index']}"
+            if error.get("index") is not None
+            else "body"
+        )
+        field = f"{error['field']}: " if error.get("field") else ""
+        reasons.append(f"{where}: {field}{error.get('reason', '?')}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(reasons) + more
 
 
 def _refused(answer: bytes) -> int:

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import http.server
+import json
+import logging
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from sidecar.client import EventClient, configure_opentelemetry
 from sidecar.client.events import _retry_after
@@ -79,17 +86,17 @@ def test_track_never_blocks_on_a_stopped_sidecar_and_delivers_after_it_starts(
     for i in range(10_000):
         client.track("client.late", user_id="7", seq=i)
     elapsed = time.perf_counter() - started
-    client.track("client.late", cyclic=loop)  # cannot be encoded: swallowed, never raised
+    client.track("client.late", cyclic=loop)  # cannot be encoded: swallowed, never raised, counted
     assert elapsed < 1.0, f"10k track() calls took {elapsed:.2f}s with the sidecar down"
     assert not client.flush(0.5)  # nobody listens yet
-    assert client.retries > 0 and client.sent == 0 and client.dropped == 0
+    assert client.retries > 0 and client.sent == 0 and client.dropped == 1
 
     sidecar.start()
     assert client.flush(30)
     events = _events(sidecar, "client.late")
     assert sorted(e["properties"]["seq"] for e in events) == list(range(10_000))
     assert len({e["id"] for e in events}) == 10_000
-    assert (client.sent, client.dropped) == (10_000, 0)
+    assert (client.sent, client.dropped) == (10_000, 1)
     client.close(5)
 
 
@@ -128,7 +135,10 @@ def test_backpressure_503_is_retried_until_every_event_is_stored(sidecar_factory
         c.close(5)
 
 
-def test_a_refused_batch_is_dropped_and_counted_not_retried(sidecar: Sidecar) -> None:
+def test_a_refused_batch_is_dropped_and_counted_not_retried(
+    sidecar: Sidecar, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sidecar.client.events")
     client = _client(sidecar.http_url, batch_size=1)
     client.track("")  # no name: 400
     client.track("client.after-refusal")
@@ -145,6 +155,79 @@ def test_a_refused_batch_is_dropped_and_counted_not_retried(sidecar: Sidecar) ->
     assert (client.rejected, client.sent, client.retries) == (1, 2, 0)
     assert [e["properties"]["seq"] for e in _events(sidecar, "client.partial")] == [1, 3]
     client.close(5)
+    # Both warnings give the sidecar's reason as text, neither a bytes repr nor raw JSON.
+    whole, partial = [r.getMessage() for r in caplog.records]
+    assert whole.startswith("sidecar refused 1 event (400), dropped: line 1: name: ")
+    assert partial.startswith("sidecar refused 1 event of a batch: line 2: name: ")
+    for message in (whole, partial):
+        assert "b'" not in message and "{" not in message and '"reason"' not in message
+
+
+def test_the_endpoint_is_checked_in_the_constructor() -> None:
+    threads = threading.active_count()
+    for bad in ["not a url", "localhost:4318", "ftp://127.0.0.1:4318", "http://", "http://h:99999", ""]:
+        with pytest.raises(ValueError, match=r"^endpoint: expected an http\(s\) URL with a host"):
+            EventClient(bad)
+    assert threading.active_count() == threads  # no sender thread left behind to log a traceback
+    EventClient("https://sidecar.example:4318/", flush_interval=60).close(0)
+
+
+def _hanging_port() -> Iterator[int]:
+    """A port that accepts connections and never answers: a request stays in flight until it times out."""
+    with socket.socket() as server:
+        server.bind((HOST, 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+def test_close_counts_every_undelivered_event_as_dropped_before_it_returns() -> None:
+    (dead_port,) = free_ports(1)
+    client = EventClient(f"http://{HOST}:{dead_port}")
+    client.track("x")
+    client.close(1.0)
+    assert (client.dropped, client.sent, client.queued) == (1, 0, 0)
+
+    # One batch in a request nobody answers, two more queued behind it: all three are lost.
+    for port in _hanging_port():
+        client = _client(f"http://{HOST}:{port}", batch_size=1, timeout=1.0)
+        for i in range(3):
+            client.track("client.hang", seq=i)
+        time.sleep(0.2)  # the first batch is out
+        client.close(0.2)
+        assert (client.dropped, client.sent, client.queued) == (3, 0, 0)
+        client._thread.join(5)  # the request times out; nothing is counted twice
+        assert not client._thread.is_alive()
+        assert (client.dropped, client.sent, client.rejected) == (3, 0, 0)
+
+
+class _SlowEvents(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(1.0)
+        answer = json.dumps({"accepted": 1, "rejected": 0, "duplicates": 0, "errors": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_batch_acknowledged_after_close_gave_up_moves_from_dropped_to_sent() -> None:
+    server = http.server.ThreadingHTTPServer((HOST, 0), _SlowEvents)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = _client(f"http://{HOST}:{server.server_address[1]}", batch_size=1)
+        client.track("client.slow")
+        time.sleep(0.2)
+        client.close(0.2)
+        assert (client.dropped, client.sent) == (1, 0)  # not known to be delivered when close() returned
+        client._thread.join(5)
+        assert (client.dropped, client.sent) == (0, 1)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_close_sends_what_is_queued_and_is_idempotent(sidecar: Sidecar) -> None:
@@ -170,6 +253,7 @@ def test_interpreter_exit_sends_the_queue_and_gives_up_in_time_when_nobody_liste
     )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 9.0  # EXIT_TIMEOUT_S (5 s) plus interpreter start-up
+    assert b"gave up on 20 events after 5.0s" in done.stderr  # the loss is said, not silent
 
 
 FORK = """
