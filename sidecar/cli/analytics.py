@@ -17,7 +17,7 @@ from typing import Any
 
 from sidecar.cli import argtypes
 from sidecar.cli.client import ApiError, CliError, api_base, call, fetch_json, print_json, query_options
-from sidecar.cli.output import render_table
+from sidecar.cli.output import printable, render_table
 
 DEFAULT_SINCE = "7d"
 _OPS = (">=", "<=", "!=", ">", "<", "~", "=")  # longest first: '>=' before '>'
@@ -233,7 +233,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         ["unique_users", str(answer["unique_users"])],
         *([k, str(v)] for k, v in answer["events"].items()),
     ]
-    print(f"{answer['from']} .. {answer['to']}")
+    print(printable(f"{answer['from']} .. {answer['to']}"))
     print(render_table(["NAME", "VALUE"], rows, right=frozenset({1})))
     return 0
 

@@ -70,6 +70,22 @@ def limit(text: str) -> int:
     return value
 
 
+# The most events ``GET /api/events`` gives per page (sidecar.api.events.MAX_LIMIT; a test keeps them
+# equal). Not imported: that module pulls in the server's web framework.
+MAX_EVENTS_PAGE = 10_000
+
+
+def page_size(text: str) -> int:
+    """Events per ``/api/events`` request: 1 to ``MAX_EVENTS_PAGE``, which the server refuses above."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_EVENTS_PAGE:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_EVENTS_PAGE}, got {text!r}")
+    return value
+
+
 def trace_id(text: str) -> str:
     if not _TRACE_ID.fullmatch(text):
         raise argparse.ArgumentTypeError(f"expected a hex trace ID of up to 32 digits, got {text!r}")
@@ -131,9 +147,15 @@ def time_ns(text: str) -> int:
 
 
 def severity(text: str) -> str:
-    """A log severity as ``/api/logs`` takes it: a name (trace, debug, info, warn, error, fatal) or 1-24."""
+    """A log severity as ``/api/logs`` takes it: a name (trace, debug, info, warn, error, fatal) or 1-24.
+
+    ``warning`` (any case) is taken as ``warn`` and sent as ``warn``, which every server version
+    accepts.
+    """
     from sidecar.query.logs import parse_severity
 
+    if text.strip().lower() == "warning":
+        return "warn"
     try:
         parse_severity(text)
     except ValueError as exc:

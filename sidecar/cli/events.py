@@ -40,7 +40,7 @@ from sidecar.cli.client import (
     print_json,
     query_options,
 )
-from sidecar.cli.output import fit, render_table, terminal_width
+from sidecar.cli.output import count, fit, render_table, terminal_width
 from sidecar.cli.traces import tag_value
 
 PATH = "/api/events"
@@ -156,23 +156,24 @@ class CsvPages:
         if self.header is None:
             self.header = header
             self.writer.writerow(header)
-        count = 0
+        written = 0
         if header == self.header:
             for row in rows:
                 self.writer.writerow(row)
-                count += 1
-            return count
+                written += 1
+            return written
         index = {key: i for i, key in enumerate(header)}
         for row in rows:
             self.writer.writerow(
                 [row[index[k]] if k in index and index[k] < len(row) else "" for k in self.header]
             )
-            count += 1
-        return count
+            written += 1
+        return written
 
 
 class Progress:
-    """``exported N events (P pages)`` rewritten in place on a terminal; silent otherwise."""
+    """``exported N events (P pages)`` rewritten in place on a terminal; silent otherwise. Counts are
+    spelled with ``count``: ``1 event``, ``1 page``."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
@@ -184,7 +185,7 @@ class Progress:
         self.events += events
         self.pages += 1
         if self.on:
-            self.stream.write(f"\rexported {self.events} events ({self.pages} pages)")
+            self.stream.write(f"\rexported {count(self.events, 'event')} ({count(self.pages, 'page')})")
             self.stream.flush()
 
     def done(self) -> None:
@@ -266,7 +267,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         progress.done()
     if progress.on:
-        print(f"sidecar: exported {progress.events} events to {output}", file=sys.stderr)
+        print(f"sidecar: exported {count(progress.events, 'event')} to {output}", file=sys.stderr)
     return 0
 
 
@@ -352,10 +353,10 @@ def add_events_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     export.add_argument("--output", required=True, metavar="FILE", help="file to write (replaced when done)")
     export.add_argument(
         "--page-size",
-        type=argtypes.limit,
+        type=argtypes.page_size,
         default=DEFAULT_PAGE_SIZE,
         metavar="N",
-        help=f"events per request (default {DEFAULT_PAGE_SIZE}; the server allows up to 10000)",
+        help=f"events per request, 1 to {argtypes.MAX_EVENTS_PAGE} (default {DEFAULT_PAGE_SIZE})",
     )
     export.set_defaults(handler=cmd_export)
     add_analytics_commands(commands)

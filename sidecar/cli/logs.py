@@ -30,7 +30,7 @@ from sidecar.cli.client import (
     query_options,
 )
 from sidecar.cli.events import event_time
-from sidecar.cli.output import fit, terminal_width
+from sidecar.cli.output import fit, printable, terminal_width
 
 PATH = "/api/logs"
 TAIL_PATH = "/api/logs/tail"
@@ -53,21 +53,23 @@ def severity_name(record: Mapping[str, Any]) -> str:
 
 
 def body_text(body: object) -> str:
+    """The body on one line: text as it is, a map or list as JSON; control characters (a newline
+    too) escaped by ``printable``."""
     text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
-    return " ".join(text.split("\n"))
+    return printable(text)
 
 
 def format_record(record: Mapping[str, Any], width: int | None) -> str:
     """``TIME  SEVERITY  SERVICE  BODY  trace=12345678`` (the trace ID's first 8 digits)."""
     parts = [
         event_time(record.get("time_unix_nano")),
-        severity_name(record).ljust(5),
-        str(record.get("service") or "-"),
+        printable(severity_name(record)).ljust(5),
+        printable(str(record.get("service") or "-")),
         body_text(record.get("body")),
     ]
     trace = record.get("trace_id")
     if isinstance(trace, str) and trace:
-        parts.append(f"trace={trace[:8]}")
+        parts.append(f"trace={printable(trace[:8])}")
     return fit("  ".join(parts), width)
 
 
@@ -151,6 +153,23 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+class _NotForTail(argparse.Action):
+    """``--since``/``--limit`` given to ``tail``: exit 2 with its usage and what to use instead,
+    rather than argparse's bare "unrecognized arguments"."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            f"{option_string}: 'logs tail' follows new records from now and takes no --since or "
+            "--limit; for past records use 'sidecar logs search --since DURATION [--limit N]'"
+        )
+
+
 def _filters() -> argparse.ArgumentParser:
     f = argparse.ArgumentParser(add_help=False)
     f.add_argument("--service", metavar="S", help="service name")
@@ -158,7 +177,7 @@ def _filters() -> argparse.ArgumentParser:
         "--severity",
         type=argtypes.severity,
         metavar="LEVEL",
-        help="at least this severity: trace, debug, info, warn, error, fatal or a number 1-24",
+        help="at least this severity: trace, debug, info, warn (or warning), error, fatal, or a number 1-24",
     )
     f.add_argument("--grep", metavar="TEXT", help="body contains TEXT (case-insensitive)")
     f.add_argument("--regex", type=argtypes.regex, metavar="RE", help="body matches this regular expression")
@@ -206,4 +225,6 @@ def add_logs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         description="Follow new log records matching all given filters and print each as it arrives "
         "(with --json, one JSON object per line), until Ctrl-C.",
     )
+    for flag in ("--since", "--limit"):  # search's flags, refused with a hint; hidden from --help
+        tail.add_argument(flag, action=_NotForTail, nargs="?", help=argparse.SUPPRESS)
     tail.set_defaults(handler=cmd_tail)

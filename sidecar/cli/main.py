@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from sidecar.cli.client import CliError
 from sidecar.cli.events import add_events_parser
 from sidecar.cli.logs import add_logs_parser
+from sidecar.cli.output import printable
 from sidecar.cli.services import add_services_parsers
 from sidecar.cli.traces import add_traces_parser
 from sidecar.config.loader import ConfigError, load_config
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except CliError as exc:
-        print(f"sidecar: {exc}", file=sys.stderr)
+        print(f"sidecar: {printable(str(exc))}", file=sys.stderr)  # may quote the server's words
         return exc.code
     except KeyboardInterrupt:
         return 130

@@ -1,11 +1,36 @@
-"""Plain-text output shared by the query commands: tables, durations, times, terminal width."""
+"""Plain-text output shared by the query commands: tables, durations, times, terminal width, and
+``printable``, through which every stored value passes before a table or line printer shows it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+
+# C0 controls, DEL and C1 controls: what a terminal may act on (ESC starts CSI/OSC sequences, and
+# 0x9b/0x9d are one-byte CSI/OSC to some terminals) rather than print.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character (C0, DEL, C1) written as a visible escape: ``\\n``,
+    ``\\r``, ``\\t``, else ``\\xHH`` (ESC is ``\\x1b``).
+
+    Log bodies, event names and span tags come from whoever can reach the ingest ports, without
+    auth: printed raw, an escape sequence in them could retitle the operator's terminal, clear it or
+    move the cursor, and a newline would break a table's layout. Tables and line output pass every
+    stored value through here; ``--json``, ``--csv`` and export files are left byte-exact.
+    Idempotent: the result holds no control characters.
+    """
+    return text if text.isprintable() else _CONTROL.sub(_escape, text)
 
 
 def human_duration(us: float) -> str:
@@ -32,16 +57,23 @@ def count(n: int, noun: str) -> str:
 
 
 def column_widths(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
-    return [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    """Widths of the columns as ``table_lines`` prints them (control characters escaped)."""
+    return [
+        max([len(printable(h)), *(len(printable(row[i])) for row in rows)]) for i, h in enumerate(headers)
+    ]
 
 
 def table_lines(headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int]) -> list[str]:
-    """Aligned plain-text table, header first; columns in ``right`` are right-aligned (numbers)."""
+    """Aligned plain-text table, header first; columns in ``right`` are right-aligned (numbers).
+
+    Every cell and header goes through ``printable``, so a stored value cannot break the layout or
+    reach the terminal as an escape sequence.
+    """
     widths = column_widths(headers, rows)
     lines = []
     for row in [headers, *rows]:
         cells = [
-            cell.rjust(width) if i in right else cell.ljust(width)
+            printable(cell).rjust(width) if i in right else printable(cell).ljust(width)
             for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())

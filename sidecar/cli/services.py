@@ -7,7 +7,7 @@ import sys
 
 from sidecar.cli import argtypes
 from sidecar.cli.client import api_base, fetch_data, print_json, query_options
-from sidecar.cli.output import render_table
+from sidecar.cli.output import printable, render_table
 
 _NS_PER_MS = 1_000_000
 
@@ -20,7 +20,7 @@ def cmd_services(args: argparse.Namespace) -> int:
     elif not names:
         print("no services found", file=sys.stderr)
     else:
-        print("\n".join(sorted(str(name) for name in names)))
+        print("\n".join(sorted(printable(str(name)) for name in names)))
     return 0
 
 

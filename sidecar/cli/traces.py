@@ -30,6 +30,7 @@ from sidecar.cli.output import (
     count,
     fit,
     human_duration,
+    printable,
     render_table,
     table_lines,
     terminal_width,
@@ -116,7 +117,7 @@ def span_details(span: Mapping[str, Any], trace_start: int, full: bool) -> list[
     lines = []
     status = next((t.get("value") for t in tags if t.get("key") == "otel.status_description"), None)
     if status:
-        lines.append("status: " + " ".join(str(status).splitlines()))
+        lines.append("status: " + printable(str(status)))
     shown = tags if full else [t for t in tags if t.get("key") not in DERIVED_TAGS]
     if shown:
         lines.append("tags: " + compact_tags(shown))
@@ -139,7 +140,7 @@ def format_trace(trace: Mapping[str, Any], full: bool = False, width: int | None
     spans = trace.get("spans") or []
     processes = trace.get("processes") or {}
     if not spans:
-        return f"Trace {trace.get('traceID', '?')}: no spans"
+        return f"Trace {printable(str(trace.get('traceID', '?')))}: no spans"
     start = min(span.get("startTime") or 0 for span in spans)
     end = max((span.get("startTime") or 0) + (span.get("duration") or 0) for span in spans)
     rows: list[list[str]] = []
@@ -165,7 +166,7 @@ def format_trace(trace: Mapping[str, Any], full: bool = False, width: int | None
         details.append((depth, span_details(span, start, full)))
     counts = f"{count(len(spans), 'span')}, {count(len(services), 'service')}, {count(errors, 'error')}"
     summary = (
-        f"Trace {trace.get('traceID', '?')}: {counts}, "
+        f"Trace {printable(str(trace.get('traceID', '?')))}: {counts}, "
         f"duration {human_duration(end - start)}, started {utc_time(start)}"
     )
     headers = ["SPAN ID", "SERVICE", "OPERATION", "START (ms)", "DURATION (ms)", ""]
@@ -175,11 +176,13 @@ def format_trace(trace: Mapping[str, Any], full: bool = False, width: int | None
     out = [summary, "", header]
     for line, (depth, notes) in zip(table, details, strict=True):
         out.append(line)
-        out.extend(fit(" " * (operation_column + 2 * depth) + "| " + note, width) for note in notes)
+        # A note holds a log body, an event name, tag keys: one line each, whatever they contain.
+        indent = " " * (operation_column + 2 * depth)
+        out.extend(fit(f"{indent}| {printable(note)}", width) for note in notes)
     if full:
         out += ["", "Process tags:"]
         out += [
-            f"  {p.get('serviceName')}: {compact_tags(p.get('tags') or [])}".rstrip()
+            printable(f"  {p.get('serviceName')}: {compact_tags(p.get('tags') or [])}".rstrip())
             for p in processes.values()
         ]
     return "\n".join(out)
@@ -238,7 +241,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     if not isinstance(data, list) or not data:
         raise CliError(f"API error: {problems}" if problems else f"trace {args.trace_id} not found")
     if problems:
-        print(f"sidecar: warning: {problems}", file=sys.stderr)
+        print(f"sidecar: warning: {printable(problems)}", file=sys.stderr)
     trace = data[0]
     if args.json:
         print_json(trace)

@@ -190,13 +190,12 @@ def test_export_filters_and_empty_result(
     assert empty.read_bytes() == b""
 
 
-def test_export_progress_on_a_terminal(api: str, tmp_path: Path) -> None:
-    """stderr on a pseudo-terminal: the progress line is drawn and ends with the page count."""
+def export_on_a_terminal(api: str, out: Path, *argv: str) -> str:
+    """Run ``events export`` in a subprocess whose stderr is a pseudo-terminal; what it drew there."""
     master, slave = pty.openpty()
-    out = tmp_path / "all.ndjson"
-    argv = ["events", "export", "--format", "ndjson", "--output", str(out), "--page-size", "5", "--api", api]
+    command = ["events", "export", "--format", "ndjson", "--output", str(out), "--api", api, *argv]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sidecar", *argv],
+        [sys.executable, "-m", "sidecar", *command],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=slave,
@@ -215,10 +214,28 @@ def test_export_progress_on_a_terminal(api: str, tmp_path: Path) -> None:
     os.close(master)
     stdout, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and stdout == b""
-    shown = b"".join(chunks).decode()
+    return b"".join(chunks).decode()
+
+
+def test_export_progress_on_a_terminal(api: str, tmp_path: Path) -> None:
+    """stderr on a pseudo-terminal: the progress line is drawn and ends with the page count."""
+    out = tmp_path / "all.ndjson"
+    shown = export_on_a_terminal(api, out, "--page-size", "5")
     assert f"\rexported {COUNT} events (3 pages)" in shown
     assert f"sidecar: exported {COUNT} events to {out}" in shown
     assert len(out.read_text().splitlines()) == COUNT
+
+
+def test_export_progress_says_1_page_and_1_event(api: str, tmp_path: Path) -> None:
+    """Singular where the count is one: not "(1 pages)" or "1 events"."""
+    out = tmp_path / "all.ndjson"
+    shown = export_on_a_terminal(api, out, "--page-size", "10000")  # the largest page the API gives
+    assert f"\rexported {COUNT} events (1 page)" in shown and "pages" not in shown
+    one = tmp_path / "one.ndjson"
+    shown = export_on_a_terminal(api, one, "--prop", "amount=40")  # event 4 alone
+    assert "\rexported 1 event (1 page)" in shown
+    assert f"sidecar: exported 1 event to {one}" in shown
+    assert len(one.read_text().splitlines()) == 1
 
 
 NOWHERE = f"http://127.0.0.1:{free_ports(1)[0]}"  # a request would fail with exit 1, not 2
@@ -242,6 +259,9 @@ NOWHERE = f"http://127.0.0.1:{free_ports(1)[0]}"  # a request would fail with ex
         (["export", "--format", "csv"], "--output"),
         (["export", "--format", "csv", "--output", "/no/such/dir/x.csv"], "--output"),
         (["export", "--format", "csv", "--output", "x", "--page-size", "-3"], "--page-size"),
+        (["export", "--format", "csv", "--output", "x", "--page-size", "0"], "--page-size"),
+        (["export", "--format", "csv", "--output", "x", "--page-size", "10001"], "--page-size"),
+        (["export", "--format", "csv", "--output", "x", "--page-size", "20000"], "--page-size"),
     ],
 )
 def test_bad_arguments_exit_2_before_any_request(
@@ -259,11 +279,19 @@ def test_server_400_exits_1_with_its_message(
     code, out, err = run(capsys, "events", "list", "--limit", "20000", "--api", api)
     assert (code, out) == (1, "")
     assert err.startswith("sidecar: API error (HTTP 400): ") and "limit" in err
+
+
+def test_page_size_above_the_api_maximum_names_the_flag(
+    api: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Checked by the CLI, not refused by the server as its 'limit': the user typed --page-size."""
     target = tmp_path / "big.csv"
     argv = ["events", "export", "--format", "csv", "--output", str(target), "--page-size", "20000"]
     code, out, err = run(capsys, *argv, "--api", api)
-    assert code == 1 and "API error (HTTP 400)" in err and "limit" in err
-    assert list(tmp_path.iterdir()) == []  # no half-written file left behind
+    assert (code, out) == (2, "")
+    assert "argument --page-size: expected an integer from 1 to 10000, got '20000'" in err
+    assert "'limit'" not in err and "API error" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unreachable_api_exits_1(capsys: pytest.CaptureFixture[str]) -> None:

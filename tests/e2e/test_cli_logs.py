@@ -186,3 +186,23 @@ def test_tail_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "logs", "tail", "--regex", "[")
     assert code == 2
     assert "--regex" in err
+
+
+@pytest.mark.parametrize("argv", [["--since", "1h"], ["--limit", "5"], ["--limit=5"], ["--since"]])
+def test_tail_refuses_since_and_limit_with_a_hint(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    (port,) = free_ports(1)  # nothing listens there: a request would fail with exit 1
+    code, out, err = run(capsys, "logs", "tail", "--api", f"http://127.0.0.1:{port}", *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith("usage: sidecar logs tail ")
+    assert "follows new records from now and takes no --since or --limit" in err
+    assert "sidecar logs search --since" in err
+    assert "unrecognized arguments" not in err
+
+
+def test_severity_warning_is_warn(capsys: pytest.CaptureFixture[str], api: str) -> None:
+    warn = bodies(capsys, api, "--service", SVC, "--severity", "warn")
+    assert warn == ["slow query 250ms", "payment DECLINED order 17"]
+    assert bodies(capsys, api, "--service", SVC, "--severity", "warning") == warn
+    assert bodies(capsys, api, "--service", SVC, "--severity", "WARNING") == warn

@@ -163,3 +163,11 @@ def test_serve_passes_merged_config(
     assert loaded.api.endpoint == "127.0.0.1:26686"
     assert loaded.receivers.otlp.grpc.endpoint == "127.0.0.1:5317"
     assert loaded.receivers.otlp.http.endpoint == "[::1]:5318"
+
+
+def test_page_size_bound_is_the_events_api_maximum() -> None:
+    """``--page-size`` is checked against a copy of the API's maximum; the two must not drift."""
+    from sidecar.api.events import MAX_LIMIT
+    from sidecar.cli.argtypes import MAX_EVENTS_PAGE
+
+    assert MAX_EVENTS_PAGE == MAX_LIMIT
