@@ -25,6 +25,7 @@ from sidecar.api.context import ApiContext, Health
 from sidecar.api.events import EVENT_READER
 from sidecar.api.logs import LOG_READER
 from sidecar.config.model import Config, split_endpoint
+from sidecar.ingest.events import Limits
 from sidecar.ingest.traces import prepare_traces
 from sidecar.pipeline.consumer import StoreConsumer
 from sidecar.pipeline.fanout import FanOut
@@ -127,7 +128,15 @@ async def run(config: Config) -> int:
     )
     # The store decides every acknowledgement; metrics and forwarding will tap the fan-out.
     traces = FanOut(StoreConsumer(writer))
-    logs = FanOut(LogsWithEvents(StoreConsumer(log_writer), StoreConsumer(event_writer)))
+    skipped = RateLimitedLog(log, event_noun="request", item_noun="event")
+    logs = FanOut(
+        LogsWithEvents(
+            StoreConsumer(log_writer),
+            StoreConsumer(event_writer),
+            Limits.from_config(events_cfg, config.storage.events.retention_days),
+            lambda n: skipped.event("OTLP log events outside the events' time window: kept as logs only", n),
+        )
+    )
     # One exporter per row of the signal table, each to its pipeline.
     exports = exporters({"traces": traces, "logs": logs})
     otlp = config.receivers.otlp

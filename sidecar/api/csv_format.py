@@ -33,11 +33,23 @@ def rfc3339(ns: int) -> str:
 
 
 def cell(value: object) -> str:
-    """Text of one CSV cell; one a spreadsheet would run as a formula gets a leading ``'``."""
+    """Text of one CSV cell; text a spreadsheet would run as a formula gets a leading ``'``.
+    Numbers stay numbers: a refund of -3.5 is no formula, and a ``'`` would make it text."""
     if value is None:
         return ""
-    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value)
     return "'" + text if text.startswith(_FORMULA) else text
+
+
+def columns(fixed: Sequence[str], keys: Sequence[str], prefix: str) -> list[str]:
+    """The header: the fixed fields, then one column per key; a key that is also a fixed field's
+    name is written ``prefix + key`` so no two columns share a name."""
+    taken = set(fixed)
+    return [*fixed, *(prefix + key if key in taken else key for key in keys)]
 
 
 def to_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

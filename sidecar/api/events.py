@@ -17,7 +17,7 @@ from multidict import MultiMapping
 
 from sidecar.api import params
 from sidecar.api.context import ApiContext
-from sidecar.api.csv_format import output_format, rfc3339
+from sidecar.api.csv_format import columns, output_format, rfc3339
 from sidecar.api.csv_format import to_csv as csv_text
 from sidecar.api.native import error
 from sidecar.query.params import shown
@@ -99,4 +99,4 @@ def to_csv(events: list[StoredEvent], keys: list[str]) -> str:
         + [e.properties.get(k) for k in keys]
         for e in events
     )
-    return csv_text([*CSV_FIELDS, *keys], rows)
+    return csv_text(columns(CSV_FIELDS, keys, "properties."), rows)

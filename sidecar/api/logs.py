@@ -16,7 +16,7 @@ from multidict import MultiMapping
 
 from sidecar.api import params
 from sidecar.api.context import ApiContext
-from sidecar.api.csv_format import output_format, rfc3339, to_csv
+from sidecar.api.csv_format import columns, output_format, rfc3339, to_csv
 from sidecar.api.native import error
 from sidecar.query.logs import (
     CSV_FIELDS,
@@ -118,7 +118,7 @@ class LogsApi:
         if fmt == "csv":
             keys = reader.attribute_keys(query.service)
             rows = (csv_row(e, rfc3339(e.time_ns), keys) for e in page.entries)
-            text = to_csv([*CSV_FIELDS, *keys], rows)
+            text = to_csv(columns(CSV_FIELDS, keys, "attributes."), rows)
             return web.Response(text=text, content_type="text/csv", headers=headers)
         body: dict[str, Any] = {"data": [entry_json(e) for e in page.entries], "next_cursor": next_cursor}
         return web.Response(text=json.dumps(body), content_type="application/json")

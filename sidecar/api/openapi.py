@@ -673,12 +673,18 @@ def _components() -> dict[str, Schema]:
 
 def _events_paths() -> dict[str, Any]:
     """``GET /api/events`` (sidecar/api/events.py): stored business events, a page at a time."""
-    when = {"type": "string", "pattern": r"^([0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt].+)$"}
+    when = {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ].+)$"}
     params = [
         _param("name", "Event name."),
         _param("user_id", "User id; reads that user's index (one user's timeline is a range read)."),
         _param("session_id", "Session id."),
         _param("service", "Service that sent the event."),
+        _param(
+            "prop.KEY",
+            "Repeatable, one per property: `prop.amount=100` keeps events whose property `amount` "
+            "equals 100 (numbers by value, bools as true/false). `KEY` is the property's name; any "
+            "other unknown parameter is a 400.",
+        ),
         _param(
             "from",
             "Earliest event time, inclusive: " + _UNIX_TIME_DOC,
@@ -960,7 +966,7 @@ def _analytics_paths() -> dict[str, Any]:
 
 def _logs_paths() -> dict[str, Any]:
     """``GET /api/logs`` and ``GET /api/logs/tail`` (sidecar/api/logs.py): stored OTLP log records."""
-    when = {"type": "string", "pattern": r"^([0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt].+)$"}
+    when = {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ].+)$"}
     filters = [
         _param("service", "Service (resource `service.name`) that sent the record."),
         _param(
@@ -976,6 +982,12 @@ def _logs_paths() -> dict[str, Any]:
         ),
         _param("trace_id", "Trace ID, 32 hex digits.", {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}),
         _param("span_id", "Span ID, 16 hex digits.", {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"}),
+        _param(
+            "attr.KEY",
+            "Repeatable, one per attribute: `attr.http.route=/cart` keeps records whose attribute "
+            "equals the value (numbers by value). `KEY` is the attribute's name; any other unknown "
+            "parameter is a 400.",
+        ),
         _param(
             "from",
             "Earliest record time, inclusive: " + _UNIX_TIME_DOC,

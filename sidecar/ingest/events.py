@@ -24,7 +24,7 @@ from sidecar.config.model import EventsIngestConfig
 from sidecar.query.params import parse_rfc3339_nano
 
 Value = str | int | float | bool
-JSON_TYPES = ("application/json",)
+JSON_TYPES = ("application/json", "text/plain")  # text/plain: what navigator.sendBeacon sends
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
@@ -44,6 +44,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 _ALIAS = {alias: canonical for canonical, aliases in FIELDS.items() for alias in aliases}
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_JSON_TEXT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 @dataclass(slots=True)
@@ -127,8 +128,14 @@ def parse_request(
     pairs = list(query)
     if not body.strip():
         if pairs:
-            return _validate_all([_from_strings(pairs)], limits, now_ns)
+            try:
+                return _validate_all([_from_strings(pairs)], limits, now_ns)
+            except Invalid as exc:
+                return Parsed(errors=[EventError(None, exc.field, exc.reason)])
         return Parsed(errors=[EventError(None, None, "empty body and no query string: no event")])
+    if pairs:
+        reason = "an event goes in the body or in the query string, not both"
+        return Parsed(errors=[EventError(None, pairs[0][0], reason)])
     try:
         if content_type in JSON_TYPES:
             return _validate_all(_json_objects(body), limits, now_ns)
@@ -210,9 +217,12 @@ def _multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
 
 
 def _from_strings(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """Form and query fields as one event: property values that read as numbers become numbers."""
+    """Form and query fields as one event: property values that read as numbers become numbers.
+    A field given twice is refused: which of ``name=a&name=b`` was meant cannot be known."""
     out: dict[str, Any] = {}
     for key, value in pairs:
+        if key in out:
+            raise Invalid(key, "given twice")
         if _ALIAS.get(key) in FIELDS and _ALIAS[key] != "properties":
             out[key] = value
         elif _NUMBER.fullmatch(value):
@@ -266,8 +276,8 @@ def validate_event(item: Any, limits: Limits, now_ns: int) -> Event:
         else:
             own[canonical] = (key, value)
     name_key, name = own.get("name", ("name", None))
-    if name is None or name == "":
-        raise Invalid("name", "required (also accepted as 'event')")
+    if name is None or (isinstance(name, str) and not name.strip()):
+        raise Invalid("name", "required (also accepted as 'event'), and not blank")
     if not isinstance(name, str):
         raise Invalid(name_key, f"must be a string, got {_type(name)}")
     if len(name) > limits.max_name_length:
@@ -313,19 +323,26 @@ def _flatten(
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise Invalid(path, "must be a finite number")
+        if isinstance(value, list):
+            try:
+                value = _JSON_TEXT(value)  # as an OTLP array attribute is kept: its JSON text
+            except ValueError:
+                raise Invalid(path, "a list must hold finite numbers only") from None
         if isinstance(value, str):
             if len(value.encode()) > limits.max_value_bytes:
                 raise Invalid(path, f"value longer than {limits.max_value_bytes} bytes")
         elif not isinstance(value, bool | int | float):
-            raise Invalid(path, f"must be a string, number or bool, got {_type(value)}")
+            raise Invalid(path, f"must be a string, number, bool or list, got {_type(value)}")
+        if name in out:
+            raise Invalid(path, f"property {name!r} given twice")
         out[name] = value
 
 
 def _identifier(key: str, value: Any, limits: Limits, is_id: bool) -> str | None:
     if value is None or value == "":
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value) if math.isfinite(value) else value  # a number is taken as its text
     if not isinstance(value, str):
         raise Invalid(key, f"must be a string, got {_type(value)}")
     cap = MAX_ID_BYTES if is_id else limits.max_value_bytes

@@ -29,6 +29,7 @@ _MAX_ERROR_MESSAGES = 5
 _MAX_SEVERITY = 24  # SeverityNumber FATAL4
 _EVENT_NAME_KEY = b"\x0a\x0aevent.name"  # KeyValue{key="event.name"} as it starts on the wire
 _USER_KEYS = ("user.id", "enduser.id")
+_SESSION_KEY = "session.id"  # OTel semantic conventions' session id
 
 
 def _problem(record: Any) -> str | None:
@@ -52,13 +53,13 @@ def _attribute_key(kv: bytes) -> bytes:
 
 def _event(record: Any, service: str, when: int) -> LogEvent | None:
     """The business event a record carries, if any; ``event_name`` wins over an ``event.name`` attribute."""
-    name = record.event_name.decode("utf-8", "replace")
+    name = record.event_name.decode("utf-8", "replace").strip()
     if not name and not any(kv.startswith(_EVENT_NAME_KEY) for kv in record.attributes):
         return None
     properties = {kv.key: python_value(kv.value) for kv in map(KeyValue.FromString, record.attributes)}
     attribute_name = properties.pop("event.name", None)
     if not name:
-        name = attribute_name if isinstance(attribute_name, str) else ""
+        name = attribute_name.strip() if isinstance(attribute_name, str) else ""
         if not name:
             return None
     user = None
@@ -66,7 +67,8 @@ def _event(record: Any, service: str, when: int) -> LogEvent | None:
         value = properties.pop(key, None)
         if user is None and value is not None:
             user = str(value)
-    return LogEvent(name, user, properties, service, when)
+    session = properties.pop(_SESSION_KEY, None)
+    return LogEvent(name, user, properties, service, when, None if session is None else str(session))
 
 
 def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
@@ -155,17 +157,16 @@ def as_events(found: list[LogEvent]) -> list[Event]:
     events = []
     for item in found:
         properties = _flat(item.properties)
-        digest = blake2b(
-            json.dumps(
-                [item.name, item.time_ns, item.service, item.user_id, properties], sort_keys=True, default=str
-            ).encode(),
-            digest_size=16,
-        ).hexdigest()
+        said = [item.name, item.time_ns, item.service, item.user_id, properties]
+        if item.session_id is not None:
+            said.append(item.session_id)
+        digest = blake2b(json.dumps(said, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
         events.append(
             Event(
                 name=item.name,
                 ts_ns=item.time_ns,
                 user_id=item.user_id,
+                session_id=item.session_id,
                 service=item.service,
                 id=f"otlp-log:{digest}",
                 properties=properties,

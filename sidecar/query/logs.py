@@ -15,6 +15,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000  # refused above, never clamped
 # The first SeverityNumber of each OTLP range (TRACE 1-4, DEBUG 5-8, ... FATAL 21-24).
 SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
+ALIASES = {"warning": 13, "err": 17, "critical": 21}  # Python logging's and syslog's spellings
 # Fixed CSV columns; one column per attribute key follows, from the registry of the keys the
 # query's service (or every service) carried, so the header needs no pass over the rows.
 CSV_FIELDS = (
@@ -32,7 +33,8 @@ CSV_FIELDS = (
 
 def parse_severity(value: str) -> int:
     """A number 1-24 or a name (any case); ValueError says which are allowed."""
-    number = SEVERITIES.get(value.strip().lower())
+    name = value.strip().lower()
+    number = SEVERITIES.get(name, ALIASES.get(name))
     if number is not None:
         return number
     if value.isascii() and value.isdigit() and 1 <= int(value) <= 24:

@@ -44,7 +44,7 @@ _MAX_DECIMAL_DIGITS = 40  # far beyond int64; keeps int() off megabyte-long digi
 _HEX_RE = re.compile(r"[0-9a-fA-F]{1,32}")
 
 _RFC3339_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
     r"(?:[Zz]|([+\- ])([0-9]{2}):([0-9]{2}))"
 )
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -22,6 +22,7 @@ from sidecar.config.model import EventsIngestConfig
 from sidecar.ingest.events import CONTENT_TYPES, MULTIPART, EventError, Limits, Parsed, parse_request
 from sidecar.pipeline.consumer import Consumer
 from sidecar.receivers.otlp_http import _WBITS, BodyTooLarge, inflate
+from sidecar.receivers.rejections import RateLimitedLog
 from sidecar.receivers.status import RETRY_AFTER_S
 from sidecar.storage.api import Overloaded, StoreClosed
 from sidecar.storage.rocks.events.merge import EventBatch
@@ -61,12 +62,14 @@ class EventsReceiver:
         retention_days: int,
         max_body_bytes: int,
         clock: Callable[[], int] = time.time_ns,
+        rejections: RateLimitedLog | None = None,
     ) -> None:
         self._consumer = consumer
         self._limits = Limits.from_config(config, retention_days)
         self._origins = config.origins()
         self._limit = max_body_bytes
         self._clock = clock
+        self._rejections = rejections or RateLimitedLog(log, event_noun="request", item_noun="event")
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", PATH, self.handle)
@@ -94,9 +97,16 @@ class EventsReceiver:
                 "Access-Control-Max-Age": "600",
             }
             return web.Response(status=204, headers=cors)
-        response = await self._post(request)
+        if cors is None:
+            # A form or multipart POST needs no preflight, so refusing only the preflight would let
+            # any web page post events through a visitor's browser.
+            response = _refusal(403, f"origin {request.headers.get(hdrs.ORIGIN)!r} is not allowed")
+        else:
+            response = await self._post(request)
         if cors:
             response.headers.update(cors)
+        if response.status >= 400:  # a fixed text per status: never the payload
+            self._rejections.event(f"POST {PATH} refused, {response.status} {response.reason}")
         return response
 
     async def _post(self, request: web.Request) -> web.Response:
@@ -143,4 +153,6 @@ class EventsReceiver:
         except Exception:
             log.exception("storing %d events failed", len(parsed.events))
             return _refusal(500, "storing the events failed; see the sidecar's log")
+        if rejected:
+            self._rejections.event(f"POST {PATH} partly refused (invalid events)", rejected)
         return answer(200, len(parsed.events), rejected, batch.duplicates, parsed.errors)

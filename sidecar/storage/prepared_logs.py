@@ -38,6 +38,7 @@ class LogEvent:
     properties: dict[str, Any]
     service: str
     time_ns: int
+    session_id: str | None = None  # from the ``session.id`` attribute
 
 
 @dataclass(slots=True)

@@ -161,7 +161,10 @@ def test_an_event_without_a_timestamp_gets_the_receive_time(events_sidecar: Side
 @pytest.mark.parametrize(
     ("event", "field", "reason"),
     [
-        ({"user": "1"}, "name", "required (also accepted as 'event')"),
+        ({"user": "1"}, "name", "required (also accepted as 'event'), and not blank"),
+        ({"name": "  "}, "name", "required (also accepted as 'event'), and not blank"),
+        ({"name": "a", "x": 1, "properties": {"x": 2}}, "properties.x", "property 'x' given twice"),
+        ({"name": "a", "tags": [1, {"k": float("nan")}]}, "tags", "a list must hold finite numbers only"),
         ({"name": 5}, "name", "must be a string, got a number"),
         ({"name": "x" * 21}, "name", "longer than 20 characters"),
         ({"name": "a", "event": "b"}, "event", "given twice, as 'name' and 'event'"),
@@ -182,7 +185,6 @@ def test_an_event_without_a_timestamp_gets_the_receive_time(events_sidecar: Side
         ({"name": "a", "user_id": [1]}, "user_id", "must be a string, got an array"),
         ({"name": "a", "id": "i" * 129}, "id", "longer than 128 bytes"),
         ({"name": "a", "properties": [1]}, "properties", "must be an object, got an array"),
-        ({"name": "a", "tags": [1, 2]}, "tags", "must be a string, number or bool, got an array"),
         ({"name": "a", "properties": {"k": "v" * 65}}, "properties.k", "value longer than 64 bytes"),
         ({"name": "a", **{f"p{i}": i for i in range(6)}}, "properties", "6 properties, the limit is 5"),
         ({"name": "a", "k" * 21: 1}, "k" * 21, "property name longer than 20 characters"),
@@ -195,6 +197,29 @@ def test_each_validation_error_is_named(events_sidecar: Sidecar, event: Any, fie
     assert (status, body) == (200, ok(1, 1, errors=[error]))
     status, _, body = post(events_sidecar, [event])
     assert (status, body) == (400, ok(0, 1, errors=[{**error, "index": 0}]))
+
+
+def test_lists_numbers_beacons_and_ambiguous_requests(events_sidecar: Sidecar) -> None:
+    """Lists become their JSON text (as OTLP array attributes do), a numeric user id its text,
+    sendBeacon's text/plain is JSON, and what cannot be read one way is refused, not guessed."""
+    name = f"lists-{uuid.uuid4().hex[:6]}"
+    status, _, body = post(events_sidecar, [{"name": name, "tags": ["a", 2], "user_id": 4.0}])
+    assert (status, body["accepted"]) == (200, 1), body
+    status, got = events_sidecar.get_json("/api/events", {"name": name})
+    (event,) = got["data"]
+    assert event["properties"] == {"tags": '["a",2]'} and event["user_id"] == "4.0"
+    status, _, body = post(events_sidecar, json.dumps({"name": name}), {"Content-Type": "text/plain"})
+    assert (status, body["accepted"]) == (200, 1)
+    status, _, body = post(
+        events_sidecar, "name=a&name=b", {"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert status == 400 and body["errors"] == [{"index": None, "field": "name", "reason": "given twice"}]
+    url = f"{events_sidecar.http_url}/v1/events?event=click&user=3"
+    status, _, raw = http_request("POST", url, json.dumps({"name": "other"}).encode(), JSON)
+    reason = "an event goes in the body or in the query string, not both"
+    assert status == 400 and json.loads(raw)["errors"] == [
+        {"index": None, "field": "event", "reason": reason}
+    ]
 
 
 def test_bodies_that_do_not_parse_get_400(events_sidecar: Sidecar) -> None:
@@ -223,7 +248,12 @@ def test_bodies_that_do_not_parse_get_400(events_sidecar: Sidecar) -> None:
             "reason": "invalid JSON: Expecting property name enclosed in double quotes at column 2",
             "line": 3,
         },
-        {"index": 2, "field": "name", "reason": "required (also accepted as 'event')", "line": 4},
+        {
+            "index": 2,
+            "field": "name",
+            "reason": "required (also accepted as 'event'), and not blank",
+            "line": 4,
+        },
     ]
     assert post(events_sidecar, "[]")[::2] == (
         400,
@@ -250,8 +280,8 @@ def test_limits_types_and_methods(events_sidecar: Sidecar) -> None:
     bomb = gzip.compress(json.dumps({"event": "bomb", "pad": "x" * (2 << 20)}).encode())
     status, _, body = post(events_sidecar, bomb, {**JSON, "Content-Encoding": "gzip"})
     assert status == 413
-    status, _, body = post(events_sidecar, "event=a", {"Content-Type": "text/plain"})
-    assert status == 415 and body["errors"][0]["reason"].startswith("unsupported media type: 'text/plain'")
+    status, _, body = post(events_sidecar, "event=a", {"Content-Type": "text/csv"})
+    assert status == 415 and body["errors"][0]["reason"].startswith("unsupported media type: 'text/csv'")
     status, headers, body = http_request("GET", f"{events_sidecar.http_url}/v1/events")
     assert status == 405 and headers["allow"] == "POST, OPTIONS"
 
@@ -274,11 +304,22 @@ def test_cors_preflight_and_answer_headers(events_sidecar: Sidecar, sidecar_fact
     assert status == 200 and headers["access-control-allow-origin"] == "https://app.example.com"
     status, headers, _ = http_request("OPTIONS", url, None, {**preflight, "Origin": "https://evil.example"})
     assert status == 403 and "access-control-allow-origin" not in headers
-    status, headers, _ = post(events_sidecar, {"event": "cors"}, {**JSON, "Origin": "https://evil.example"})
-    assert status == 200 and "access-control-allow-origin" not in headers
+    # A page of another origin posting a form needs no preflight: the POST itself is refused.
+    status, headers, body = post(
+        events_sidecar, {"event": "cors"}, {**JSON, "Origin": "https://evil.example"}
+    )
+    assert status == 403 and "access-control-allow-origin" not in headers
+    assert body["accepted"] == 0 and "not allowed" in body["errors"][0]["reason"]
     plain = sidecar_factory("no-cors")  # default: no origin allowed
     status, headers, _ = http_request("OPTIONS", f"{plain.http_url}/v1/events", None, preflight)
     assert status == 403 and "access-control-allow-origin" not in headers
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://evil.example"}
+    status, _, _ = http_request("POST", f"{plain.http_url}/v1/events", b"name=csrf&user=victim", form)
+    assert status == 403
+    no_origin = {"Content-Type": form["Content-Type"]}
+    status, _, raw = http_request("POST", f"{plain.http_url}/v1/events", b"name=server-side", no_origin)
+    assert status == 200, raw  # no Origin (curl, a back end): not a browser, nothing to refuse
+    assert "POST /v1/events refused, 403 Forbidden" in plain.stderr_text()
 
 
 def test_ids_dedupe_within_a_batch_on_retry_and_after_a_restart(sidecar_factory: SidecarFactory) -> None:
@@ -456,8 +497,9 @@ def test_get_api_events_as_csv_and_ndjson(sidecar_factory: SidecarFactory) -> No
         {"event": "note", "ts": T0, "user": "=cmd|' /C calc'!A0", "text": 'say "hi", then\nleave', "n": -3},
         {"event": "note", "ts": T0 + 1, "user": "2", "extra": "@SUM(A1)", "ok": True},
         {"event": "other", "ts": T0 + 2, "secret": "x"},
+        {"event": "clash", "ts": T0 + 3, "properties": {"service": "billing", "id": "-7"}, "id": "c1"},
     ]
-    assert post(sidecar, rows)[::2] == (200, ok(3))
+    assert post(sidecar, rows)[::2] == (200, ok(4))
     status, headers, raw = http_request(
         "GET", f"{sidecar.api_url}/api/events?name=note&order=asc&format=csv&limit=1"
     )
@@ -466,8 +508,8 @@ def test_get_api_events_as_csv_and_ndjson(sidecar_factory: SidecarFactory) -> No
     first = dt.datetime.fromtimestamp(T0, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
     assert raw.decode() == (
         "timestamp,name,user_id,session_id,service,id,extra,n,ok,text\r\n"
-        f'{first},note,\'=cmd|\' /C calc\'!A0,,,,,\'-3,,"say ""hi"", then\nleave"\r\n'
-    )
+        f'{first},note,\'=cmd|\' /C calc\'!A0,,,,,-3,,"say ""hi"", then\nleave"\r\n'
+    )  # a negative number stays a number; text starting with '=' is defused
     status, headers, raw = http_request(
         "GET", f"{sidecar.api_url}/api/events?name=note&order=asc&format=csv&cursor={cursor}"
     )
@@ -475,6 +517,16 @@ def test_get_api_events_as_csv_and_ndjson(sidecar_factory: SidecarFactory) -> No
     assert "x-next-cursor" not in headers
     status, headers, raw = http_request("GET", f"{sidecar.api_url}/api/events?format=ndjson&order=asc")
     assert headers["content-type"].startswith("application/x-ndjson")
-    assert [json.loads(line)["name"] for line in raw.decode().splitlines()] == ["note", "note", "other"]
+    assert [json.loads(line)["name"] for line in raw.decode().splitlines()] == [
+        "note",
+        "note",
+        "other",
+        "clash",
+    ]
+    # Properties named like a fixed column get a prefix, so no two columns share a name.
+    status, _, raw = http_request("GET", f"{sidecar.api_url}/api/events?name=clash&format=csv")
+    header, row = raw.decode().splitlines()
+    assert header == "timestamp,name,user_id,session_id,service,id,properties.id,properties.service"
+    assert row.endswith(",clash,,,,c1,'-7,billing")  # the text "-7" is defused, the number above not
     status, _, raw = http_request("GET", f"{sidecar.api_url}/api/events?format=xml")
     assert status == 400 and "'format'" in json.loads(raw)["error"]["message"]

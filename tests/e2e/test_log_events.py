@@ -72,3 +72,26 @@ def test_event_name_log_records_become_events_once(sidecar_factory: SidecarFacto
     assert signup["user_id"] == "7" and signup["properties"] == {}
     status, body = sidecar.get_json("/api/events", {"service": f"shop-{protocol}"})
     assert status == 200 and len(body["data"]) == 2  # the plain line is no event
+
+
+def test_session_ids_blank_names_and_events_outside_the_window(sidecar_factory: SidecarFactory) -> None:
+    """``session.id`` fills the event's session; a blank name is no event; an event older than the
+    events' retention is kept as a log line only, instead of being acknowledged and then dropped."""
+    sidecar = sidecar_factory()
+    logs = LoggerProvider(resource=Resource.create({"service.name": "window"}))
+    exporter = HttpLogExporter(endpoint=f"{sidecar.http_url}/v1/logs", timeout=10)
+    logs.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = logs.get_logger("e2e.window")
+    logger.emit(event_name="app.opened", attributes={"session.id": "s-9", "user.id": "5"})
+    logger.emit(event_name="   ", body="blank name")
+    logger.emit(event_name="old.evt", body="from 2001", timestamp=1_000_000_000 * 10**9)
+    assert logs.force_flush(10_000)
+    logs.shutdown()
+    (opened,) = _events(sidecar, "app.opened")
+    assert opened["session_id"] == "s-9" and opened["user_id"] == "5" and opened["properties"] == {}
+    status, body = sidecar.get_json("/api/events", {"service": "window"})
+    assert [e["name"] for e in body["data"]] == ["app.opened"]
+    status, body = sidecar.get_json("/api/logs", {"service": "window"})
+    assert status == 200
+    assert sorted(r["body"] for r in body["data"]) == ["", "blank name", "from 2001"]
+    assert "OTLP log events outside the events' time window" in sidecar.stderr_text()

@@ -318,3 +318,21 @@ def test_unix_times_are_read_by_magnitude(sidecar: Sidecar) -> None:
     send(sidecar, svc, [{"body": "early", "time": T0}, {"body": "late", "time": T0 + 5 * 10**9}])
     for since in (str(T0 // 10**9 + 1), str(T0 // 10**6 + 1000), str(T0 + 10**9), f"{T0 / 1e9 + 1:.3f}"):
         assert bodies(sidecar, service=svc, **{"from": since}) == ["late"], since
+
+
+def test_warning_is_warn_and_zero_ids_are_no_ids(sidecar: Sidecar) -> None:
+    svc = "lq-aliases"
+    zero_trace, zero_span = "00" * 16, "00" * 8
+    send(
+        sidecar,
+        svc,
+        [
+            {"body": "w", "time": T0, "severity": 13, "trace": zero_trace, "span": zero_span},
+            {"body": "i", "time": T0 + 1},
+        ],
+    )
+    for name in ("warning", "WARNING", "warn", "13"):
+        assert bodies(sidecar, service=svc, severity_min=name) == ["w"], name
+    status, answer = sidecar.get_json("/api/logs", {"service": svc, "severity_min": "warning"})
+    assert status == 200
+    assert (answer["data"][0]["trace_id"], answer["data"][0]["span_id"]) == ("", "")

@@ -143,7 +143,6 @@ def test_parse_rfc3339_nano(text: str, ns: int) -> None:
         "",
         "2024-01-02",
         "2024-01-02T03:04:05",
-        "2024-01-02 03:04:05Z",
         "2024-02-30T00:00:00Z",
         "2024-01-02T24:00:00Z",
         "2024-01-02T03:04:05.Z",
@@ -413,3 +412,8 @@ def test_build_query_default_window() -> None:
     end = 10 * 86_400 * S
     query = _query(end=("end", end))
     assert (query.start_ns, query.end_ns) == (end - 2 * 86_400 * S, end)  # type: ignore[attr-defined]
+
+
+def test_rfc3339_allows_a_space_between_date_and_time() -> None:
+    """RFC 3339 section 5.6 lets applications put a space for the T, as SQL tools print times."""
+    assert parse_rfc3339_nano("2024-01-02 03:04:05Z") == parse_rfc3339_nano("2024-01-02T03:04:05Z")

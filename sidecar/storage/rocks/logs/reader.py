@@ -96,6 +96,11 @@ class LogPage:
     next_cursor: bytes | None  # None when the walk is over
 
 
+def _id_hex(raw: bytes) -> str:
+    """An ID as hex; an all-zero one is no ID (OTLP's rule), so it reads as absent."""
+    return raw.hex() if raw.strip(b"\x00") else ""
+
+
 def _header_terms(query: LogFilter) -> tuple[bytes | None, int]:
     """The service name as headers store it (cut to MAX_SERVICE_BYTES) and the severity bit mask."""
     wanted = None if query.service is None else query.service.encode("utf-8", "replace")[:MAX_SERVICE_BYTES]
@@ -329,8 +334,8 @@ class LogReader:
                     record.severity_text,
                     body_text(record.body),
                     attributes_dict(record.attributes),
-                    record.trace_id.hex(),
-                    record.span_id.hex(),
+                    _id_hex(record.trace_id),
+                    _id_hex(record.span_id),
                     service,
                     scope,
                     record.event_name,
