@@ -17,8 +17,8 @@ from sidecar.api.params import JAEGER_DEFAULT_LIMIT, SPAN_KINDS
 from sidecar.config.model import ApiConfig
 from sidecar.query.analytics.filters import OPS
 from sidecar.query.analytics.funnels import MODES
+from sidecar.query.analytics.measures import MEASURES
 from sidecar.query.analytics.timebuckets import INTERVALS
-from sidecar.query.analytics.trends import MEASURES
 from sidecar.query.logs import DEFAULT_LIMIT as LOG_DEFAULT_LIMIT
 from sidecar.query.logs import MAX_LIMIT as LOG_MAX_LIMIT
 from sidecar.query.params import MAX_NS

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sidecar.query.analytics.filters import Filter
+from sidecar.query.analytics.rollup_reads import RollupSource
 from sidecar.query.analytics.timebuckets import Buckets
 from sidecar.storage.rocks.events.columns import DICT, Block, Column
 
@@ -29,6 +30,8 @@ class Source(Protocol):
     def blocks(self, from_ns: int, to_ns: int, columns: Sequence[str]) -> Iterable[Block]: ...
     def code(self, kind: str, text: str) -> int | None: ...
     def texts(self, kind: str) -> dict[int, str]: ...
+    @property
+    def rollups(self) -> RollupSource: ...
 
 
 def column_of(name: str) -> str:

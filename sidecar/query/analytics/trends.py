@@ -17,6 +17,14 @@ import numpy as np
 
 from sidecar.query.analytics.filters import Filter
 from sidecar.query.analytics.frame import Frame, Scan, Source, ValueIds, display
+from sidecar.query.analytics.measures import (
+    MEASURES,
+    PER_USER,
+    ROLLING,
+    VALUE_MEASURES,
+    grouped,
+    value_points,
+)
 from sidecar.query.analytics.request import (
     BadRequest,
     breakdown_of,
@@ -25,14 +33,9 @@ from sidecar.query.analytics.request import (
     event_of,
     filters_of,
 )
+from sidecar.query.analytics.rollup_reads import RollupReads
 from sidecar.query.analytics.timebuckets import Buckets, local_days, rfc3339
 
-COUNTS = ("count", "unique_users")
-ROLLING = {"dau": 1, "wau": 7, "mau": 30}
-PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
-VALUE_MEASURES = ("sum", "avg", "min", "max", *PERCENTILES)
-PER_USER = {"per_user_avg": None, "per_user_p50": 50.0, "per_user_p90": 90.0}
-MEASURES = (*COUNTS, *ROLLING, *VALUE_MEASURES, *PER_USER)
 MAX_SERIES = 20
 OTHER = "$other"
 _DAY_NS = 86_400 * 10**9
@@ -92,10 +95,18 @@ def _series(item: Any, path: str, interval: str) -> Series:
 
 
 # -- computing ----------------------------------------------------------------------------------
-def run_trends(source: Source, req: TrendsRequest) -> dict[str, Any]:
+def run_trends(source: Source, req: TrendsRequest, use_rollups: bool = True) -> dict[str, Any]:
+    """The answer; a series without filters or breakdown comes from the rollups when its buckets
+    allow (rollup_reads.py), else every series is computed from a scan of the column blocks."""
     buckets = req.buckets
     out_series: list[dict[str, Any]] = []
+    reads = RollupReads(source.rollups, lambda name: source.code("n", name)) if use_rollups else None
     for s in req.series:
+        if reads is not None and not s.filters and not req.breakdown:
+            points = reads.values(s.measure, s.event, s.property, buckets)
+            if points is not None:
+                out_series.append(_series_json(s, None, buckets, points))
+                continue
         lookback = 0
         if s.measure in ROLLING:
             lookback = (ROLLING[s.measure] + 1) * _DAY_NS  # whole local days, DST included
@@ -108,16 +119,7 @@ def run_trends(source: Source, req: TrendsRequest) -> dict[str, Any]:
             req.breakdown,
         )
         for breakdown, rows in _split(frame, buckets.from_ns, req.breakdown, req.breakdown_limit):
-            out_series.append(
-                {
-                    "event": s.event,
-                    "measure": s.measure,
-                    "property": s.property,
-                    "breakdown": breakdown,
-                    "exact": True,
-                    "points": _points(s.measure, rows, buckets),
-                }
-            )
+            out_series.append(_series_json(s, breakdown, buckets, _values(s.measure, rows, buckets)))
     return {
         "interval": buckets.interval,
         "timezone": buckets.timezone,
@@ -161,10 +163,18 @@ def _split(
     return out
 
 
-def _points(measure: str, rows: Frame, buckets: Buckets) -> list[dict[str, Any]]:
-    labels = buckets.labels()
-    values = _values(measure, rows, buckets)
-    return [{"t": t, "value": v} for t, v in zip(labels, values, strict=True)]
+def _series_json(
+    s: Series, breakdown: dict[str, Any] | None, buckets: Buckets, values: list[Any]
+) -> dict[str, Any]:
+    points = [{"t": t, "value": v} for t, v in zip(buckets.labels(), values, strict=True)]
+    return {
+        "event": s.event,
+        "measure": s.measure,
+        "property": s.property,
+        "breakdown": breakdown,
+        "exact": True,
+        "points": points,
+    }
 
 
 def _values(measure: str, rows: Frame, buckets: Buckets) -> list[Any]:
@@ -184,42 +194,10 @@ def _values(measure: str, rows: Frame, buckets: Buckets) -> list[Any]:
         pair_bucket = pairs >> 32
         if measure == "unique_users":
             return np.bincount(pair_bucket, minlength=n).tolist()
-        return _grouped(pair_bucket, per_pair.astype(np.float64), n, PER_USER[measure], average=True)
+        return grouped(pair_bucket, per_pair.astype(np.float64), n, PER_USER[measure], average=True)
     assert inside.measure is not None
     valid = ~np.isnan(inside.measure)
-    return _value_measure(measure, idx[valid], inside.measure[valid], n)
-
-
-def _grouped(bucket: np.ndarray, values: np.ndarray, n: int, q: float | None, average: bool) -> list[Any]:
-    """Per bucket: the average (q None) or the q-th percentile of ``values``; None when empty."""
-    order = np.lexsort((values, bucket))
-    bucket, values = bucket[order], values[order]
-    edges = np.searchsorted(bucket, np.arange(n + 1))
-    out: list[Any] = []
-    for i in range(n):
-        part = values[edges[i] : edges[i + 1]]
-        if not part.size:
-            out.append(None)
-        elif q is None:
-            out.append(float(part.mean()) if average else float(part.sum()))
-        else:
-            out.append(float(np.percentile(part, q)))
-    return out
-
-
-def _value_measure(measure: str, bucket: np.ndarray, values: np.ndarray, n: int) -> list[Any]:
-    if measure in PERCENTILES:
-        return _grouped(bucket, values, n, PERCENTILES[measure], average=True)
-    present = np.bincount(bucket, minlength=n) > 0
-    if measure in ("sum", "avg"):
-        sums = np.bincount(bucket, weights=values, minlength=n)
-        if measure == "avg":
-            counts = np.bincount(bucket, minlength=n)
-            sums = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
-        return [float(v) if p else None for v, p in zip(sums.tolist(), present.tolist(), strict=True)]
-    extreme = np.full(n, np.inf if measure == "min" else -np.inf)
-    (np.minimum if measure == "min" else np.maximum).at(extreme, bucket, values)
-    return [float(v) if p else None for v, p in zip(extreme.tolist(), present.tolist(), strict=True)]
+    return value_points(measure, idx[valid], inside.measure[valid], n)
 
 
 def _rolling(rows: Frame, buckets: Buckets, window: int) -> list[Any]:

@@ -37,6 +37,7 @@ from rocksdict import ColumnFamily, ReadOptions, WriteBatch
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.events.registry import EventRegistry
+from sidecar.storage.rocks.events.rollups import Rollups
 from sidecar.storage.rocks.partitions import EVENTS
 
 HEADER = b"H"
@@ -184,11 +185,13 @@ def scan_blocks(
 
 
 class EventColumns:
-    """The column blocks of every month partition, and the registry that decodes their codes."""
+    """The column blocks of every month partition, the registry that decodes their codes, and the
+    rollups kept beside them."""
 
     def __init__(self, store: RocksStore, registry: EventRegistry) -> None:
         self._store = store
         self.registry = registry
+        self.rollups = Rollups(store)
 
     def blocks(self, from_ns: int, to_ns: int, columns: Sequence[str]) -> Iterator[Block]:
         """Blocks with an event in ``[from_ns, to_ns)``, oldest partition first (see scan_blocks)."""

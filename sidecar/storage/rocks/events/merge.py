@@ -10,6 +10,8 @@ Partition column family ``eYYYYMM01`` (UTC month of the event's timestamp; reten
     I | id                               -> eid  client ids already stored (dedupe)
     H | rev(8) | seq(2), C | rev(8) | seq(2) | column
                                          -> the write's events again, as a column block (columns.py)
+    Rc, Ru, Rs, Rv ...                   -> rollups of counts, user sets, rows and numbers by UTC
+                                            hour or day and name (rollups.py)
 Default column family (the events registry, loaded whole at start-up, see registry.py):
     E | kind(1) | code(4) -> text        kind n: event name, u: user id, s: service
     E | k | name(4) | property key -> "" the keys each name carried: CSV headers without a scan
@@ -38,6 +40,7 @@ from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.events.columns import BlockRows, block_suffix, new_rows, put_block
 from sidecar.storage.rocks.events.registry import EventRegistry
+from sidecar.storage.rocks.events.rollups import RollupWriter, WriteRows
 from sidecar.storage.rocks.keys import DAY_NS
 from sidecar.storage.rocks.partitions import EVENTS
 
@@ -105,6 +108,7 @@ class EventMerge:
         self._registry = registry
         self._default_cf = store.db.get_column_family_handle("default")
         self._months_of: dict[int, tuple[int, ...]] = {}
+        self._rollups = RollupWriter(store)
 
     def _months(self, day: int) -> tuple[int, ...]:
         """Start days of the months an id sent on ``day`` may be stored in: its own, and the
@@ -146,6 +150,7 @@ class EventMerge:
         index = 0
         parts: dict[int, Partition] = {}
         blocks: dict[int, BlockRows] = {}  # month -> the column block of this write
+        rolled = WriteRows()
         for item in items:
             for event in item.events:
                 id_key = None
@@ -178,6 +183,7 @@ class EventMerge:
                 rows.service.append(service)
                 rows.session.append(event.session_id)
                 rows.properties.append(props)
+                rolled.add(event.ts_ns, name, user, props)
                 batch.put(RECORD + key, encode_record(name, user, service, event), cf)
                 batch.put(name_key(name) + key, b"", cf)
                 if user:
@@ -188,9 +194,12 @@ class EventMerge:
         rev = keys.rev(ns)
         for month, rows in blocks.items():
             put_block(rows, block_suffix(rev, 0), batch, parts[month].handle)
+        self._rollups.add(rolled, batch, ns)
 
     def after_write(self) -> None:
         self._registry.commit()
+        self._rollups.after_write()
 
     def write_failed(self) -> None:
         self._registry.rollback()
+        self._rollups.write_failed()

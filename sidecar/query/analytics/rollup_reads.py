@@ -1,0 +1,128 @@
+"""Trends answered from rollups (storage/rocks/events/rollups.py) instead of a scan, when they can be.
+
+A series can when it has no filters and the request no breakdown, and its buckets are made of
+whole rollup periods: whole UTC hours for ``count`` (so any zone with whole-hour offsets, which is
+nearly all of them), whole UTC days for the distinct-user and value measures (so UTC, or any
+zone whose days are UTC days over the range). The answers are the scan's, exactly: the rollups are
+written with the events and hold every one of them. Anything else returns None and is scanned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from sidecar.query.analytics.measures import ROLLING, VALUE_MEASURES, value_points
+from sidecar.query.analytics.timebuckets import Buckets
+
+HOUR_NS = 3600 * 10**9
+DAY_NS = 86_400 * 10**9
+
+
+class RollupSource(Protocol):
+    """What these reads need of the store (storage's Rollups)."""
+
+    def counts(self, first_hour: int, end_hour: int, names: Any) -> np.ndarray: ...
+    def day_users(self, day: int, name: int) -> np.ndarray: ...
+    def day_values(self, day: int, name: int, prop: str) -> np.ndarray: ...
+
+
+def _aligned(buckets: Buckets, unit: int) -> bool:
+    return (
+        buckets.from_ns % unit == 0
+        and buckets.to_ns % unit == 0
+        and bool(np.all(buckets.starts[1:] % unit == 0))
+    )
+
+
+class RollupReads:
+    """One request's reads: each day's user set is read once, whichever series asks for it."""
+
+    def __init__(self, rollups: RollupSource, name_code: Any) -> None:
+        self._rollups = rollups
+        self._name_code = name_code  # event name -> registry code or None
+        self._users: dict[tuple[int, int], np.ndarray] = {}
+
+    def values(self, measure: str, event: str | None, prop: str | None, buckets: Buckets) -> list[Any] | None:
+        """The series' points, or None when rollups cannot answer it (then scan)."""
+        if event is None:
+            name = 0
+        else:
+            code = self._name_code(event)
+            name = -1 if code is None else code  # a name never stored: all zeros / nulls
+        n = len(buckets)
+        if measure == "count":
+            if not _aligned(buckets, HOUR_NS):
+                return None
+            first, end = buckets.from_ns // HOUR_NS, buckets.to_ns // HOUR_NS
+            hourly = (
+                np.zeros(end - first, dtype=np.int64)
+                if name < 0
+                else self._rollups.counts(first, end, None if name == 0 else [name])
+            )
+            index = buckets.index(np.arange(first, end, dtype=np.int64) * HOUR_NS)
+            return np.bincount(index, weights=hourly, minlength=n).astype(np.int64).tolist()
+        if not _aligned(buckets, DAY_NS):
+            return None
+        first_day, end_day = buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS
+        if measure == "unique_users":
+            out = []
+            for i in range(n):
+                start = max(int(buckets.starts[i]), buckets.from_ns) // DAY_NS
+                stop = int(buckets.starts[i + 1]) // DAY_NS if i + 1 < n else end_day
+                out.append(self._distinct(name, start, stop))
+            return out
+        if measure in ROLLING:
+            return self._rolling(name, first_day, end_day, ROLLING[measure])
+        if measure in VALUE_MEASURES and event is not None and prop is not None:
+            parts: list[np.ndarray] = [np.zeros(0)]
+            owners: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+            for day in range(first_day, end_day):
+                found = self._rollups.day_values(day, name, prop) if name > 0 else np.zeros(0)
+                parts.append(found)
+                owners.append(np.full(found.size, day, dtype=np.int64))
+            values = np.concatenate(parts)
+            days = np.concatenate(owners)
+            return value_points(measure, buckets.index(days * DAY_NS), values, n)
+        return None
+
+    def _day(self, name: int, day: int) -> np.ndarray:
+        key = (name, day)
+        found = self._users.get(key)
+        if found is None:
+            found = self._users[key] = (
+                self._rollups.day_users(day, name) if name >= 0 else np.zeros(0, dtype=np.int64)
+            )
+        return found
+
+    def _distinct(self, name: int, start: int, stop: int) -> int:
+        days = [self._day(name, d) for d in range(start, stop)]
+        days = [d for d in days if d.size]
+        if not days:
+            return 0
+        if len(days) == 1:
+            return int(days[0].size)
+        mark = np.zeros(int(max(d.max() for d in days)) + 1, dtype=bool)
+        for users in days:
+            mark[users] = True
+        return int(mark.sum())
+
+    def _rolling(self, name: int, first_day: int, end_day: int, window: int) -> list[int]:
+        """Users active in the ``window`` days ending with each day: a sweep that remembers each
+        user's last active day, so each (day, user) pair is touched once."""
+        start = first_day - window + 1
+        days = [self._day(name, d) for d in range(start, end_day)]
+        top = max((int(d.max()) for d in days if d.size), default=0)
+        last = np.full(top + 1, -1, dtype=np.int64)
+        per_day = np.zeros(len(days), dtype=np.int64)  # users whose last active day is this one
+        out = []
+        for i, users in enumerate(days):
+            before = last[users]
+            moved = before[before >= 0]
+            np.subtract.at(per_day, moved, 1)
+            per_day[i] += users.size
+            last[users] = i
+            if i >= window - 1:
+                out.append(int(per_day[i - window + 1 : i + 1].sum()))
+        return out

@@ -1,0 +1,316 @@
+"""Event rollups: what dashboard questions read instead of every event, kept in the events' WriteBatch.
+
+Key layout, in the month partition column family of the UTC day they describe (retention drops
+them with their events; big-endian; ``name`` is the events registry's code, 0 for "any event";
+``rev`` = 2**64-1 - write ns, one delta per write):
+
+    Rc | hour(4) | name(4)                 -> u64 LE: events of that UTC hour and name
+    Ru | day(4) | name(4) | rev(8)         -> u32 LE users first seen that UTC day (for that name) in
+                                              this write: a day's deltas together are its user set,
+                                              each user once, so DAU is a sum of lengths
+    Rs | day(4) | name(4) | rev(8)         -> the write's (user u32 LE)[n] then (time i64 LE)[n] of
+                                              events with a user, sorted by user then time: funnels
+                                              and retention read only their steps' names
+    Rv | day(4) | name(4) | len(1) | property | rev(8)
+                                           -> float64 LE values of a numeric property: sums,
+                                              min/max and exact percentiles without a scan
+
+Counts are read-modify-written through a cache of recent hours. Everything else is append-only,
+one small key per write and day; when a (day, name) holds more than MAX_DELTAS deltas of a kind,
+the write that adds one merges them into one key (deleting the rest in the same WriteBatch), so a
+day read stays a handful of keys whatever the write rate. The writer remembers which users each
+recent day has (a bitmap over user codes) to put only new ones in ``Ru``; for a day it has not
+seen since start-up it reads the day's deltas once.
+
+Rollups cover time, name, user and numeric properties, not other properties: questions with
+filters or breakdowns read the column blocks (columns.py), as do time zones whose days are not
+UTC days. ``rebuild`` recomputes everything from the column blocks.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rocksdict import WriteBatch
+
+from sidecar.storage.rocks import keys
+from sidecar.storage.rocks.db import Partition, RocksStore
+from sidecar.storage.rocks.partitions import EVENTS
+
+COUNT = b"Rc"
+USERS = b"Ru"
+ROWS = b"Rs"
+VALUES = b"Rv"
+KINDS = (COUNT, USERS, ROWS, VALUES)
+HOUR_NS = 3600 * 10**9
+DAY_NS = keys.DAY_NS
+MAX_DELTAS = 16
+_CACHED_DAYS = 64  # (day, name) user bitmaps kept by the writer
+_CACHED_HOURS = 4096
+_U32 = struct.Struct(">I")
+_U64LE = struct.Struct("<Q")
+_REV = 8
+
+
+def _prefix(kind: bytes, period: int, name: int, prop: bytes = b"") -> bytes:
+    head = kind + _U32.pack(period) + _U32.pack(name)
+    return head + bytes([len(prop)]) + prop if kind == VALUES else head
+
+
+@dataclass(slots=True)
+class WriteRows:
+    """The stored events of one write, as the merge gathers them."""
+
+    ts: list[int] = field(default_factory=list)
+    name: list[int] = field(default_factory=list)
+    user: list[int] = field(default_factory=list)
+    numbers: dict[tuple[int, str], list[tuple[int, float]]] = field(
+        default_factory=dict
+    )  # (row's name, prop)
+
+    def add(self, ts: int, name: int, user: int, properties: dict[str, Any]) -> None:
+        row = len(self.ts)
+        self.ts.append(ts)
+        self.name.append(name)
+        self.user.append(user)
+        for key, value in properties.items():
+            if type(value) in (int, float) and len(key) < 256:
+                self.numbers.setdefault((name, key), []).append((row, float(value)))
+
+
+class RollupWriter:
+    """Puts one write's rollups into its WriteBatch; caches belong to the writer thread."""
+
+    def __init__(self, store: RocksStore) -> None:
+        self._store = store
+        self._counts: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self._seen: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._deltas: dict[bytes, int] = {}
+        self._pending: list[tuple[str, Any, Any]] = []
+
+    # -- the write -------------------------------------------------------------------------------
+    def add(self, rows: WriteRows, batch: WriteBatch, ns: int) -> None:
+        if not rows.ts:
+            return
+        ts = np.array(rows.ts, dtype=np.int64)
+        name = np.array(rows.name, dtype=np.int64)
+        user = np.array(rows.user, dtype=np.int64)
+        day = ts // DAY_NS
+        rev = keys.rev(ns)
+        self._add_counts(ts // HOUR_NS, name, batch)
+        for d in np.unique(day).tolist():
+            part = self._store.partition_for_write(d, EVENTS)
+            in_day = day == d
+            for n in [0, *np.unique(name[in_day]).tolist()]:
+                rows_of = in_day if n == 0 else in_day & (name == n)
+                users = user[rows_of]
+                with_user = users != 0
+                self._add_users(part, d, n, users[with_user], rev, batch)
+                if n:
+                    order = np.lexsort((ts[rows_of][with_user], users[with_user]))
+                    data = users[with_user][order].astype("<u4").tobytes()
+                    data += ts[rows_of][with_user][order].astype("<i8").tobytes()
+                    if data:
+                        self._append(part, _prefix(ROWS, d, n), rev, data, batch, _merge_rows)
+        for (n, prop), found in rows.numbers.items():
+            index = np.array([r for r, _ in found], dtype=np.int64)
+            values = np.array([v for _, v in found], dtype="<f8")
+            for d in np.unique(day[index]).tolist():
+                part = self._store.partition_for_write(d, EVENTS)
+                chosen = values[day[index] == d]
+                self._append(
+                    part, _prefix(VALUES, d, n, prop.encode()), rev, chosen.tobytes(), batch, _concat
+                )
+
+    def _add_counts(self, hour: np.ndarray, name: np.ndarray, batch: WriteBatch) -> None:
+        pairs, counts = np.unique(np.stack([hour, name], axis=1), axis=0, return_counts=True)
+        for (h, n), c in zip(pairs.tolist(), counts.tolist(), strict=True):
+            key = (h, n)
+            part = self._store.partition_for_write(h * HOUR_NS // DAY_NS, EVENTS)
+            stored = self._counts.get(key)
+            if stored is None:
+                raw = part.data.get(_prefix(COUNT, h, n))
+                stored = _U64LE.unpack(raw)[0] if raw else 0
+            total = stored + c
+            batch.put(_prefix(COUNT, h, n), _U64LE.pack(total), part.handle)
+            self._pending.append(("count", key, total))
+
+    def _add_users(
+        self, part: Partition, day: int, name: int, users: np.ndarray, rev: bytes, batch: WriteBatch
+    ) -> None:
+        if not users.size:
+            return
+        key = (day, name)
+        seen = self._seen.get(key)
+        if seen is None:
+            stored = np.concatenate(
+                [*_user_deltas(part, _prefix(USERS, day, name)), np.zeros(0, dtype=np.int64)]
+            )
+            seen = np.zeros(int(max(stored.max(initial=0), users.max())) + 1, dtype=bool)
+            seen[stored] = True
+        if users.max() >= seen.size:
+            seen = np.concatenate([seen, np.zeros(int(users.max()) + 1 - seen.size + 4096, dtype=bool)])
+        fresh = np.unique(users[~seen[users]])
+        if not fresh.size:
+            return
+        seen = seen.copy()  # the cache changes only once the write is durable (after_write)
+        seen[fresh] = True
+        self._pending.append(("seen", key, seen))
+        self._append(
+            part, _prefix(USERS, day, name), rev, fresh.astype("<u4").tobytes(), batch, _concat_sorted_users
+        )
+
+    def _append(
+        self, part: Partition, prefix: bytes, rev: bytes, data: bytes, batch: WriteBatch, merge: Any
+    ) -> None:
+        """One delta under ``prefix``; past MAX_DELTAS, all of them merged into one."""
+        count = self._deltas.get(prefix)
+        if count is None:
+            count = sum(1 for _ in part.items(prefix))
+        if count + 1 > MAX_DELTAS:
+            olds = list(part.items(prefix))
+            for key, _ in olds:
+                batch.delete(key, part.handle)
+            data = merge([value for _, value in olds] + [data])
+            count = 0
+        batch.put(prefix + rev, data, part.handle)
+        self._pending.append(("deltas", prefix, count + 1))
+
+    # -- after the write -----------------------------------------------------------------------
+    def after_write(self) -> None:
+        for kind, key, value in self._pending:
+            if kind == "count":
+                self._counts[key] = value
+                self._counts.move_to_end(key)
+            elif kind == "seen":
+                self._seen[key] = value
+                self._seen.move_to_end(key)
+            else:
+                self._deltas[key] = value
+        self._pending.clear()
+        while len(self._counts) > _CACHED_HOURS:
+            self._counts.popitem(last=False)
+        while len(self._seen) > _CACHED_DAYS:
+            self._seen.popitem(last=False)
+        if len(self._deltas) > 100_000:
+            self._deltas.clear()
+
+    def write_failed(self) -> None:
+        self._pending.clear()
+
+
+def _concat(values: list[bytes]) -> bytes:
+    return b"".join(values)
+
+
+def _concat_sorted_users(values: list[bytes]) -> bytes:
+    return np.sort(np.frombuffer(b"".join(values), dtype="<u4")).tobytes()
+
+
+def _split_rows(value: bytes) -> tuple[np.ndarray, np.ndarray]:
+    n = len(value) // 12
+    return np.frombuffer(value, dtype="<u4", count=n), np.frombuffer(
+        value, dtype="<i8", offset=4 * n, count=n
+    )
+
+
+def _merge_rows(values: list[bytes]) -> bytes:
+    parts = [_split_rows(v) for v in values]
+    users = np.concatenate([u for u, _ in parts])
+    times = np.concatenate([t for _, t in parts])
+    order = np.lexsort((times, users))
+    return users[order].tobytes() + times[order].tobytes()
+
+
+def _user_deltas(part: Partition, prefix: bytes) -> Iterator[np.ndarray]:
+    for _, value in part.items(prefix):
+        yield np.frombuffer(value, dtype="<u4").astype(np.int64)
+
+
+# -- reading ------------------------------------------------------------------------------------
+class Rollups:
+    """Reads rollups over a range of UTC hours or days (see the module docstring)."""
+
+    def __init__(self, store: RocksStore) -> None:
+        self._store = store
+
+    def _part(self, day: int) -> Partition | None:
+        return self._store.partition(day, EVENTS)
+
+    def counts(self, first_hour: int, end_hour: int, names: Iterable[int] | None) -> np.ndarray:
+        """Events per hour in ``[first_hour, end_hour)`` of the given names (None: every name)."""
+        out = np.zeros(end_hour - first_hour, dtype=np.int64)
+        wanted = None if names is None else set(names)
+        for part in self._parts(first_hour * HOUR_NS // DAY_NS, (end_hour * HOUR_NS - 1) // DAY_NS + 1):
+            for key, value in _range(
+                part, COUNT + _U32.pack(max(first_hour, 0)), COUNT + _U32.pack(end_hour)
+            ):
+                hour, name = _U32.unpack_from(key, 2)[0], _U32.unpack_from(key, 6)[0]
+                if wanted is None or name in wanted:
+                    out[hour - first_hour] += _U64LE.unpack(value)[0]
+        return out
+
+    def day_users(self, day: int, name: int) -> np.ndarray:
+        """The distinct users (sorted u32 codes) with an event of ``name`` (0: any) on UTC ``day``."""
+        part = self._part(day)
+        if part is None:
+            return np.zeros(0, dtype=np.int64)
+        found = [np.frombuffer(v, dtype="<u4") for _, v in part.items(_prefix(USERS, day, name))]
+        return np.sort(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+
+    def day_rows(self, day: int, name: int) -> tuple[np.ndarray, np.ndarray]:
+        """(users, times) of ``name``'s events with a user on UTC ``day``, in no particular order."""
+        part = self._part(day)
+        if part is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        parts = [_split_rows(v) for _, v in part.items(_prefix(ROWS, day, name))]
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return (
+            np.concatenate([u for u, _ in parts]).astype(np.int64),
+            np.concatenate([t for _, t in parts]).astype(np.int64),
+        )
+
+    def day_values(self, day: int, name: int, prop: str) -> np.ndarray:
+        """The numeric values of ``prop`` on ``name``'s events of UTC ``day``."""
+        part = self._part(day)
+        if part is None or len(prop.encode()) > 255:
+            return np.zeros(0)
+        found = [
+            np.frombuffer(v, dtype="<f8") for _, v in part.items(_prefix(VALUES, day, name, prop.encode()))
+        ]
+        return np.concatenate(found) if found else np.zeros(0)
+
+    def _parts(self, first_day: int, end_day: int) -> list[Partition]:
+        return [
+            p
+            for p in self._store.partitions(EVENTS, newest_first=False)
+            if p.end_day > first_day and p.day < end_day
+        ]
+
+
+def _range(part: Partition, low: bytes, high: bytes) -> Iterator[tuple[bytes, bytes]]:
+    for key, value in part.items(low[:2]):
+        if key < low:
+            continue
+        if key >= high:
+            return
+        yield key, value
+
+
+def drop_all(store: RocksStore) -> int:
+    """Delete every rollup key (for a rebuild); returns how many."""
+    removed = 0
+    for part in store.partitions(EVENTS):
+        for kind in KINDS:
+            batch = WriteBatch()
+            for key, _ in part.items(kind):
+                batch.delete(key, part.handle)
+                removed += 1
+            store.db.write(batch)
+    return removed
