@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sidecar.ingest.events import Event
+from sidecar.query.analytics.retention import parse_retention, run_retention
 from sidecar.query.analytics.rollup_reads import RollupReads
 from sidecar.query.analytics.trends import parse_trends, run_trends
 from sidecar.storage.rocks.db import RocksStore, StoreOptions
@@ -131,3 +132,18 @@ def test_deltas_were_merged_and_users_stored_once_per_day(columns: EventColumns)
     assert 1 <= len(deltas) <= rollups.MAX_DELTAS
     users = columns.rollups.day_users(day, 0)
     assert len(set(users.tolist())) == users.size  # each user once
+
+
+@pytest.mark.parametrize("period", ["day", "week"])
+def test_retention_from_rollups_is_the_scans(columns: EventColumns, period: str) -> None:
+    body = {
+        "start_event": "view",
+        "return_event": "pay",
+        "period": period,
+        "periods": 4,
+        "from": DAY0.isoformat(),
+        "to": (DAY0 + dt.timedelta(days=21)).isoformat(),
+    }
+    req = parse_retention(body)
+    fast, slow = run_retention(columns, req, use_rollups=True), run_retention(columns, req, use_rollups=False)
+    assert fast == slow and sum(c["size"] for c in fast["cohorts"]) > 0

@@ -16,6 +16,7 @@ import numpy as np
 from sidecar.query.analytics.filters import Filter
 from sidecar.query.analytics.frame import Scan, Source
 from sidecar.query.analytics.request import BadRequest, buckets_of, check_object, filters_of
+from sidecar.query.analytics.rollup_reads import DAY_NS, day_aligned
 from sidecar.query.analytics.timebuckets import Buckets, rfc3339
 
 PERIODS = ("day", "week", "month")
@@ -50,20 +51,38 @@ def parse_retention(body: Any) -> RetentionRequest:
     return RetentionRequest(names[0], names[1], periods, buckets, filters_of(body.get("filters"), "filters"))
 
 
-def run_retention(source: Source, req: RetentionRequest) -> dict[str, Any]:
+def _events_of(
+    source: Source, req: RetentionRequest, name: str, use_rollups: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(users, times) of ``name``'s events with a user in the range: from the rollups' per-day
+    rows when no filter applies and the periods are whole UTC days, else from a scan."""
+    buckets = req.buckets
+    filters = req.filters if name == req.start_event else []
+    if use_rollups and not filters and day_aligned(buckets):
+        code = source.code("n", name)
+        if code is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        found = [
+            source.rollups.day_rows(d, code)
+            for d in range(buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS)
+        ]
+        return np.concatenate([u for u, _ in found]), np.concatenate([t for _, t in found])
+    frame = Scan(source).load(buckets.from_ns, buckets.to_ns, [name], filters)
+    with_user = frame.user != 0
+    return frame.user[with_user].astype(np.int64), frame.ts[with_user]
+
+
+def run_retention(source: Source, req: RetentionRequest, use_rollups: bool = True) -> dict[str, Any]:
     buckets = req.buckets
     n = len(buckets)
-    scan = Scan(source)
-    starts = scan.load(buckets.from_ns, buckets.to_ns, [req.start_event], req.filters)
-    returns = scan.load(buckets.from_ns, buckets.to_ns, [req.return_event], [])
+    start_users, start_ts = _events_of(source, req, req.start_event, use_rollups)
     size = np.zeros(n, dtype=np.int64)
     returned = np.zeros((n, req.periods), dtype=np.int64)
-    has_user = starts.user != 0
-    users, first = _first_per_user(starts.user[has_user], starts.ts[has_user])
+    users, first = _first_per_user(start_users, start_ts)
     if users.size:
         cohort = buckets.index(first)
         size = np.bincount(cohort, minlength=n)
-        r_user, r_ts = returns.user, returns.ts
+        r_user, r_ts = _events_of(source, req, req.return_event, use_rollups)
         at = np.searchsorted(users, r_user)
         known = (at < users.size) & (users[np.minimum(at, users.size - 1)] == r_user)
         at, r_ts = at[known], r_ts[known]

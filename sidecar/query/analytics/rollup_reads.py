@@ -25,7 +25,13 @@ class RollupSource(Protocol):
 
     def counts(self, first_hour: int, end_hour: int, names: Any) -> np.ndarray: ...
     def day_users(self, day: int, name: int) -> np.ndarray: ...
+    def day_rows(self, day: int, name: int) -> tuple[np.ndarray, np.ndarray]: ...
     def day_values(self, day: int, name: int, prop: str) -> np.ndarray: ...
+
+
+def day_aligned(buckets: Buckets) -> bool:
+    """Whether every bucket is made of whole UTC days (UTC, or a zone whose days are UTC's)."""
+    return _aligned(buckets, DAY_NS)
 
 
 def _aligned(buckets: Buckets, unit: int) -> bool:
