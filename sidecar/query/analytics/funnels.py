@@ -50,6 +50,7 @@ OTHER = "$other"
 _TOP_KEYS = {"steps", "window", "mode", "interval", "from", "to", "timezone", "breakdown", "breakdown_limit"}
 _STEP_KEYS = {"event", "filters"}
 _NO_TIME = -1
+_INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,76 @@ def _unordered(events: Sequence[tuple[int, int]], n: int, window: int) -> list[i
     return best
 
 
+def ordered_chains(
+    group: np.ndarray, time: np.ndarray, step: np.ndarray, n: int, window: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``chain(events, n, window, "ordered")`` for many groups at once, without a loop per event.
+
+    ``group``, ``time`` and ``step`` are int64 arrays of one row per (event, step it passes), sorted
+    by (group, time, step); rows of step -1 (no step) are ignored. Returns, per distinct group in
+    ascending order, its level (0..n) and an (groups, n) array of the step times of the earliest
+    chain that reached that level, -1 past the level.
+
+    Level by level: a step-k row extends the chain stored at level k-1 by the last row before it
+    (in the same group) that stored one there, if it comes at most ``window`` after that chain's
+    start; it then stores a chain at level k. Following those links back from a group's first row
+    at its top level gives the path. O(rows log rows) for the sorts and searches, plus
+    O(groups * n) for the output.
+    """
+    group = np.asarray(group, dtype=np.int64)
+    time = np.asarray(time, dtype=np.int64)
+    step = np.asarray(step, dtype=np.int64)
+    rows = group.size
+    if rows == 0:
+        return np.zeros(0, dtype=np.int64), np.full((0, n), _NO_TIME, dtype=np.int64)
+    new = np.empty(rows, dtype=bool)
+    new[0] = True
+    np.not_equal(group[1:], group[:-1], out=new[1:])
+    gid = np.cumsum(new) - 1
+    n_groups = int(gid[-1]) + 1
+    w = max(min(int(window), _INT64_MAX), -1)  # t - start >= 0, so any window < 0 is as -1
+    # Rows by step, each step's rows in their sorted order (steps fit int8: a radix sort).
+    small = np.where((step >= 0) & (step < n), step, -1).astype(np.int8)
+    by_step = np.argsort(small, kind="stable")
+    edges = np.searchsorted(small[by_step], np.arange(n + 1, dtype=np.int8))
+    level = np.zeros(n_groups, dtype=np.int64)
+    # Per level k: the rows that stored a chain there (ascending), and for k > 0 the index, among
+    # level k-1's rows, of the chain each one extended.
+    stored: list[np.ndarray] = []
+    links: list[np.ndarray] = []
+    at = by_step[edges[0] : edges[1]]
+    start = time[at]
+    for k in range(n):
+        if k:
+            rows_k = by_step[edges[k] : edges[k + 1]]
+            prev = stored[-1]
+            j = np.searchsorted(prev, rows_k) - 1  # the last row before, at level k-1
+            jc = np.maximum(j, 0)
+            ok = (j >= 0) & (gid[prev[jc]] == gid[rows_k])
+            ok &= time[rows_k] - start[jc] <= w
+            at, link = rows_k[ok], j[ok]
+            start = start[link]
+            links.append(link)
+        if at.size == 0:
+            break
+        stored.append(at)
+        level[gid[at]] = k + 1
+    path = np.full((n_groups, n), _NO_TIME, dtype=np.int64)
+    pointer = np.zeros(n_groups, dtype=np.int64)  # per group: its chain's index among level k's rows
+    for k in range(len(stored) - 1, -1, -1):
+        g = gid[stored[k]]
+        first = np.empty(g.size, dtype=bool)
+        first[0] = True
+        np.not_equal(g[1:], g[:-1], out=first[1:])
+        top = first & (level[g] == k + 1)
+        pointer[g[top]] = np.flatnonzero(top)
+        here = np.flatnonzero(level > k)
+        path[here, k] = time[stored[k][pointer[here]]]
+        if k:
+            pointer[here] = links[k - 1][pointer[here]]
+    return level, path
+
+
 # -- the whole question -------------------------------------------------------------------------
 def run_funnel(source: Source, req: FunnelRequest) -> dict[str, Any]:
     buckets = req.buckets
@@ -184,24 +255,37 @@ def _per_user(
     index = np.concatenate(rows_i)
     step = np.concatenate(rows_k)
     time = frame.ts[index]
-    user = frame.user[index].astype(np.int64)
-    b = bucket[index]
-    order = np.lexsort((step, time, user, b))
-    out: dict[tuple[int, int], tuple[list[int], int]] = {}
-    b_list, u_list, t_list, k_list, i_list = (a[order].tolist() for a in (b, user, time, step, index))
-    start = 0
+    pair = bucket[index].astype(np.int64) << 32 | frame.user[index].astype(np.int64)  # as frame.active
+    order = np.lexsort((step, time, pair))
+    pair, time, step = pair[order], time[order], step[order]
     total = len(order)
-    while start < total:
-        key = (b_list[start], u_list[start])
-        end = start
-        while end < total and (b_list[end], u_list[end]) == key:
-            end += 1
-        events = list(zip(t_list[start:end], k_list[start:end], strict=True))
-        path = chain(events, n, req.window_ns, req.mode)
-        first_step = next((i_list[j] for j in range(start, end) if k_list[j] == 0), i_list[start])
-        out[key] = (path, first_step)
-        start = end
-    return out
+    if not total:
+        return {}
+    new = np.empty(total, dtype=bool)
+    new[0] = True
+    np.not_equal(pair[1:], pair[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    # The row of each user's first step-1 event, else of their first event.
+    first_step = index[order[starts]]
+    zero = np.flatnonzero(step == 0)
+    gid = np.cumsum(new) - 1
+    gz = gid[zero]
+    lead = np.ones(zero.size, dtype=bool)
+    lead[1:] = gz[1:] != gz[:-1]
+    first_step[gz[lead]] = index[order[zero[lead]]]
+    pairs = pair[starts]
+    keys = zip((pairs >> 32).tolist(), (pairs & 0xFFFFFFFF).tolist(), strict=True)
+    if req.mode == "ordered":
+        level, times = ordered_chains(gid, time, step, n, req.window_ns)
+        paths = [row[:lv] for row, lv in zip(times.tolist(), level.tolist(), strict=True)]
+    else:
+        ends = [*starts[1:].tolist(), total]
+        t_list, k_list = time.tolist(), step.tolist()
+        paths = [
+            chain(list(zip(t_list[s:e], k_list[s:e], strict=True)), n, req.window_ns, req.mode)
+            for s, e in zip(starts.tolist(), ends, strict=True)
+        ]
+    return dict(zip(keys, zip(paths, first_step.tolist(), strict=True), strict=True))
 
 
 def _entries(
