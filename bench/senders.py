@@ -35,8 +35,8 @@ _BACKOFF_S = 0.05
 
 
 class Stream(Protocol):
-    def take(self) -> tuple[int, bytes, int]:
-        """(seq, body, items) of the next request; thread-safe."""
+    def take(self) -> tuple[int, bytes, int] | None:
+        """(seq, body, items) of the next request, or None once a finite stream is spent; thread-safe."""
         ...
 
 
@@ -103,8 +103,8 @@ def grpc_sender(server: Sidecar, stream: Stream, stop: threading.Event, st: Send
         raise ValueError(f"{st.payload.http_path} has no gRPC method")
     with grpc.insecure_channel(server.grpc_target, options=[("grpc.max_send_message_length", -1)]) as channel:
         export = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
-        while not stop.is_set():
-            seq, body, items = stream.take()
+        while not stop.is_set() and (item := stream.take()) is not None:
+            seq, body, items = item
             for _ in range(_ATTEMPTS):
                 t0 = time.perf_counter()
                 try:
@@ -127,8 +127,8 @@ def http_sender(server: Sidecar, stream: Stream, stop: threading.Event, st: Send
     conn: http.client.HTTPConnection | None = None
     headers = {"Content-Type": st.payload.content_type}
     try:
-        while not stop.is_set():
-            seq, body, items = stream.take()
+        while not stop.is_set() and (item := stream.take()) is not None:
+            seq, body, items = item
             for _ in range(_ATTEMPTS):
                 t0 = time.perf_counter()
                 try:
@@ -210,7 +210,8 @@ def drive(
     on_start: Callable[[], None] | None = None,
     payload: Payload = SPANS,
 ) -> DriveResult:
-    """Send from ``senders`` threads for ``duration`` seconds or until ``until_items`` are acknowledged."""
+    """Send from ``senders`` threads for ``duration`` seconds, until ``until_items`` are acknowledged, or
+    until a finite ``stream`` is spent and every sender has finished."""
     stop = threading.Event()
     stats = [SenderStats(payload) for _ in range(senders)]
     sender = SENDERS[transport]
@@ -237,6 +238,8 @@ def drive(
             if duration is not None and tick - t0 >= duration - 1e-6:
                 break
             if until_items is not None and samples[-1] >= until_items:
+                break
+            if not any(t.is_alive() for t in threads):  # a finite stream, all sent
                 break
         wall = time.monotonic() - t0
         cpu1, client1 = server.cpu_seconds(), proc.self_cpu_seconds()
