@@ -41,6 +41,7 @@ from sidecar.cli.client import (
     query_options,
 )
 from sidecar.cli.output import count, fit, render_table, terminal_width
+from sidecar.cli.rollups import add_rebuild_command
 from sidecar.cli.traces import tag_value
 
 PATH = "/api/events"
@@ -360,3 +361,4 @@ def add_events_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     )
     export.set_defaults(handler=cmd_export)
     add_analytics_commands(commands)
+    add_rebuild_command(commands)

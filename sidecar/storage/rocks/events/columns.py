@@ -154,11 +154,12 @@ def decode_column(kind: str, name: str, data: bytes, rows: int) -> Column:
 
 
 def scan_blocks(
-    part: Partition, columns: Sequence[str], from_ns: int = 0, to_ns: int = keys.MAX_U64
+    part: Partition, columns: Sequence[str] | None, from_ns: int = 0, to_ns: int = keys.MAX_U64
 ) -> Iterator[Block]:
     """The blocks of ``part`` with an event in ``[from_ns, to_ns)``, with the named columns
-    (``ts`` always); rows outside the range are the caller's to mask. One multi-get per block."""
-    wanted = ["ts", *(c for c in columns if c != "ts")]
+    (``ts`` always; None: every column); rows outside the range are the caller's to mask. One
+    multi-get per block."""
+    wanted = None if columns is None else ["ts", *(c for c in columns if c != "ts")]
     ro = ReadOptions()
     ro.set_iterate_upper_bound(keys.prefix_end(HEADER))
     it = part.data.iter(ro)
@@ -171,7 +172,7 @@ def scan_blocks(
             if last < from_ns or first >= to_ns:
                 continue
             kinds = dict(json.loads(header[HEADER_STRUCT.size :]))
-            names = [c for c in wanted if c in kinds]
+            names = list(kinds) if wanted is None else [c for c in wanted if c in kinds]
             suffix = key[len(HEADER) :]
             found = cast(list[bytes | None], part.data.get([COLUMN + suffix + c.encode() for c in names]))
             decoded = {

@@ -308,7 +308,7 @@ def drop_all(store: RocksStore) -> int:
     removed = 0
     for part in store.partitions(EVENTS):
         for kind in KINDS:
-            batch = WriteBatch()
+            batch = WriteBatch(raw_mode=True)
             for key, _ in part.items(kind):
                 batch.delete(key, part.handle)
                 removed += 1
