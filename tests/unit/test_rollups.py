@@ -15,6 +15,7 @@ import pytest
 
 from sidecar.cli.main import main
 from sidecar.ingest.events import Event
+from sidecar.query.analytics.funnels import _rollup_frame, parse_funnel, run_funnel
 from sidecar.query.analytics.retention import parse_retention, run_retention
 from sidecar.query.analytics.rollup_reads import RollupReads
 from sidecar.query.analytics.trends import parse_trends, run_trends
@@ -200,3 +201,21 @@ def test_rebuild_recomputes_what_the_writer_kept(tmp_path: Any, capsys: pytest.C
         assert same(ask(EventColumns(store, registry), body, False), before)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("mode", ["ordered", "unordered"])
+@pytest.mark.parametrize("interval", ["day", "week", "total"])
+def test_funnels_from_rollups_are_the_scans(columns: EventColumns, mode: str, interval: str) -> None:
+    body = {
+        "steps": [{"event": "view"}, {"event": "click"}, {"event": "view"}, {"event": "pay"}],
+        "window": "3d",
+        "mode": mode,
+        "interval": interval,
+        "from": DAY0.isoformat(),
+        "to": (DAY0 + dt.timedelta(days=21)).isoformat(),
+    }
+    req = parse_funnel(body)
+    assert _rollup_frame(columns, req) is not None
+    fast, slow = run_funnel(columns, req, use_rollups=True), run_funnel(columns, req, use_rollups=False)
+    assert same(fast, slow)
+    assert any(lv["users"] for entry in fast["buckets"] for lv in entry["levels"][2:])

@@ -42,6 +42,7 @@ from sidecar.query.analytics.request import (
     filters_of,
     seconds_of,
 )
+from sidecar.query.analytics.rollup_reads import DAY_NS, day_aligned
 from sidecar.query.analytics.timebuckets import Buckets, rfc3339
 
 MODES = ("ordered", "strict", "unordered")
@@ -211,18 +212,22 @@ def ordered_chains(
 
 
 # -- the whole question -------------------------------------------------------------------------
-def run_funnel(source: Source, req: FunnelRequest) -> dict[str, Any]:
+def run_funnel(source: Source, req: FunnelRequest, use_rollups: bool = True) -> dict[str, Any]:
+    """The answer; the rows come from the rollups when they can (see ``_rollup_frame``), else from
+    a scan of the column blocks."""
     buckets = req.buckets
     n = len(req.steps)
     keep_all = req.mode == "strict" or bool(req.breakdown)
-    frame = Scan(source).load_steps(
-        buckets.from_ns,
-        buckets.to_ns,
-        [(s.event, s.filters) for s in req.steps],
-        keep_all,
-        req.breakdown,
-        active=None if keep_all else buckets,
-    )
+    frame = _rollup_frame(source, req) if use_rollups else None
+    if frame is None:
+        frame = Scan(source).load_steps(
+            buckets.from_ns,
+            buckets.to_ns,
+            [(s.event, s.filters) for s in req.steps],
+            keep_all,
+            req.breakdown,
+            active=None if keep_all else buckets,
+        )
     assert frame.matched is not None
     bucket = buckets.index(frame.ts) if len(frame) else np.zeros(0, dtype=np.int64)
     per_user = _per_user(frame, bucket, n, req)
@@ -236,6 +241,54 @@ def run_funnel(source: Source, req: FunnelRequest) -> dict[str, Any]:
         "window_seconds": req.window_ns / 10**9,
         "buckets": entries,
     }
+
+
+def _rollup_frame(source: Source, req: FunnelRequest) -> Frame | None:
+    """The steps' rows from the rollups' per-day (user, time) rows of each step's event, and every
+    user active in each bucket from the days' user sets: for ordered and unordered funnels without
+    step filters or breakdown whose buckets are whole UTC days. None otherwise (then scan): a
+    strict funnel needs every event of its users, which only the scan has."""
+    buckets = req.buckets
+    if (
+        req.mode == "strict"
+        or req.breakdown
+        or any(s.filters or s.event is None for s in req.steps)
+        or not day_aligned(buckets)
+    ):
+        return None
+    days = range(buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS)
+    bits: dict[str, int] = {}
+    for k, step in enumerate(req.steps):
+        assert step.event is not None
+        bits[step.event] = bits.get(step.event, 0) | (1 << k)
+    users: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    times: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    matched: list[np.ndarray] = [np.zeros(0, dtype=np.uint32)]
+    for event, mask in bits.items():
+        code = source.code("n", event)
+        if code is None:
+            continue
+        for day in days:
+            u, t = source.rollups.day_rows(day, code)
+            users.append(u)
+            times.append(t)
+            matched.append(np.full(u.size, mask, dtype=np.uint32))
+    active: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    for day in days:
+        who = source.rollups.day_users(day, 0)
+        bucket = int(buckets.index(np.array([day * DAY_NS], dtype=np.int64))[0])
+        active.append((np.int64(bucket) << 32) | who)
+    user = np.concatenate(users)
+    return Frame(
+        np.concatenate(times),
+        np.zeros(user.size, dtype=np.uint32),
+        user.astype(np.uint32),
+        None,
+        [],
+        [],
+        np.concatenate(matched),
+        np.unique(np.concatenate(active)),
+    )
 
 
 def _per_user(
