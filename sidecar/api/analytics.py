@@ -123,6 +123,17 @@ def summary_csv(answer: dict[str, Any]) -> str:
     return to_csv(["name", "value"], rows)
 
 
+def _summary_range(request: web.Request) -> tuple[int, int]:
+    """``from`` defaults to an hour before ``to``, and ``to`` to now."""
+    to_ns = _time_param(request, "to")
+    from_ns = _time_param(request, "from")
+    to_ns = time.time_ns() if to_ns is None else to_ns
+    from_ns = to_ns - HOUR_NS if from_ns is None else from_ns
+    if from_ns >= to_ns:
+        raise params.BadParam("from", "must be before 'to'")
+    return from_ns, to_ns
+
+
 def _time_param(request: web.Request, name: str) -> int | None:
     """A query-string time as the analytics bodies take it: RFC 3339 or Unix seconds."""
     value = params.text(request.query, name)
@@ -159,32 +170,28 @@ class AnalyticsApi:
         return await self._answer(request, parse_geo, run_geo, geo_csv)
 
     async def summary(self, request: web.Request) -> web.Response:
-        """``from`` defaults to an hour before ``to``, and ``to`` to now."""
-        csv_out = wants_csv(request)
-        if csv_out is None:
-            return error(400, "parameter 'format': must be json or csv")
-        source = request.app.get(EVENT_COLUMNS)
-        if source is None:
-            return error(503, "this server does not store events")
-        try:
-            params.known_only(request.query, ("from", "to", "format"))
-            to_ns = _time_param(request, "to")
-            from_ns = _time_param(request, "from")
-        except params.BadParam as exc:
-            return error(400, str(exc))
-        to_ns = time.time_ns() if to_ns is None else to_ns
-        from_ns = to_ns - HOUR_NS if from_ns is None else from_ns
-        if from_ns >= to_ns:
-            return error(400, str(params.BadParam("from", "must be before 'to'")))
-        answer = await self.ctx.run(run_summary, source, from_ns, to_ns)
-        if csv_out:
-            return web.Response(text=summary_csv(answer), content_type="text/csv")
-        return web.Response(text=json.dumps(answer), content_type="application/json")
+        return await self._answer(
+            request,
+            _summary_range,
+            lambda source, span: run_summary(source, *span),
+            lambda answer, _: summary_csv(answer),
+            known=("from", "to", "format"),
+            from_body=False,
+        )
 
-    async def _answer(self, request: web.Request, parse: Parse, run: Run, csv: Csv) -> web.Response:
-        """The one way every analytics route reads its body, answers errors and picks a format."""
+    async def _answer(
+        self,
+        request: web.Request,
+        parse: Parse,
+        run: Run,
+        csv: Csv,
+        known: tuple[str, ...] = ("format",),
+        from_body: bool = True,
+    ) -> web.Response:
+        """The one way every analytics route reads its request (a JSON body, or the query string),
+        answers errors and picks a format."""
         try:
-            params.known_only(request.query, ("format",))
+            params.known_only(request.query, known)
         except params.BadParam as exc:
             return error(400, str(exc))
         csv_out = wants_csv(request)
@@ -194,8 +201,8 @@ class AnalyticsApi:
         if source is None:
             return error(503, "this server does not store events")
         try:
-            req = parse(await read_json(request))
-        except BadRequest as exc:
+            req = parse(await read_json(request)) if from_body else parse(request)
+        except (BadRequest, params.BadParam) as exc:
             return error(400, str(exc))
         answer = await self.ctx.run(run, source, req)
         if csv_out:

@@ -101,6 +101,17 @@ class Frame:
         )
 
 
+def _join(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
+
+
+def _joined(parts: list[tuple[np.ndarray, ...]], width: int) -> list[np.ndarray]:
+    """Each column of the per-block tuples, concatenated: times int64, then codes (and step bits)
+    uint32; empty arrays of those types when no block matched."""
+    kinds = [np.int64, *([np.uint32] * (width - 1))]
+    return [_join([p[i] for p in parts], kinds[i]) for i in range(width)]
+
+
 class Scan:
     """One question's scan: filters judged against codes once, blocks masked and gathered."""
 
@@ -160,25 +171,15 @@ class Scan:
                 groups[i].append(self._value_ids(block, column_of(b), values[i])[mask])
             for i, n in enumerate(numbers):
                 extra[i].append(self._numbers(block, column_of(n))[mask])
-        if not parts:
-            empty_u32 = np.zeros(0, dtype=np.uint32)
-            return Frame(
-                np.zeros(0, dtype=np.int64),
-                empty_u32,
-                empty_u32,
-                np.zeros(0) if measure is not None else None,
-                [np.zeros(0, dtype=np.int64) for _ in breakdown],
-                values,
-                numbers=[np.zeros(0) for _ in numbers],
-            )
+        ts, name, user = _joined(parts, 3)
         return Frame(
-            np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2] for p in parts]),
-            np.concatenate(measures) if measure is not None else None,
-            [np.concatenate(g) for g in groups],
+            ts,
+            name,
+            user,
+            _join(measures, np.float64) if measure is not None else None,
+            [_join(g, np.int64) for g in groups],
             values,
-            numbers=[np.concatenate(x) for x in extra],
+            numbers=[_join(x, np.float64) for x in extra],
         )
 
     def load_steps(
@@ -237,26 +238,15 @@ class Scan:
             for i, b in enumerate(breakdown):
                 groups[i].append(self._value_ids(block, column_of(b), values[i])[keep])
         seen = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, dtype=np.int64)
-        if not parts:
-            empty = np.zeros(0, dtype=np.uint32)
-            return Frame(
-                np.zeros(0, dtype=np.int64),
-                empty,
-                empty,
-                None,
-                [np.zeros(0, dtype=np.int64) for _ in breakdown],
-                values,
-                empty,
-                seen if active is not None else None,
-            )
+        ts, name, user, matched = _joined(parts, 4)
         return Frame(
-            np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2] for p in parts]),
+            ts,
+            name,
+            user,
             None,
-            [np.concatenate(g) for g in groups],
+            [_join(g, np.int64) for g in groups],
             values,
-            np.concatenate([p[3] for p in parts]),
+            matched,
             seen if active is not None else None,
         )
 
