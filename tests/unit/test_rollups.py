@@ -219,3 +219,16 @@ def test_funnels_from_rollups_are_the_scans(columns: EventColumns, mode: str, in
     fast, slow = run_funnel(columns, req, use_rollups=True), run_funnel(columns, req, use_rollups=False)
     assert same(fast, slow)
     assert any(lv["users"] for entry in fast["buckets"] for lv in entry["levels"][2:])
+
+
+@pytest.mark.parametrize(("event", "limit"), [(None, 10), (None, 2), ("pay", 10), ("nobody", 10)])
+def test_counts_by_event_name_from_rollups_are_the_scans(columns: EventColumns, event: Any, limit: int) -> None:
+    body = {
+        "series": [{"event": event, "measure": "count"}],
+        "interval": "day",
+        "breakdown": ["event"],
+        "breakdown_limit": limit,
+        "from": DAY0.isoformat(),
+        "to": (DAY0 + dt.timedelta(days=21)).isoformat(),
+    }
+    assert same(ask(columns, body, True), ask(columns, body, False))

@@ -24,6 +24,7 @@ class RollupSource(Protocol):
     """What these reads need of the store (storage's Rollups)."""
 
     def counts(self, first_hour: int, end_hour: int, names: Any) -> np.ndarray: ...
+    def counts_by_name(self, first_hour: int, end_hour: int) -> dict[int, np.ndarray]: ...
     def day_users(self, day: int, name: int) -> np.ndarray: ...
     def day_rows(self, day: int, name: int) -> tuple[np.ndarray, np.ndarray]: ...
     def day_values(self, day: int, name: int, prop: str) -> np.ndarray: ...
@@ -92,6 +93,23 @@ class RollupReads:
             days = np.concatenate(owners)
             return value_points(measure, buckets.index(days * DAY_NS), values, n)
         return None
+
+    def counts_by_event(
+        self, event: str | None, buckets: Buckets, texts: dict[int, str]
+    ) -> list[tuple[str, list[int]]] | None:
+        """Per event name (all names, or only ``event``), its count per bucket: a count broken
+        down by ``event``. None when the buckets are not whole UTC hours."""
+        if not _aligned(buckets, HOUR_NS):
+            return None
+        first, end = buckets.from_ns // HOUR_NS, buckets.to_ns // HOUR_NS
+        index = buckets.index(np.arange(first, end, dtype=np.int64) * HOUR_NS)
+        wanted = None if event is None else self._name_code(event)
+        out = []
+        for code, hourly in self._rollups.counts_by_name(first, end).items():
+            if (event is None or code == wanted) and hourly.any():
+                counts = np.bincount(index, weights=hourly, minlength=len(buckets)).astype(np.int64)
+                out.append((texts.get(code, ""), counts.tolist()))
+        return out
 
     def _day(self, name: int, day: int) -> np.ndarray:
         key = (name, day)

@@ -107,6 +107,11 @@ def run_trends(source: Source, req: TrendsRequest, use_rollups: bool = True) -> 
             if points is not None:
                 out_series.append(_series_json(s, None, buckets, points))
                 continue
+        if reads is not None and not s.filters and req.breakdown == ["event"] and s.measure == "count":
+            per_name = reads.counts_by_event(s.event, buckets, source.texts("n"))
+            if per_name is not None:
+                out_series += _by_event(s, per_name, buckets, req.breakdown_limit)
+                continue
         lookback = 0
         if s.measure in ROLLING:
             lookback = (ROLLING[s.measure] + 1) * _DAY_NS  # whole local days, DST included
@@ -160,6 +165,20 @@ def _split(
     rest = ~np.isin(inverse, np.array(top, dtype=inverse.dtype))
     if (rest & in_range).any():
         out.append(({n: OTHER for n in names}, frame.take(rest)))
+    return out
+
+
+def _by_event(
+    s: Series, per_name: list[tuple[str, list[int]]], buckets: Buckets, limit: int
+) -> list[dict[str, Any]]:
+    """A count broken down by event name, ranked as ``_split`` ranks any breakdown: by events in
+    the range, most first, ties by name; past ``limit``, one ``$other`` series of the rest."""
+    ranked = sorted(per_name, key=lambda item: (-sum(item[1]), item[0]))
+    out = [_series_json(s, {"event": name}, buckets, counts) for name, counts in ranked[:limit]]
+    rest = ranked[limit:]
+    if rest:
+        summed = np.sum([counts for _, counts in rest], axis=0).astype(np.int64).tolist()
+        out.append(_series_json(s, {"event": OTHER}, buckets, summed))
     return out
 
 

@@ -246,13 +246,22 @@ class Rollups:
         """Events per hour in ``[first_hour, end_hour)`` of the given names (None: every name)."""
         out = np.zeros(end_hour - first_hour, dtype=np.int64)
         wanted = None if names is None else set(names)
+        for name, hourly in self.counts_by_name(first_hour, end_hour).items():
+            if wanted is None or name in wanted:
+                out += hourly
+        return out
+
+    def counts_by_name(self, first_hour: int, end_hour: int) -> dict[int, np.ndarray]:
+        """Per name code, its events per hour in ``[first_hour, end_hour)``."""
+        out: dict[int, np.ndarray] = {}
+        low, high = COUNT + _U32.pack(max(first_hour, 0)), COUNT + _U32.pack(end_hour)
         for part in self._parts(first_hour * HOUR_NS // DAY_NS, (end_hour * HOUR_NS - 1) // DAY_NS + 1):
-            for key, value in _range(
-                part, COUNT + _U32.pack(max(first_hour, 0)), COUNT + _U32.pack(end_hour)
-            ):
+            for key, value in _range(part, low, high):
                 hour, name = _U32.unpack_from(key, 2)[0], _U32.unpack_from(key, 6)[0]
-                if wanted is None or name in wanted:
-                    out[hour - first_hour] += _U64LE.unpack(value)[0]
+                hourly = out.get(name)
+                if hourly is None:
+                    hourly = out[name] = np.zeros(end_hour - first_hour, dtype=np.int64)
+                hourly[hour - first_hour] += _U64LE.unpack(value)[0]
         return out
 
     def day_users(self, day: int, name: int) -> np.ndarray:
