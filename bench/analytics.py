@@ -159,6 +159,14 @@ def sidecar_queries(g: Generated) -> dict[str, Callable[[Api], tuple[bytes, Call
                     out[f"{_day(p['t'])} {name}"] = p["value"]
         return out
 
+    def named_counts(raw: bytes) -> dict[str, int]:
+        return {
+            f"{_day(p['t'])} {s['event']}": p["value"]
+            for s in json.loads(raw)["series"]
+            for p in s["points"]
+            if p["value"]
+        }
+
     def funnel(raw: bytes) -> dict[str, list[int]]:
         return {
             _day(b["t"]): [lv["users"] for lv in sorted(b["levels"], key=lambda x: x["level"])]
@@ -184,6 +192,11 @@ def sidecar_queries(g: Generated) -> dict[str, Callable[[Api], tuple[bytes, Call
                 "breakdown_limit": 100,
             },
             counts,
+        ),
+        # the same question as one series per name, no breakdown (the form the server's rollups answer)
+        "daily_counts_per_name_series": trends(
+            {"series": [{"event": n, "measure": "count"} for n in data.NAMES], "interval": "day"},
+            named_counts,
         ),
         "dau_wau_mau": trends(
             {"series": [{"event": None, "measure": m} for m in ("dau", "wau", "mau")], "interval": "day"},
@@ -261,12 +274,14 @@ def chdb_queries(g: Generated) -> dict[str, tuple[str, Callable[[list[list[Any]]
             WHERE ts >= {lo} - INTERVAL 30 DAY AND ts < {hi} GROUP BY d
           )
         ) WHERE d >= {day0} ORDER BY d"""
+    daily_counts = (
+        f"SELECT concat(toString(toDate(ts)), ' ', name), count() FROM bench.events WHERE {in_range} "
+        "GROUP BY toDate(ts), name",
+        lambda rows: {r[0]: int(r[1]) for r in rows},
+    )
     return {
-        "daily_counts_per_name": (
-            f"SELECT concat(toString(toDate(ts)), ' ', name), count() FROM bench.events WHERE {in_range} "
-            "GROUP BY toDate(ts), name",
-            lambda rows: {r[0]: int(r[1]) for r in rows},
-        ),
+        "daily_counts_per_name": daily_counts,
+        "daily_counts_per_name_series": daily_counts,
         "dau_wau_mau": (rolling_sql, rolling),
         "funnel_1h_per_month": (
             f"""SELECT toString(m), level, count() FROM (
@@ -572,13 +587,13 @@ def report(r: dict[str, Any]) -> None:
         f"  chDB load from Parquet: {c['load_s']} s ({c['load_events_per_s']:,} events/s), "
         f"OPTIMIZE FINAL {c['optimize_final_s']} s, {c['bytes_per_event']} B/event on disk"
     )
-    print(f"\n{'query':<28}{'sidecar first':>15}{'median':>12}{'chDB median':>13}{'ratio':>8}  identical")
+    print(f"\n{'query':<30}{'sidecar first':>15}{'median':>12}{'chDB median':>13}{'ratio':>8}  identical")
     for q in r["queries"]:
         s, p = q["sidecar"], q["chdb"]
         ratio = s["median_ms"] / p["median_ms"] if p["median_ms"] else float("inf")
         same = "yes" if q["identical"] else f"NO ({q['differences']} differ)"
         print(
-            f"{q['query']:<28}{s['first_ms']:>13.1f}ms{s['median_ms']:>10.1f}ms{p['median_ms']:>11.1f}ms"
+            f"{q['query']:<30}{s['first_ms']:>13.1f}ms{s['median_ms']:>10.1f}ms{p['median_ms']:>11.1f}ms"
             f"{ratio:>7.2f}x  {same}"
         )
     for q in r["queries"]:
