@@ -115,8 +115,9 @@ async def run(config: Config) -> int:
     )
     events_cfg = config.ingest.events
     event_registry = EventRegistry(store.db)
+    dimensions = config.storage.events.dimensions()
     event_writer = EventWriter(
-        queue, event_registry, events_cfg.max_batch_events, events_cfg.max_queue_events
+        queue, event_registry, events_cfg.max_batch_events, events_cfg.max_queue_events, dimensions
     )
     queue.start()
     health.store_open = True
@@ -171,7 +172,7 @@ async def run(config: Config) -> int:
     api_runner: web.AppRunner | None = None
     api_app = build_api_app(ctx)
     api_app[EVENT_READER] = EventReader(store, event_registry)
-    api_app[EVENT_COLUMNS] = EventColumns(store, event_registry)
+    api_app[EVENT_COLUMNS] = EventColumns(store, event_registry, dimensions)
     api_app[LOG_READER] = LogReader(store, log_keys)
     retention = Retention.from_config(store, config.storage)
     try:

@@ -45,7 +45,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             print(line, end="", file=sys.stderr, flush=True)
 
     try:
-        total = rebuild(store, progress)
+        total = rebuild(store, config.storage.events.dimensions(), progress)
     finally:
         store.close()
     if shown:

@@ -159,10 +159,27 @@ class EventsStorageConfig:
     """Business event retention: long, since product questions span quarters and years."""
 
     retention_days: int = 400
+    # Comma-separated property names whose values the hourly count rollups also split by, so a
+    # count broken down by one of them needs no scan. Changing them keeps every raw event;
+    # ``sidecar events rebuild-rollups`` recomputes the rollups for the new list.
+    rollup_dimensions: str = ""
+
+    def dimensions(self) -> tuple[str, ...]:
+        return tuple(d.strip() for d in self.rollup_dimensions.split(",") if d.strip())
 
     def validate(self, path: str) -> list[str]:
-        """Retention between one day and ten years."""
-        return _check_int_range(join_path(path, "retention_days"), self.retention_days, 1, 3650)
+        """Retention between one day and ten years; at most MAX_DIMENSIONS dimensions, each a
+        property name of at most 255 bytes."""
+        errors = _check_int_range(join_path(path, "retention_days"), self.retention_days, 1, 3650)
+        dims = self.dimensions()
+        where = join_path(path, "rollup_dimensions")
+        if len(dims) > MAX_DIMENSIONS:
+            errors.append(f"{where}: {len(dims)} properties; the limit is {MAX_DIMENSIONS}")
+        errors += [f"{where}: {d[:40]!r} is longer than 255 bytes" for d in dims if len(d.encode()) > 255]
+        return errors
+
+
+MAX_DIMENSIONS = 5
 
 
 @dataclass(frozen=True)

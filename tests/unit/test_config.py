@@ -341,3 +341,17 @@ def test_config_docs_list_every_key(doc: str) -> None:
     text = (ROOT / doc).read_text(encoding="utf-8")
     missing = [path for path, _ in iter_leaves() if f"`{path}`" not in text or env_var_name(path) not in text]
     assert not missing, f"undocumented in {doc}: {missing}"
+
+
+def test_rollup_dimensions_are_a_short_list_of_property_names() -> None:
+    env = {"SIDECAR_STORAGE__EVENTS__ROLLUP_DIMENSIONS": "a, b,c,d,e,f"}
+    assert errors_of(env=env) == [
+        "storage.events.rollup_dimensions: 6 properties; the limit is 5"
+        " (from SIDECAR_STORAGE__EVENTS__ROLLUP_DIMENSIONS)"
+    ]
+    assert load_config(
+        None, env={"SIDECAR_STORAGE__EVENTS__ROLLUP_DIMENSIONS": " screen, plan "}
+    ).storage.events.dimensions() == (
+        "screen",
+        "plan",
+    )

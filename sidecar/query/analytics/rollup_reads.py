@@ -9,6 +9,7 @@ written with the events and hold every one of them. Anything else returns None a
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +26,9 @@ class RollupSource(Protocol):
 
     def counts(self, first_hour: int, end_hour: int, names: Any) -> np.ndarray: ...
     def counts_by_name(self, first_hour: int, end_hour: int) -> dict[int, np.ndarray]: ...
+    def dimension_counts(
+        self, first_hour: int, end_hour: int, dim: str
+    ) -> dict[tuple[int, bytes], np.ndarray]: ...
     def day_users(self, day: int, name: int) -> np.ndarray: ...
     def day_rows(self, day: int, name: int) -> tuple[np.ndarray, np.ndarray]: ...
     def day_values(self, day: int, name: int, prop: str) -> np.ndarray: ...
@@ -109,6 +113,27 @@ class RollupReads:
             if (event is None or code == wanted) and hourly.any():
                 counts = np.bincount(index, weights=hourly, minlength=len(buckets)).astype(np.int64)
                 out.append((texts.get(code, ""), counts.tolist()))
+        return out
+
+    def counts_by_value(
+        self, event: str | None, dim: str, buckets: Buckets
+    ) -> list[tuple[Any, list[int]]] | None:
+        """Per value of the configured dimension ``dim`` (None: absent), the events of ``event``
+        (None: any) per bucket: a count broken down by ``dim``. None off whole UTC hours."""
+        if not _aligned(buckets, HOUR_NS):
+            return None
+        first, end = buckets.from_ns // HOUR_NS, buckets.to_ns // HOUR_NS
+        index = buckets.index(np.arange(first, end, dtype=np.int64) * HOUR_NS)
+        wanted = None if event is None else self._name_code(event)
+        hourly_by_value: dict[bytes, np.ndarray] = {}
+        for (code, value), hourly in self._rollups.dimension_counts(first, end, dim).items():
+            if event is None or code == wanted:
+                hourly_by_value[value] = hourly_by_value.get(value, 0) + hourly
+        out = []
+        for value, hourly in hourly_by_value.items():
+            if hourly.any():
+                counts = np.bincount(index, weights=hourly, minlength=len(buckets)).astype(np.int64)
+                out.append((json.loads(value), counts.tolist()))
         return out
 
     def _day(self, name: int, day: int) -> np.ndarray:

@@ -107,10 +107,15 @@ def run_trends(source: Source, req: TrendsRequest, use_rollups: bool = True) -> 
             if points is not None:
                 out_series.append(_series_json(s, None, buckets, points))
                 continue
-        if reads is not None and not s.filters and req.breakdown == ["event"] and s.measure == "count":
-            per_name = reads.counts_by_event(s.event, buckets, source.texts("n"))
-            if per_name is not None:
-                out_series += _by_event(s, per_name, buckets, req.breakdown_limit)
+        if reads is not None and not s.filters and s.measure == "count" and len(req.breakdown) == 1:
+            dim = req.breakdown[0]
+            per_value: list[tuple[Any, list[int]]] | None = None
+            if dim == "event":
+                per_value = reads.counts_by_event(s.event, buckets, source.texts("n"))
+            elif dim in source.dimensions:
+                per_value = reads.counts_by_value(s.event, dim, buckets)
+            if per_value is not None:
+                out_series += _by_value(s, dim, per_value, buckets, req.breakdown_limit)
                 continue
         lookback = 0
         if s.measure in ROLLING:
@@ -168,18 +173,30 @@ def _split(
     return out
 
 
-def _by_event(
-    s: Series, per_name: list[tuple[str, list[int]]], buckets: Buckets, limit: int
+def _by_value(
+    s: Series, dim: str, per_value: list[tuple[Any, list[int]]], buckets: Buckets, limit: int
 ) -> list[dict[str, Any]]:
-    """A count broken down by event name, ranked as ``_split`` ranks any breakdown: by events in
-    the range, most first, ties by name; past ``limit``, one ``$other`` series of the rest."""
-    ranked = sorted(per_name, key=lambda item: (-sum(item[1]), item[0]))
-    out = [_series_json(s, {"event": name}, buckets, counts) for name, counts in ranked[:limit]]
+    """A count broken down by one property from the rollups, ranked as ``_split`` ranks any
+    breakdown: by events in the range, most first, ties by value; past ``limit``, one
+    ``$other`` series of the rest."""
+    ranked = sorted(per_value, key=lambda item: (-sum(item[1]), _sort_key(_value_key(item[0]))))
+    out = [_series_json(s, {dim: value}, buckets, counts) for value, counts in ranked[:limit]]
     rest = ranked[limit:]
     if rest:
         summed = np.sum([counts for _, counts in rest], axis=0).astype(np.int64).tolist()
-        out.append(_series_json(s, {"event": OTHER}, buckets, summed))
+        out.append(_series_json(s, {dim: OTHER}, buckets, summed))
     return out
+
+
+def _value_key(value: Any) -> tuple[str, Any] | None:
+    """The scan's key of a property value (frame.py), for the same tie order."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", float(value))
+    return ("s", value)
 
 
 def _series_json(

@@ -189,10 +189,11 @@ class EventColumns:
     """The column blocks of every month partition, the registry that decodes their codes, and the
     rollups kept beside them."""
 
-    def __init__(self, store: RocksStore, registry: EventRegistry) -> None:
+    def __init__(self, store: RocksStore, registry: EventRegistry, dimensions: tuple[str, ...] = ()) -> None:
         self._store = store
         self.registry = registry
         self.rollups = Rollups(store)
+        self.dimensions = dimensions  # the properties the count rollups split by
 
     def blocks(self, from_ns: int, to_ns: int, columns: Sequence[str]) -> Iterator[Block]:
         """Blocks with an event in ``[from_ns, to_ns)``, oldest partition first (see scan_blocks)."""

@@ -103,9 +103,10 @@ def name_key(name: int) -> bytes:
 class EventMerge:
     """The write queue's merger for events; its state belongs to the writer thread."""
 
-    def __init__(self, store: RocksStore, registry: EventRegistry) -> None:
+    def __init__(self, store: RocksStore, registry: EventRegistry, dimensions: tuple[str, ...] = ()) -> None:
         self._store = store
         self._registry = registry
+        self._dimensions = dimensions
         self._default_cf = store.db.get_column_family_handle("default")
         self._months_of: dict[int, tuple[int, ...]] = {}
         self._rollups = RollupWriter(store)
@@ -150,7 +151,7 @@ class EventMerge:
         index = 0
         parts: dict[int, Partition] = {}
         blocks: dict[int, BlockRows] = {}  # month -> the column block of this write
-        rolled = WriteRows()
+        rolled = WriteRows(dimensions=self._dimensions)
         for item in items:
             for event in item.events:
                 id_key = None

@@ -18,7 +18,9 @@ from sidecar.storage.rocks.events.rollups import RollupWriter, WriteRows, drop_a
 from sidecar.storage.rocks.partitions import EVENTS
 
 
-def rebuild(store: RocksStore, on_block: Callable[[int], None] | None = None) -> int:
+def rebuild(
+    store: RocksStore, dimensions: tuple[str, ...] = (), on_block: Callable[[int], None] | None = None
+) -> int:
     """Drop every rollup and recompute them from the column blocks, oldest partition first; the
     raw events are only read. ``on_block(events)`` hears of progress. Returns events rolled up."""
     drop_all(store)
@@ -26,7 +28,7 @@ def rebuild(store: RocksStore, on_block: Callable[[int], None] | None = None) ->
     total = 0
     for part in store.partitions(EVENTS, newest_first=False):
         for block in scan_blocks(part, None):
-            rows = WriteRows()
+            rows = WriteRows(dimensions=dimensions)
             props: list[tuple[str, Any]] = [
                 (name[2:], col) for name, col in block.columns.items() if name.startswith("p.")
             ]
@@ -34,12 +36,12 @@ def rebuild(store: RocksStore, on_block: Callable[[int], None] | None = None) ->
             names = block.columns["name"].values.tolist()
             users = block.columns["user"].values.tolist() if "user" in block.columns else [0] * block.rows
             for i in range(block.rows):
-                numbers: dict[str, Any] = {}
+                numbers: dict[str, Any] = {}  # and the dimensions' values, numbers or not
                 for key, col in props:
                     if col.kind == DICT:
                         code = int(col.values[i])
                         value = col.entries[code - 1] if code else None
-                        if type(value) in (int, float):
+                        if type(value) in (int, float) or key in dimensions:
                             numbers[key] = value
                     elif col.values[i] == col.values[i]:  # not NaN: present
                         numbers[key] = float(col.values[i])

@@ -14,6 +14,9 @@ them with their events; big-endian; ``name`` is the events registry's code, 0 fo
     Rv | day(4) | name(4) | len(1) | property | rev(8)
                                            -> float64 LE values of a numeric property: sums,
                                               min/max and exact percentiles without a scan
+    Rd | hour(4) | name(4) | len(1) | property | value (JSON)
+                                           -> u64 LE: events of that hour and name whose configured
+                                              dimension ``property`` had that value (null: absent)
 
 Counts are read-modify-written through a cache of recent hours. Everything else is append-only,
 one small key per write and day; when a (day, name) holds more than MAX_DELTAS deltas of a kind,
@@ -29,6 +32,7 @@ UTC days. ``rebuild`` recomputes everything from the column blocks.
 
 from __future__ import annotations
 
+import json
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -46,7 +50,8 @@ COUNT = b"Rc"
 USERS = b"Ru"
 ROWS = b"Rs"
 VALUES = b"Rv"
-KINDS = (COUNT, USERS, ROWS, VALUES)
+DIMENSION = b"Rd"
+KINDS = (COUNT, USERS, ROWS, VALUES, DIMENSION)
 HOUR_NS = 3600 * 10**9
 DAY_NS = keys.DAY_NS
 MAX_DELTAS = 16
@@ -55,11 +60,20 @@ _CACHED_HOURS = 4096
 _U32 = struct.Struct(">I")
 _U64LE = struct.Struct("<Q")
 _REV = 8
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _prefix(kind: bytes, period: int, name: int, prop: bytes = b"") -> bytes:
     head = kind + _U32.pack(period) + _U32.pack(name)
-    return head + bytes([len(prop)]) + prop if kind == VALUES else head
+    return head + bytes([len(prop)]) + prop if kind in (VALUES, DIMENSION) else head
+
+
+def dimension_value(value: Any) -> bytes:
+    """A dimension value's key text: JSON of what the event sent, a whole number without ``.0``
+    (as breakdowns show it), ``null`` when the event lacks the property."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    return _JSON(value).encode()
 
 
 @dataclass(slots=True)
@@ -72,12 +86,16 @@ class WriteRows:
     numbers: dict[tuple[int, str], list[tuple[int, float]]] = field(
         default_factory=dict
     )  # (row's name, prop)
+    dimensions: tuple[str, ...] = ()
+    values: dict[str, list[bytes]] = field(default_factory=dict)  # per dimension, each row's value
 
     def add(self, ts: int, name: int, user: int, properties: dict[str, Any]) -> None:
         row = len(self.ts)
         self.ts.append(ts)
         self.name.append(name)
         self.user.append(user)
+        for dim in self.dimensions:
+            self.values.setdefault(dim, []).append(dimension_value(properties.get(dim)))
         for key, value in properties.items():
             if type(value) in (int, float) and len(key) < 256:
                 self.numbers.setdefault((name, key), []).append((row, float(value)))
@@ -89,6 +107,7 @@ class RollupWriter:
     def __init__(self, store: RocksStore) -> None:
         self._store = store
         self._counts: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self._dimension_counts: OrderedDict[bytes, int] = OrderedDict()
         self._seen: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._deltas: dict[bytes, int] = {}
         self._pending: list[tuple[str, Any, Any]] = []
@@ -103,6 +122,8 @@ class RollupWriter:
         day = ts // DAY_NS
         rev = keys.rev(ns)
         self._add_counts(ts // HOUR_NS, name, batch)
+        for dim, keyed in rows.values.items():
+            self._add_dimension(dim.encode(), ts // HOUR_NS, name, keyed, batch)
         for d in np.unique(day).tolist():
             part = self._store.partition_for_write(d, EVENTS)
             in_day = day == d
@@ -139,6 +160,22 @@ class RollupWriter:
             total = stored + c
             batch.put(_prefix(COUNT, h, n), _U64LE.pack(total), part.handle)
             self._pending.append(("count", key, total))
+
+    def _add_dimension(
+        self, dim: bytes, hour: np.ndarray, name: np.ndarray, values: list[bytes], batch: WriteBatch
+    ) -> None:
+        counted: dict[tuple[int, int, bytes], int] = {}
+        for slot in zip(hour.tolist(), name.tolist(), values, strict=True):
+            counted[slot] = counted.get(slot, 0) + 1
+        for (h, n, value), c in counted.items():
+            part = self._store.partition_for_write(h * HOUR_NS // DAY_NS, EVENTS)
+            key = _prefix(DIMENSION, h, n, dim) + value
+            stored = self._dimension_counts.get(key)
+            if stored is None:
+                raw = part.data.get(key)
+                stored = _U64LE.unpack(raw)[0] if raw else 0
+            batch.put(key, _U64LE.pack(stored + c), part.handle)
+            self._pending.append(("dimension", key, stored + c))
 
     def _add_users(
         self, part: Partition, day: int, name: int, users: np.ndarray, rev: bytes, batch: WriteBatch
@@ -187,6 +224,9 @@ class RollupWriter:
             if kind == "count":
                 self._counts[key] = value
                 self._counts.move_to_end(key)
+            elif kind == "dimension":
+                self._dimension_counts[key] = value
+                self._dimension_counts.move_to_end(key)
             elif kind == "seen":
                 self._seen[key] = value
                 self._seen.move_to_end(key)
@@ -195,6 +235,8 @@ class RollupWriter:
         self._pending.clear()
         while len(self._counts) > _CACHED_HOURS:
             self._counts.popitem(last=False)
+        while len(self._dimension_counts) > 8 * _CACHED_HOURS:
+            self._dimension_counts.popitem(last=False)
         while len(self._seen) > _CACHED_DAYS:
             self._seen.popitem(last=False)
         if len(self._deltas) > 100_000:
@@ -261,6 +303,25 @@ class Rollups:
                 hourly = out.get(name)
                 if hourly is None:
                     hourly = out[name] = np.zeros(end_hour - first_hour, dtype=np.int64)
+                hourly[hour - first_hour] += _U64LE.unpack(value)[0]
+        return out
+
+    def dimension_counts(
+        self, first_hour: int, end_hour: int, dim: str
+    ) -> dict[tuple[int, bytes], np.ndarray]:
+        """Per (name code, value key) of dimension ``dim``, its events per hour in the range."""
+        out: dict[tuple[int, bytes], np.ndarray] = {}
+        low, high = DIMENSION + _U32.pack(max(first_hour, 0)), DIMENSION + _U32.pack(end_hour)
+        wanted = bytes([len(dim.encode())]) + dim.encode()
+        for part in self._parts(first_hour * HOUR_NS // DAY_NS, (end_hour * HOUR_NS - 1) // DAY_NS + 1):
+            for key, value in _range(part, low, high):
+                if key[10 : 10 + len(wanted)] != wanted:
+                    continue
+                hour, name = _U32.unpack_from(key, 2)[0], _U32.unpack_from(key, 6)[0]
+                slot = (name, key[10 + len(wanted) :])
+                hourly = out.get(slot)
+                if hourly is None:
+                    hourly = out[slot] = np.zeros(end_hour - first_hour, dtype=np.int64)
                 hourly[hour - first_hour] += _U64LE.unpack(value)[0]
         return out
 

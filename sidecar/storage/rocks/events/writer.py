@@ -15,11 +15,18 @@ SIGNAL = "events"
 class EventWriter:
     """Registers the events signal on ``queue`` (limits in events); the queue's owner starts and closes it."""
 
-    def __init__(self, queue: WriteQueue, registry: EventRegistry, max_batch: int, max_queue: int) -> None:
+    def __init__(
+        self,
+        queue: WriteQueue,
+        registry: EventRegistry,
+        max_batch: int,
+        max_queue: int,
+        dimensions: tuple[str, ...] = (),
+    ) -> None:
+        """``dimensions``: the properties the count rollups also split by (see rollups.py)."""
         self._queue = queue
-        queue.register(
-            SIGNAL, EventMerge(queue.store, registry), max_batch=max_batch, max_queue=max_queue, unit="events"
-        )
+        merge = EventMerge(queue.store, registry, dimensions)
+        queue.register(SIGNAL, merge, max_batch=max_batch, max_queue=max_queue, unit="events")
 
     def submit(self, batch: EventBatch) -> Future[None]:
         """Queue a batch; the future resolves once it is in the WAL (``batch.duplicates`` then set)."""
