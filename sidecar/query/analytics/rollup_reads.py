@@ -169,7 +169,8 @@ class RollupReads:
         for i, users in enumerate(days):
             before = last[users]
             moved = before[before >= 0]
-            np.subtract.at(per_day, moved, 1)
+            if moved.size:  # bincount, not subtract.at: numpy's ufunc.at is ten times slower
+                per_day[: i + 1] -= np.bincount(moved, minlength=i + 1)
             per_day[i] += users.size
             last[users] = i
             if i >= window - 1:

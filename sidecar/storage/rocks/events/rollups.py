@@ -326,12 +326,13 @@ class Rollups:
         return out
 
     def day_users(self, day: int, name: int) -> np.ndarray:
-        """The distinct users (sorted u32 codes) with an event of ``name`` (0: any) on UTC ``day``."""
+        """The distinct users (u32 codes, each once, in no particular order) with an event of
+        ``name`` (0: any) on UTC ``day``."""
         part = self._part(day)
         if part is None:
             return np.zeros(0, dtype=np.int64)
         found = [np.frombuffer(v, dtype="<u4") for _, v in part.items(_prefix(USERS, day, name))]
-        return np.sort(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+        return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
 
     def day_rows(self, day: int, name: int) -> tuple[np.ndarray, np.ndarray]:
         """(users, times) of ``name``'s events with a user on UTC ``day``, in no particular order."""
