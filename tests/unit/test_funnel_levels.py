@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sidecar.query.analytics.funnels import FunnelRequest, _per_user, chain, ordered_chains
+from sidecar.query.analytics.funnels import FunnelRequest, _groups, _per_user, chain, ordered_chains
 
 
 def rows_of(groups: list[list[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,7 +111,7 @@ def test_per_user_matches_a_chain_per_user(mode: str) -> None:
     bucket = ts // 50
     frame: Any = SimpleNamespace(ts=ts, user=user, matched=matched)
     req = FunnelRequest([], 15, mode, None, [], 0)  # type: ignore[arg-type]
-    got = _per_user(frame, bucket, n, req)
+    got = _per_user(_groups(frame, bucket, n, req))
     want: dict[tuple[int, int], tuple[list[int], int]] = {}
     for key in sorted({(int(b), int(u)) for b, u in zip(bucket, user, strict=True)}):
         mine = [i for i in range(rows) if (bucket[i], user[i]) == key]

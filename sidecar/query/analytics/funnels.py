@@ -218,8 +218,10 @@ def run_funnel(source: Source, req: FunnelRequest, use_rollups: bool = True) -> 
     buckets = req.buckets
     n = len(req.steps)
     keep_all = req.mode == "strict" or bool(req.breakdown)
-    frame = _rollup_frame(source, req) if use_rollups else None
-    if frame is None:
+    found = _rollup_frame(source, req) if use_rollups else None
+    if found is not None:
+        frame, active = found
+    else:
         frame = Scan(source).load_steps(
             buckets.from_ns,
             buckets.to_ns,
@@ -228,10 +230,20 @@ def run_funnel(source: Source, req: FunnelRequest, use_rollups: bool = True) -> 
             req.breakdown,
             active=None if keep_all else buckets,
         )
+        active = None
     assert frame.matched is not None
     bucket = buckets.index(frame.ts) if len(frame) else np.zeros(0, dtype=np.int64)
-    per_user = _per_user(frame, bucket, n, req)
-    entries = _entries(per_user, frame.active, frame, req)
+    groups = _groups(frame, bucket, n, req)
+    if req.breakdown:
+        entries = _entries(_per_user(groups), frame.active, frame, req)
+    else:
+        if active is None:  # from the scan: the users with step events, and those without
+            rest = frame.active if frame.active is not None else np.zeros(0, dtype=np.int64)
+            if keep_all:  # strict: the frame's rows of no step are in the groups already
+                rest = np.zeros(0, dtype=np.int64)
+            pairs = np.unique(np.concatenate([groups.pairs, rest]))
+            active = np.bincount(pairs >> 32, minlength=len(buckets))
+        entries = _bucket_entries(groups, active, req)
     return {
         "interval": buckets.interval,
         "timezone": buckets.timezone,
@@ -243,9 +255,9 @@ def run_funnel(source: Source, req: FunnelRequest, use_rollups: bool = True) -> 
     }
 
 
-def _rollup_frame(source: Source, req: FunnelRequest) -> Frame | None:
-    """The steps' rows from the rollups' per-day (user, time) rows of each step's event, and every
-    user active in each bucket from the days' user sets: for ordered and unordered funnels without
+def _rollup_frame(source: Source, req: FunnelRequest) -> tuple[Frame, np.ndarray] | None:
+    """The steps' rows from the rollups' per-day (user, time) rows of each step's event, and how
+    many users were active in each bucket from the days' user sets: for ordered and unordered funnels without
     step filters or breakdown whose buckets are whole UTC days. None otherwise (then scan): a
     strict funnel needs every event of its users, which only the scan has."""
     buckets = req.buckets
@@ -273,13 +285,18 @@ def _rollup_frame(source: Source, req: FunnelRequest) -> Frame | None:
             users.append(u)
             times.append(t)
             matched.append(np.full(u.size, mask, dtype=np.uint32))
-    active: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
-    for day in days:
-        who = source.rollups.day_users(day, 0)
-        bucket = int(buckets.index(np.array([day * DAY_NS], dtype=np.int64))[0])
-        active.append((np.int64(bucket) << 32) | who)
+    # Users active in each bucket: its days' user sets marked on one bitmap (no sort, no unique).
+    of_day = buckets.index(np.array([d * DAY_NS for d in days], dtype=np.int64))
+    active = np.zeros(len(buckets), dtype=np.int64)
+    sets = [source.rollups.day_users(d, 0) for d in days]
+    top = max((int(u.max()) for u in sets if u.size), default=0)
+    for b in range(len(buckets)):
+        mark = np.zeros(top + 1, dtype=bool)
+        for who in (sets[i] for i in np.flatnonzero(of_day == b).tolist()):
+            mark[who] = True
+        active[b] = int(mark.sum())
     user = np.concatenate(users)
-    return Frame(
+    frame = Frame(
         np.concatenate(times),
         np.zeros(user.size, dtype=np.uint32),
         user.astype(np.uint32),
@@ -287,14 +304,23 @@ def _rollup_frame(source: Source, req: FunnelRequest) -> Frame | None:
         [],
         [],
         np.concatenate(matched),
-        np.unique(np.concatenate(active)),
     )
+    return frame, active
 
 
-def _per_user(
-    frame: Frame, bucket: np.ndarray, n: int, req: FunnelRequest
-) -> dict[tuple[int, int], tuple[list[int], int]]:
-    """(bucket, user) -> (chain step times, row of the user's breakdown event)."""
+@dataclass(frozen=True, slots=True)
+class Groups:
+    """One row per (bucket, user) with a step event: its ``pair`` (bucket << 32 | user), ``level``,
+    the step times of its earliest chain at that level (``paths``, -1 past the level) and the
+    frame row of its breakdown event."""
+
+    pairs: np.ndarray
+    level: np.ndarray
+    paths: np.ndarray
+    first_step: np.ndarray
+
+
+def _groups(frame: Frame, bucket: np.ndarray, n: int, req: FunnelRequest) -> Groups:
     assert frame.matched is not None
     rows_k: list[np.ndarray] = []
     rows_i: list[np.ndarray] = []
@@ -313,7 +339,8 @@ def _per_user(
     pair, time, step = pair[order], time[order], step[order]
     total = len(order)
     if not total:
-        return {}
+        empty = np.zeros(0, dtype=np.int64)
+        return Groups(empty, empty, np.zeros((0, n), dtype=np.int64), empty)
     new = np.empty(total, dtype=bool)
     new[0] = True
     np.not_equal(pair[1:], pair[:-1], out=new[1:])
@@ -326,19 +353,69 @@ def _per_user(
     lead = np.ones(zero.size, dtype=bool)
     lead[1:] = gz[1:] != gz[:-1]
     first_step[gz[lead]] = index[order[zero[lead]]]
-    pairs = pair[starts]
-    keys = zip((pairs >> 32).tolist(), (pairs & 0xFFFFFFFF).tolist(), strict=True)
     if req.mode == "ordered":
-        level, times = ordered_chains(gid, time, step, n, req.window_ns)
-        paths = [row[:lv] for row, lv in zip(times.tolist(), level.tolist(), strict=True)]
+        level, paths = ordered_chains(gid, time, step, n, req.window_ns)
     else:
         ends = [*starts[1:].tolist(), total]
         t_list, k_list = time.tolist(), step.tolist()
-        paths = [
+        found = [
             chain(list(zip(t_list[s:e], k_list[s:e], strict=True)), n, req.window_ns, req.mode)
             for s, e in zip(starts.tolist(), ends, strict=True)
         ]
-    return dict(zip(keys, zip(paths, first_step.tolist(), strict=True), strict=True))
+        level = np.array([len(p) for p in found], dtype=np.int64)
+        paths = np.array([[*p, *([-1] * (n - len(p)))] for p in found], dtype=np.int64).reshape(-1, n)
+    return Groups(pair[starts], level, paths, first_step)
+
+
+def _per_user(groups: Groups) -> dict[tuple[int, int], tuple[list[int], int]]:
+    """(bucket, user) -> (chain step times, row of the user's breakdown event), for breakdowns."""
+    pairs = groups.pairs
+    keys = zip((pairs >> 32).tolist(), (pairs & 0xFFFFFFFF).tolist(), strict=True)
+    paths = [row[:lv] for row, lv in zip(groups.paths.tolist(), groups.level.tolist(), strict=True)]
+    return dict(zip(keys, zip(paths, groups.first_step.tolist(), strict=True), strict=True))
+
+
+def _bucket_entries(groups: Groups, active: np.ndarray, req: FunnelRequest) -> list[dict[str, Any]]:
+    """The answer's entries without a breakdown, from arrays: per bucket, users per level (level
+    0: active users who reached no step) and per step the users, conversions and seconds."""
+    n, labels = len(req.steps), req.buckets.labels()
+    size = len(labels)
+    bucket = groups.pairs >> 32
+    counts = np.bincount(bucket * (n + 1) + groups.level, minlength=size * (n + 1)).reshape(size, n + 1)
+    counts[:, 0] = active - counts[:, 1:].sum(axis=1)
+    reached = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1][:, 1:]  # users at level >= k + 1
+    seconds: list[list[tuple[float | None, float | None]]] = [[(None, None)] * size]
+    for k in range(1, n):
+        chosen = groups.level > k
+        b, sec = bucket[chosen], (groups.paths[chosen, k] - groups.paths[chosen, 0]) / 1e9
+        order = np.lexsort((sec, b))
+        b, sec = b[order], sec[order]
+        edges = np.searchsorted(b, np.arange(size + 1))
+        per: list[tuple[float | None, float | None]] = []
+        for i in range(size):
+            part = sec[edges[i] : edges[i + 1]]
+            per.append((float(np.percentile(part, 50)), float(part.mean())) if part.size else (None, None))
+        seconds.append(per)
+    out = []
+    for i, label in enumerate(labels):
+        steps = []
+        for k, step in enumerate(req.steps):
+            users = int(reached[i, k])
+            previous = int(reached[i, k - 1]) if k else users
+            median, average = seconds[k][i]
+            steps.append(
+                {
+                    "event": step.event,
+                    "users": users,
+                    "conversion_from_previous": users / previous if previous else None,
+                    "conversion_from_first": users / int(reached[i, 0]) if reached[i, 0] else None,
+                    "median_seconds": median,
+                    "avg_seconds": average,
+                }
+            )
+        levels = [{"level": k, "users": int(u)} for k, u in enumerate(counts[i])]
+        out.append({"t": label, "levels": levels, "steps": steps})
+    return out
 
 
 def _entries(

@@ -54,6 +54,7 @@ class RollupReads:
         self._rollups = rollups
         self._name_code = name_code  # event name -> registry code or None
         self._users: dict[tuple[int, int], np.ndarray] = {}
+        self._counts: dict[tuple[int, int], dict[int, np.ndarray]] = {}
 
     def values(self, measure: str, event: str | None, prop: str | None, buckets: Buckets) -> list[Any] | None:
         """The series' points, or None when rollups cannot answer it (then scan)."""
@@ -67,11 +68,11 @@ class RollupReads:
             if not _aligned(buckets, HOUR_NS):
                 return None
             first, end = buckets.from_ns // HOUR_NS, buckets.to_ns // HOUR_NS
-            hourly = (
-                np.zeros(end - first, dtype=np.int64)
-                if name < 0
-                else self._rollups.counts(first, end, None if name == 0 else [name])
-            )
+            by_name = self._hourly(first, end)
+            hourly = np.zeros(end - first, dtype=np.int64)
+            for code, counts in by_name.items():
+                if name == 0 or code == name:
+                    hourly += counts
             index = buckets.index(np.arange(first, end, dtype=np.int64) * HOUR_NS)
             return np.bincount(index, weights=hourly, minlength=n).astype(np.int64).tolist()
         if not _aligned(buckets, DAY_NS):
@@ -109,7 +110,7 @@ class RollupReads:
         index = buckets.index(np.arange(first, end, dtype=np.int64) * HOUR_NS)
         wanted = None if event is None else self._name_code(event)
         out = []
-        for code, hourly in self._rollups.counts_by_name(first, end).items():
+        for code, hourly in self._hourly(first, end).items():
             if (event is None or code == wanted) and hourly.any():
                 counts = np.bincount(index, weights=hourly, minlength=len(buckets)).astype(np.int64)
                 out.append((texts.get(code, ""), counts.tolist()))
@@ -135,6 +136,13 @@ class RollupReads:
                 counts = np.bincount(index, weights=hourly, minlength=len(buckets)).astype(np.int64)
                 out.append((json.loads(value), counts.tolist()))
         return out
+
+    def _hourly(self, first: int, end: int) -> dict[int, np.ndarray]:
+        """Counts per name and hour, read once per request whichever series ask."""
+        found = self._counts.get((first, end))
+        if found is None:
+            found = self._counts[(first, end)] = self._rollups.counts_by_name(first, end)
+        return found
 
     def _day(self, name: int, day: int) -> np.ndarray:
         key = (name, day)
