@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.dedupe
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.events
+	$(BIN)/python -m bench.analytics
 
 clean:
 	rm -rf $(VENV) data
