@@ -319,11 +319,25 @@ def test_a_hex_id_search_opens_only_the_block_that_holds_it(store: RocksStore) -
     """Every block holds every hex trigram, so the bloom passes them all; the bytes check does not."""
     rnd = random.Random(7)
     ids = [[f"{rnd.getrandbits(64):016x}" for _ in range(200)] for _ in range(4)]
-    write(store, *(request("api", [record(f"GET /x req_id={i} done") for i in block]) for block in ids))
+    # Records carry binary fields (trace and span IDs, times): bytes >= 0x80 beside ASCII bodies.
+    write(
+        store,
+        *(
+            request("api", [record(f"GET /x req_id={i} done", trace_id=rnd.randbytes(16)) for i in block])
+            for block in ids
+        ),
+    )
     reader = LogReader(store)
     wanted = ids[2][17]
     assert [e.body for e in reader.scan(text=wanted.upper())] == [f"GET /x req_id={wanted} done"]
     assert (reader.last_scan.headers, reader.last_scan.opened) == (4, 1)
+
+
+def test_a_kelvin_sign_body_still_matches_its_lowercase_needle(store: RocksStore) -> None:
+    """U+212A lowercases to an ASCII 'k' in Python, which bytes.lower() cannot see: such a block
+    goes the decode path, so the case-insensitive search stays exact."""
+    write(store, request("kelvin", [record("temperature 300\u212a reached"), record("other")]))
+    assert [e.body for e in LogReader(store).scan(text="300k")] == ["temperature 300\u212a reached"]
 
 
 def test_bodies_that_are_not_one_string_are_still_searched_by_their_text(store: RocksStore) -> None:

@@ -96,6 +96,17 @@ class LogPage:
     next_cursor: bytes | None  # None when the walk is over
 
 
+# The only characters whose str.lower() holds ASCII letters: U+0130 (to "i" + a dot) and U+212A
+# (Kelvin sign, to "k"), in UTF-8. Without them, ASCII letters lowercased byte by byte (binary
+# fields and other text untouched) are exactly those of str.lower(), so an ASCII needle absent from
+# bytes.lower() is absent from every body's str.lower().
+_LOWERS_TO_ASCII = (b"\xc4\xb0", b"\xe2\x84\xaa")
+
+
+def _lowers_as_bytes(data: bytes) -> bool:
+    return not any(seq in data for seq in _LOWERS_TO_ASCII)
+
+
 def _id_hex(raw: bytes) -> str:
     """An ID as hex; an all-zero one is no ID (OTLP's rule), so it reads as absent."""
     return raw.hex() if raw.strip(b"\x00") else ""
@@ -283,7 +294,7 @@ class LogReader:
                         continue
                     raw = decode_block(data)
                     plain = needle if mask & PLAIN_BODIES else None
-                    if plain is not None and raw.isascii() and plain not in raw.lower():
+                    if plain is not None and _lowers_as_bytes(raw) and plain not in raw.lower():
                         continue
                     block = LogBlock.FromString(raw)
                     opened += 1
@@ -294,7 +305,7 @@ class LogReader:
                             continue
                         if plain is not None:
                             record = block.records[i]
-                            if record.isascii() and plain not in record.lower():
+                            if _lowers_as_bytes(record) and plain not in record.lower():
                                 continue
                         entry = self._entries(part, block, (i,))[0]
                         if query.matches(entry):
