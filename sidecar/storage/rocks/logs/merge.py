@@ -88,11 +88,8 @@ _SEQ = struct.Struct(">H").pack
 
 # Token filter: BITS_PER_TRIGRAM bits per distinct trigram (a power of two in total), one probe per
 # multiplier. Building it is numpy over the block's bytes; a Python step per trigram would cost
-# 30 ms per 1000 log lines, several times the whole ingest budget. Four bits and three probes let
-# ~15% of absent trigrams through, but a needle is ruled out by any one of its trigrams, so a
-# 12-character needle passes a block wrongly about once in 10^8; the filter is random bits that no
-# compression shrinks, and eight bits per trigram cost 8 B per stored line on bench.logs lines.
-BITS_PER_TRIGRAM = 4
+# 30 ms per 1000 log lines, several times the whole ingest budget.
+BITS_PER_TRIGRAM = 8
 _MULTIPLIERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)  # odd 64-bit constants
 _M64 = (1 << 64) - 1
 _MIN_BITS = 1 << 9
