@@ -4,7 +4,7 @@ Key layout, in the month partition column family of the UTC day they describe (r
 them with their events; big-endian; ``name`` is the events registry's code, 0 for "any event";
 ``rev`` = 2**64-1 - write ns, one delta per write):
 
-    Rc | hour(4) | name(4)                 -> u64 LE: events of that UTC hour and name
+    Rc | day(4) | name(4)                  -> 24 u64 LE: events of that UTC day and name, per hour
     Ru | day(4) | name(4) | rev(8)         -> u32 LE users first seen that UTC day (for that name) in
                                               this write: a day's deltas together are its user set,
                                               each user once, so DAU is a sum of lengths
@@ -14,11 +14,13 @@ them with their events; big-endian; ``name`` is the events registry's code, 0 fo
     Rv | day(4) | name(4) | len(1) | property | rev(8)
                                            -> float64 LE values of a numeric property: sums,
                                               min/max and exact percentiles without a scan
-    Rd | hour(4) | name(4) | len(1) | property | value (JSON)
-                                           -> u64 LE: events of that hour and name whose configured
-                                              dimension ``property`` had that value (null: absent)
+    Rd | day(4) | name(4) | len(1) | property | value (JSON)
+                                           -> 24 u64 LE: per hour of the day, events of that name
+                                              whose configured dimension ``property`` had that
+                                              value (null: absent)
 
-Counts are read-modify-written through a cache of recent hours. Everything else is append-only,
+Counts are read-modify-written through a cache of recent days; one key holds a day's 24 hours,
+so 180 days of a name are 180 keys to read. Everything else is append-only,
 one small key per write and day; when a (day, name) holds more than MAX_DELTAS deltas of a kind,
 the write that adds one merges them into one key (deleting the rest in the same WriteBatch), so a
 day read stays a handful of keys whatever the write rate. The writer remembers which users each
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from rocksdict import WriteBatch
+from rocksdict import ReadOptions, WriteBatch
 
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
@@ -56,7 +58,7 @@ HOUR_NS = 3600 * 10**9
 DAY_NS = keys.DAY_NS
 MAX_DELTAS = 16
 _CACHED_DAYS = 64  # (day, name) user bitmaps kept by the writer
-_CACHED_HOURS = 4096
+_CACHED_COUNTS = 4096  # (day, name[, dimension value]) count keys
 _U32 = struct.Struct(">I")
 _U64LE = struct.Struct("<Q")
 _REV = 8
@@ -106,8 +108,7 @@ class RollupWriter:
 
     def __init__(self, store: RocksStore) -> None:
         self._store = store
-        self._counts: OrderedDict[tuple[int, int], int] = OrderedDict()
-        self._dimension_counts: OrderedDict[bytes, int] = OrderedDict()
+        self._counts: OrderedDict[bytes, np.ndarray] = OrderedDict()  # key -> a day's 24 counts
         self._seen: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._deltas: dict[bytes, int] = {}
         self._pending: list[tuple[str, Any, Any]] = []
@@ -149,33 +150,40 @@ class RollupWriter:
                 )
 
     def _add_counts(self, hour: np.ndarray, name: np.ndarray, batch: WriteBatch) -> None:
-        pairs, counts = np.unique(np.stack([hour, name], axis=1), axis=0, return_counts=True)
-        for (h, n), c in zip(pairs.tolist(), counts.tolist(), strict=True):
-            key = (h, n)
-            part = self._store.partition_for_write(h * HOUR_NS // DAY_NS, EVENTS)
-            stored = self._counts.get(key)
-            if stored is None:
-                raw = part.data.get(_prefix(COUNT, h, n))
-                stored = _U64LE.unpack(raw)[0] if raw else 0
-            total = stored + c
-            batch.put(_prefix(COUNT, h, n), _U64LE.pack(total), part.handle)
-            self._pending.append(("count", key, total))
+        self._add_hourly(hour, [_U32.pack(n) for n in name.tolist()], COUNT, batch)
 
     def _add_dimension(
         self, dim: bytes, hour: np.ndarray, name: np.ndarray, values: list[bytes], batch: WriteBatch
     ) -> None:
-        counted: dict[tuple[int, int, bytes], int] = {}
-        for slot in zip(hour.tolist(), name.tolist(), values, strict=True):
-            counted[slot] = counted.get(slot, 0) + 1
-        for (h, n, value), c in counted.items():
-            part = self._store.partition_for_write(h * HOUR_NS // DAY_NS, EVENTS)
-            key = _prefix(DIMENSION, h, n, dim) + value
-            stored = self._dimension_counts.get(key)
+        tails = [
+            _prefix(DIMENSION, 0, int(n), dim)[6:] + value
+            for n, value in zip(name.tolist(), values, strict=True)
+        ]
+        self._add_hourly(hour, tails, DIMENSION, batch)
+
+    def _add_hourly(self, hour: np.ndarray, tails: list[bytes], kind: bytes, batch: WriteBatch) -> None:
+        """Per (day, tail): add each row to its hour's slot of the day's 24 counts. ``tails`` is
+        what follows the day in each row's key (``name(4)``, then the dimension's part)."""
+        day = hour // 24
+        slot = hour % 24
+        grouped: dict[tuple[int, bytes], np.ndarray] = {}
+        for d, tail, h in zip(day.tolist(), tails, slot.tolist(), strict=True):
+            counts = grouped.get((d, tail))
+            if counts is None:
+                counts = grouped[(d, tail)] = np.zeros(24, dtype=np.int64)
+            counts[h] += 1
+        for (d, tail), added in grouped.items():
+            key = kind + _U32.pack(d) + tail
+            part = self._store.partition_for_write(d, EVENTS)
+            stored = self._counts.get(key)
             if stored is None:
                 raw = part.data.get(key)
-                stored = _U64LE.unpack(raw)[0] if raw else 0
-            batch.put(key, _U64LE.pack(stored + c), part.handle)
-            self._pending.append(("dimension", key, stored + c))
+                stored = (
+                    np.frombuffer(raw, dtype="<u8").astype(np.int64) if raw else np.zeros(24, dtype=np.int64)
+                )
+            total = stored + added
+            batch.put(key, total.astype("<u8").tobytes(), part.handle)
+            self._pending.append(("count", key, total))
 
     def _add_users(
         self, part: Partition, day: int, name: int, users: np.ndarray, rev: bytes, batch: WriteBatch
@@ -224,19 +232,14 @@ class RollupWriter:
             if kind == "count":
                 self._counts[key] = value
                 self._counts.move_to_end(key)
-            elif kind == "dimension":
-                self._dimension_counts[key] = value
-                self._dimension_counts.move_to_end(key)
             elif kind == "seen":
                 self._seen[key] = value
                 self._seen.move_to_end(key)
             else:
                 self._deltas[key] = value
         self._pending.clear()
-        while len(self._counts) > _CACHED_HOURS:
+        while len(self._counts) > _CACHED_COUNTS:
             self._counts.popitem(last=False)
-        while len(self._dimension_counts) > 8 * _CACHED_HOURS:
-            self._dimension_counts.popitem(last=False)
         while len(self._seen) > _CACHED_DAYS:
             self._seen.popitem(last=False)
         if len(self._deltas) > 100_000:
@@ -295,34 +298,39 @@ class Rollups:
 
     def counts_by_name(self, first_hour: int, end_hour: int) -> dict[int, np.ndarray]:
         """Per name code, its events per hour in ``[first_hour, end_hour)``."""
-        out: dict[int, np.ndarray] = {}
-        low, high = COUNT + _U32.pack(max(first_hour, 0)), COUNT + _U32.pack(end_hour)
-        for part in self._parts(first_hour * HOUR_NS // DAY_NS, (end_hour * HOUR_NS - 1) // DAY_NS + 1):
-            for key, value in _range(part, low, high):
-                hour, name = _U32.unpack_from(key, 2)[0], _U32.unpack_from(key, 6)[0]
-                hourly = out.get(name)
-                if hourly is None:
-                    hourly = out[name] = np.zeros(end_hour - first_hour, dtype=np.int64)
-                hourly[hour - first_hour] += _U64LE.unpack(value)[0]
-        return out
+        return self._hourly(COUNT, first_hour, end_hour, lambda key: _U32.unpack_from(key, 6)[0])
 
     def dimension_counts(
         self, first_hour: int, end_hour: int, dim: str
     ) -> dict[tuple[int, bytes], np.ndarray]:
         """Per (name code, value key) of dimension ``dim``, its events per hour in the range."""
-        out: dict[tuple[int, bytes], np.ndarray] = {}
-        low, high = DIMENSION + _U32.pack(max(first_hour, 0)), DIMENSION + _U32.pack(end_hour)
         wanted = bytes([len(dim.encode())]) + dim.encode()
-        for part in self._parts(first_hour * HOUR_NS // DAY_NS, (end_hour * HOUR_NS - 1) // DAY_NS + 1):
+        at = 10 + len(wanted)
+
+        def slot(key: bytes) -> tuple[int, bytes] | None:
+            return (_U32.unpack_from(key, 6)[0], key[at:]) if key[10:at] == wanted else None
+
+        return self._hourly(DIMENSION, first_hour, end_hour, slot)
+
+    def _hourly(self, kind: bytes, first_hour: int, end_hour: int, slot_of: Any) -> dict[Any, np.ndarray]:
+        """Per ``slot_of(key)`` (None: skip the key), the counts of ``kind`` keys on the hours
+        ``[first_hour, end_hour)``: one key per day and name (and dimension value) to read."""
+        first_day, end_day = first_hour // 24, (end_hour + 23) // 24
+        low, high = kind + _U32.pack(max(first_day, 0)), kind + _U32.pack(end_day)
+        out: dict[Any, np.ndarray] = {}
+        for part in self._parts(first_day, end_day):
             for key, value in _range(part, low, high):
-                if key[10 : 10 + len(wanted)] != wanted:
+                slot = slot_of(key)
+                if slot is None:
                     continue
-                hour, name = _U32.unpack_from(key, 2)[0], _U32.unpack_from(key, 6)[0]
-                slot = (name, key[10 + len(wanted) :])
+                start = _U32.unpack_from(key, 2)[0] * 24 - first_hour  # the day's hour 0 in the output
+                lo, hi = max(start, 0), min(start + 24, end_hour - first_hour)
+                if lo >= hi:
+                    continue
                 hourly = out.get(slot)
                 if hourly is None:
                     hourly = out[slot] = np.zeros(end_hour - first_hour, dtype=np.int64)
-                hourly[hour - first_hour] += _U64LE.unpack(value)[0]
+                hourly[lo:hi] += np.frombuffer(value, dtype="<u8")[lo - start : hi - start].astype(np.int64)
         return out
 
     def day_users(self, day: int, name: int) -> np.ndarray:
@@ -366,12 +374,17 @@ class Rollups:
 
 
 def _range(part: Partition, low: bytes, high: bytes) -> Iterator[tuple[bytes, bytes]]:
-    for key, value in part.items(low[:2]):
-        if key < low:
-            continue
-        if key >= high:
-            return
-        yield key, value
+    """Keys in ``[low, high)``: one seek, then the upper bound stops the iterator."""
+    ro = ReadOptions()
+    ro.set_iterate_upper_bound(high)  # (rocksdict's lower-bound setter sets the upper one: seek)
+    it = part.data.iter(ro)
+    try:
+        it.seek(low)
+        while it.valid():
+            yield it.key(), it.value()
+            it.next()
+    finally:
+        del it  # an open iterator would keep the store from closing
 
 
 def drop_all(store: RocksStore) -> int:
