@@ -335,7 +335,7 @@ def _groups(frame: Frame, bucket: np.ndarray, n: int, req: FunnelRequest) -> Gro
     step = np.concatenate(rows_k)
     time = frame.ts[index]
     pair = bucket[index].astype(np.int64) << 32 | frame.user[index].astype(np.int64)  # as frame.active
-    order = np.lexsort((step, time, pair))
+    order = _by_pair_time_step(pair, time, step)
     pair, time, step = pair[order], time[order], step[order]
     total = len(order)
     if not total:
@@ -365,6 +365,19 @@ def _groups(frame: Frame, bucket: np.ndarray, n: int, req: FunnelRequest) -> Gro
         level = np.array([len(p) for p in found], dtype=np.int64)
         paths = np.array([[*p, *([-1] * (n - len(p)))] for p in found], dtype=np.int64).reshape(-1, n)
     return Groups(pair[starts], level, paths, first_step)
+
+
+def _by_pair_time_step(pair: np.ndarray, time: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """The order of ``np.lexsort((step, time, pair))`` in about half its time: time and step
+    packed into one key (when the times span under 2**56 ns, two years), sorted, then a stable
+    sort by pair."""
+    if not time.size:
+        return np.zeros(0, dtype=np.int64)
+    low = int(time.min())
+    if int(time.max()) - low >= 1 << 56:
+        return np.lexsort((step, time, pair))
+    order = np.argsort((time - low) * 64 + (step + 1), kind="stable")  # step is -1..31; ties keep rows
+    return order[np.argsort(pair[order], kind="stable")]
 
 
 def _per_user(groups: Groups) -> dict[tuple[int, int], tuple[list[int], int]]:
