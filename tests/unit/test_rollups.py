@@ -8,6 +8,7 @@ import datetime as dt
 import gc
 import math
 import random
+import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 
@@ -283,3 +284,33 @@ def test_configured_dimensions_answer_breakdowns_and_survive_a_rebuild(tmp_path:
         assert [ask(source, body | window, True) for body in bodies] == answers
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("measure", "interval"),
+    [
+        ("unique_users", "day"),
+        ("unique_users", "week"),
+        ("unique_users", "total"),
+        ("dau", "day"),
+        ("wau", "day"),
+        ("mau", "day"),
+    ],
+)
+@pytest.mark.parametrize("tz", ["Europe/Warsaw", "America/New_York"])
+def test_distinct_users_in_a_zone_whose_days_are_not_utc_days(
+    columns: EventColumns, measure: str, interval: str, tz: str
+) -> None:
+    """Local days across a DST change come from the UTC days' hour bits, exactly as the scan says."""
+    start = dt.datetime(2026, 3, 20, tzinfo=zoneinfo.ZoneInfo(tz))
+    body = {
+        "series": [{"measure": measure}],
+        "interval": interval,
+        "timezone": tz,
+        "from": start.isoformat(),
+        "to": (start + dt.timedelta(days=19)).isoformat(),
+    }
+    req = parse_trends(body)
+    reads = RollupReads(columns.rollups, lambda name: columns.code("n", name))
+    assert reads.values(measure, None, None, req.buckets) is not None  # the rollups answered
+    assert ask(columns, body, True) == ask(columns, body, False)

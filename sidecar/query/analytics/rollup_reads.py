@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sidecar.query.analytics.measures import ROLLING, VALUE_MEASURES, value_points
-from sidecar.query.analytics.timebuckets import Buckets
+from sidecar.query.analytics.timebuckets import Buckets, make_buckets
 
 HOUR_NS = 3600 * 10**9
 DAY_NS = 86_400 * 10**9
@@ -31,6 +31,7 @@ class RollupSource(Protocol):
     ) -> dict[tuple[int, bytes], np.ndarray]: ...
     def day_users(self, day: int, name: int) -> np.ndarray: ...
     def day_rows(self, day: int, name: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def day_hours(self, day: int) -> tuple[np.ndarray, np.ndarray]: ...
     def day_values(self, day: int, name: int, prop: str) -> np.ndarray: ...
 
 
@@ -55,6 +56,7 @@ class RollupReads:
         self._name_code = name_code  # event name -> registry code or None
         self._users: dict[tuple[int, int], np.ndarray] = {}
         self._counts: dict[tuple[int, int], dict[int, np.ndarray]] = {}
+        self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def values(self, measure: str, event: str | None, prop: str | None, buckets: Buckets) -> list[Any] | None:
         """The series' points, or None when rollups cannot answer it (then scan)."""
@@ -76,6 +78,8 @@ class RollupReads:
             index = buckets.index(np.arange(first, end, dtype=np.int64) * HOUR_NS)
             return np.bincount(index, weights=hourly, minlength=n).astype(np.int64).tolist()
         if not _aligned(buckets, DAY_NS):
+            if name == 0 and _aligned(buckets, HOUR_NS) and (measure == "unique_users" or measure in ROLLING):
+                return self._zoned(measure, buckets)
             return None
         first_day, end_day = buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS
         if measure == "unique_users":
@@ -165,11 +169,50 @@ class RollupReads:
             mark[users] = True
         return int(mark.sum())
 
+    def _zoned(self, measure: str, buckets: Buckets) -> list[int]:
+        """Distinct users of any event per bucket, or DAU/WAU/MAU, in a zone whose days are
+        whole UTC hours but not UTC days: each local day's users from the UTC days' hour bits."""
+        if measure in ROLLING:  # local days, from far enough back for the window
+            window = ROLLING[measure]
+            days = make_buckets(
+                "day", buckets.from_ns - (window + 1) * DAY_NS, buckets.to_ns, buckets.timezone
+            ).starts
+            first = int(np.searchsorted(days, buckets.starts[0]))
+            edges = [*days.tolist(), buckets.to_ns]
+            sets = [self._between(edges[i], edges[i + 1]) for i in range(len(days))]
+            return self._sweep(sets[first - window + 1 :], window)
+        edges = [max(int(buckets.starts[0]), buckets.from_ns), *buckets.starts[1:].tolist(), buckets.to_ns]
+        return [int(self._between(edges[i], edges[i + 1]).size) for i in range(len(buckets))]
+
+    def _between(self, start: int, end: int) -> np.ndarray:
+        """Users with any event in ``[start, end)`` (whole UTC hours): per UTC day touched, those
+        whose hour bits meet the hours inside the range."""
+        found = []
+        for day in range(start // DAY_NS, (end - 1) // DAY_NS + 1):
+            users, masks = self._hours_of(day)
+            lo = max(start - day * DAY_NS, 0) // HOUR_NS
+            hi = min(end - day * DAY_NS, DAY_NS) // HOUR_NS
+            wanted = np.uint32(((1 << hi) - 1) & ~((1 << lo) - 1))
+            found.append(users[(masks & wanted) != 0])
+        if len(found) == 1:
+            return found[0]
+        return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
+    def _hours_of(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        key = (-1, day)
+        found = self._masks.get(key)
+        if found is None:
+            found = self._masks[key] = self._rollups.day_hours(day)
+        return found
+
     def _rolling(self, name: int, first_day: int, end_day: int, window: int) -> list[int]:
-        """Users active in the ``window`` days ending with each day: a sweep that remembers each
-        user's last active day, so each (day, user) pair is touched once."""
-        start = first_day - window + 1
-        days = [self._day(name, d) for d in range(start, end_day)]
+        """Users active in the ``window`` UTC days ending with each day."""
+        return self._sweep([self._day(name, d) for d in range(first_day - window + 1, end_day)], window)
+
+    def _sweep(self, days: list[np.ndarray], window: int) -> list[int]:
+        """For each day from the ``window``-th on, the users active in the ``window`` days ending
+        with it: a sweep that remembers each user's last active day, so each (day, user) pair is
+        touched once. ``days`` holds each day's distinct users."""
         top = max((int(d.max()) for d in days if d.size), default=0)
         last = np.full(top + 1, -1, dtype=np.int64)
         per_day = np.zeros(len(days), dtype=np.int64)  # users whose last active day is this one

@@ -8,6 +8,10 @@ them with their events; big-endian; ``name`` is the events registry's code, 0 fo
     Ru | day(4) | name(4) | rev(8)         -> u32 LE users first seen that UTC day (for that name) in
                                               this write: a day's deltas together are its user set,
                                               each user once, so DAU is a sum of lengths
+    Rm | day(4) | 0(4) | rev(8)          -> users (u32 LE)[n] then hour bits (u32 LE)[n]: the hours of
+                                              the UTC day in which each user was first seen with
+                                              any event, per write (OR them): distinct users of a
+                                              zone whose days are not UTC days (Europe/Warsaw)
     Rs | day(4) | name(4) | rev(8)         -> the write's (user u32 LE)[n] then (time i64 LE)[n] of
                                               events with a user, sorted by user then time: funnels
                                               and retention read only their steps' names
@@ -51,9 +55,10 @@ from sidecar.storage.rocks.partitions import EVENTS
 COUNT = b"Rc"
 USERS = b"Ru"
 ROWS = b"Rs"
+MASKS = b"Rm"
 VALUES = b"Rv"
 DIMENSION = b"Rd"
-KINDS = (COUNT, USERS, ROWS, VALUES, DIMENSION)
+KINDS = (COUNT, USERS, MASKS, ROWS, VALUES, DIMENSION)
 HOUR_NS = 3600 * 10**9
 DAY_NS = keys.DAY_NS
 MAX_DELTAS = 16
@@ -132,7 +137,8 @@ class RollupWriter:
                 rows_of = in_day if n == 0 else in_day & (name == n)
                 users = user[rows_of]
                 with_user = users != 0
-                self._add_users(part, d, n, users[with_user], rev, batch)
+                hours = (ts[rows_of][with_user] // HOUR_NS) % 24
+                self._add_users(part, d, n, users[with_user], hours, rev, batch)
                 if n:
                     order = np.lexsort((ts[rows_of][with_user], users[with_user]))
                     data = users[with_user][order].astype("<u4").tobytes()
@@ -186,29 +192,58 @@ class RollupWriter:
             self._pending.append(("count", key, total))
 
     def _add_users(
-        self, part: Partition, day: int, name: int, users: np.ndarray, rev: bytes, batch: WriteBatch
+        self,
+        part: Partition,
+        day: int,
+        name: int,
+        users: np.ndarray,
+        hours: np.ndarray,
+        rev: bytes,
+        batch: WriteBatch,
     ) -> None:
+        """``Ru``: the users new to (day, name); for any event (name 0) also ``Rm``: the hours each
+        user gained. The cache holds each user's hour bits of the day (any bit for a name)."""
         if not users.size:
             return
         key = (day, name)
         seen = self._seen.get(key)
         if seen is None:
-            stored = np.concatenate(
-                [*_user_deltas(part, _prefix(USERS, day, name)), np.zeros(0, dtype=np.int64)]
-            )
-            seen = np.zeros(int(max(stored.max(initial=0), users.max())) + 1, dtype=bool)
-            seen[stored] = True
+            seen = self._load_seen(part, day, name, int(users.max()))
         if users.max() >= seen.size:
-            seen = np.concatenate([seen, np.zeros(int(users.max()) + 1 - seen.size + 4096, dtype=bool)])
-        fresh = np.unique(users[~seen[users]])
-        if not fresh.size:
+            seen = np.concatenate([seen, np.zeros(int(users.max()) + 1 - seen.size + 4096, dtype=np.uint32)])
+        order = np.argsort(users, kind="stable")
+        users, bits = users[order], (np.uint32(1) << hours[order].astype(np.uint32))
+        first = np.flatnonzero(np.concatenate([[True], users[1:] != users[:-1]]))
+        users, bits = users[first], np.bitwise_or.reduceat(bits, first)
+        before = seen[users]
+        added = bits & ~before
+        changed = added != 0
+        if not changed.any():
             return
         seen = seen.copy()  # the cache changes only once the write is durable (after_write)
-        seen[fresh] = True
+        seen[users] = before | bits
         self._pending.append(("seen", key, seen))
-        self._append(
-            part, _prefix(USERS, day, name), rev, fresh.astype("<u4").tobytes(), batch, _concat_sorted_users
-        )
+        fresh = users[before == 0]
+        if fresh.size:
+            data = fresh.astype("<u4").tobytes()
+            self._append(part, _prefix(USERS, day, name), rev, data, batch, _concat_sorted_users)
+        if name == 0:
+            data = users[changed].astype("<u4").tobytes() + added[changed].astype("<u4").tobytes()
+            self._append(part, _prefix(MASKS, day, 0), rev, data, batch, _merge_masks)
+
+    def _load_seen(self, part: Partition, day: int, name: int, top: int) -> np.ndarray:
+        """A day's users as the cache holds them, read back once: hour bits for any event, a
+        non-zero mark for a name."""
+        if name == 0:
+            users, masks = _masks(part.items(_prefix(MASKS, day, 0)))
+        else:
+            users = np.concatenate(
+                [*_user_deltas(part, _prefix(USERS, day, name)), np.zeros(0, dtype=np.int64)]
+            )
+            masks = np.full(users.size, 0xFFFFFFFF, dtype=np.uint32)
+        seen = np.zeros(max(int(users.max(initial=0)), top) + 1, dtype=np.uint32)
+        seen[users] = masks
+        return seen
 
     def _append(
         self, part: Partition, prefix: bytes, rev: bytes, data: bytes, batch: WriteBatch, merge: Any
@@ -255,6 +290,28 @@ def _concat(values: list[bytes]) -> bytes:
 
 def _concat_sorted_users(values: list[bytes]) -> bytes:
     return np.sort(np.frombuffer(b"".join(values), dtype="<u4")).tobytes()
+
+
+def _masks(items: Iterable[tuple[bytes, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    """(users, hour bits) of ``Rm`` values, each user once with its bits OR-ed."""
+    users_parts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    masks_parts: list[np.ndarray] = [np.zeros(0, dtype=np.uint32)]
+    for _, value in items:
+        n = len(value) // 8
+        users_parts.append(np.frombuffer(value, dtype="<u4", count=n).astype(np.int64))
+        masks_parts.append(np.frombuffer(value, dtype="<u4", offset=4 * n, count=n).astype(np.uint32))
+    users, masks = np.concatenate(users_parts), np.concatenate(masks_parts)
+    if not users.size:
+        return users, masks
+    order = np.argsort(users, kind="stable")
+    users, masks = users[order], masks[order]
+    first = np.flatnonzero(np.concatenate([[True], users[1:] != users[:-1]]))
+    return users[first], np.bitwise_or.reduceat(masks, first)
+
+
+def _merge_masks(values: list[bytes]) -> bytes:
+    users, masks = _masks((b"", v) for v in values)
+    return users.astype("<u4").tobytes() + masks.astype("<u4").tobytes()
 
 
 def _split_rows(value: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -341,6 +398,14 @@ class Rollups:
             return np.zeros(0, dtype=np.int64)
         found = [np.frombuffer(v, dtype="<u4") for _, v in part.items(_prefix(USERS, day, name))]
         return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+
+    def day_hours(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        """(users, hour bits): each user with any event on UTC ``day`` and the hours (bit h for
+        hour h) in which they had one."""
+        part = self._part(day)
+        if part is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint32)
+        return _masks(part.items(_prefix(MASKS, day, 0)))
 
     def day_rows(self, day: int, name: int) -> tuple[np.ndarray, np.ndarray]:
         """(users, times) of ``name``'s events with a user on UTC ``day``, in no particular order."""
