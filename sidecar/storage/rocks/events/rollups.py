@@ -210,9 +210,14 @@ class RollupWriter:
         if seen is None:
             seen = self._load_seen(part, day, name, int(users.max()))
         if users.max() >= seen.size:
-            seen = np.concatenate([seen, np.zeros(int(users.max()) + 1 - seen.size + 4096, dtype=np.uint32)])
+            seen = np.concatenate([seen, np.zeros(int(users.max()) + 1 - seen.size + 4096, dtype=seen.dtype)])
         order = np.argsort(users, kind="stable")
-        users, bits = users[order], (np.uint32(1) << hours[order].astype(np.uint32))
+        users = users[order]
+        # Hour bits for any event; for a name only "seen", in a byte (the cache holds 64 days).
+        if name == 0:
+            bits = np.uint32(1) << hours[order].astype(np.uint32)
+        else:
+            bits = np.ones(users.size, dtype=np.uint8)
         first = np.flatnonzero(np.concatenate([[True], users[1:] != users[:-1]]))
         users, bits = users[first], np.bitwise_or.reduceat(bits, first)
         before = seen[users]
@@ -240,8 +245,8 @@ class RollupWriter:
             users = np.concatenate(
                 [*_user_deltas(part, _prefix(USERS, day, name)), np.zeros(0, dtype=np.int64)]
             )
-            masks = np.full(users.size, 0xFFFFFFFF, dtype=np.uint32)
-        seen = np.zeros(max(int(users.max(initial=0)), top) + 1, dtype=np.uint32)
+            masks = np.ones(users.size, dtype=np.uint8)
+        seen = np.zeros(max(int(users.max(initial=0)), top) + 1, dtype=masks.dtype)
         seen[users] = masks
         return seen
 
