@@ -40,14 +40,20 @@ def render(base_url: str, metrics: bool) -> str:
 </head>
 <body>
 <h1>sidecar query API</h1>
-<p>This is the query address of the observability sidecar. It stores the traces that applications
-send over OTLP and answers Jaeger's query API here, so Grafana and Jaeger UI can read them.
-There is no trace UI at this address itself: point one of the tools below at it.</p>
+<p>This is the query address of the observability sidecar. It stores the traces and logs that
+applications send over OTLP, and business events, and answers Jaeger's query API here, so Grafana
+and Jaeger UI can read the traces. There is no UI at this address itself: point one of the tools
+below at it, or use the routes and the <code>sidecar</code> command line.</p>
 <ul>
 <li><a href="/api/openapi.json">/api/openapi.json</a>: OpenAPI description of every route,
 with its parameters and answers</li>
 {metrics_item}
 <li><a href="/api/services">/api/services</a>: the services seen so far (Jaeger v1)</li>
+<li><a href="/api/logs">/api/logs</a>: the newest log records (filters, CSV, a live tail at
+<code>/api/logs/tail</code>)</li>
+<li><a href="/api/events">/api/events</a>: the newest business events;
+<a href="/api/events/summary">/api/events/summary</a>: events per name and users in the last
+hour; trends, funnels and retention are POSTs under <code>/api/events/</code></li>
 <li><a href="/readyz">/readyz</a>: readiness (store open, receivers listening)</li>
 </ul>
 <h2>Grafana</h2>
