@@ -19,6 +19,7 @@ from sidecar.query.analytics.timebuckets import Buckets, make_buckets
 
 HOUR_NS = 3600 * 10**9
 DAY_NS = 86_400 * 10**9
+_LONGEST = max(ROLLING.values())  # the MAU window: one sweep from this far back serves DAU and WAU
 
 
 class RollupSource(Protocol):
@@ -57,6 +58,7 @@ class RollupReads:
         self._users: dict[tuple[int, int], np.ndarray] = {}
         self._counts: dict[tuple[int, int], dict[int, np.ndarray]] = {}
         self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._sweeps: dict[tuple[Any, ...], dict[int, list[int]]] = {}
 
     def values(self, measure: str, event: str | None, prop: str | None, buckets: Buckets) -> list[Any] | None:
         """The series' points, or None when rollups cannot answer it (then scan)."""
@@ -172,15 +174,18 @@ class RollupReads:
     def _zoned(self, measure: str, buckets: Buckets) -> list[int]:
         """Distinct users of any event per bucket, or DAU/WAU/MAU, in a zone whose days are
         whole UTC hours but not UTC days: each local day's users from the UTC days' hour bits."""
-        if measure in ROLLING:  # local days, from far enough back for the window
-            window = ROLLING[measure]
-            days = make_buckets(
-                "day", buckets.from_ns - (window + 1) * DAY_NS, buckets.to_ns, buckets.timezone
-            ).starts
-            first = int(np.searchsorted(days, buckets.starts[0]))
-            edges = [*days.tolist(), buckets.to_ns]
-            sets = [self._between(edges[i], edges[i + 1]) for i in range(len(days))]
-            return self._sweep(sets[first - window + 1 :], window)
+        if measure in ROLLING:  # local days, from far enough back for the longest window
+            key = ("zoned", buckets.timezone, buckets.from_ns, buckets.to_ns)
+            sweeps = self._sweeps.get(key)
+            if sweeps is None:
+                days = make_buckets(
+                    "day", buckets.from_ns - (_LONGEST + 1) * DAY_NS, buckets.to_ns, buckets.timezone
+                ).starts
+                first = int(np.searchsorted(days, buckets.starts[0]))
+                edges = [*days.tolist(), buckets.to_ns]
+                sets = [self._between(edges[i], edges[i + 1]) for i in range(len(days))]
+                sweeps = self._sweeps[key] = self._sweep(sets[first - _LONGEST + 1 :])
+            return sweeps[ROLLING[measure]]
         edges = [max(int(buckets.starts[0]), buckets.from_ns), *buckets.starts[1:].tolist(), buckets.to_ns]
         return [int(self._between(edges[i], edges[i + 1]).size) for i in range(len(buckets))]
 
@@ -206,17 +211,24 @@ class RollupReads:
         return found
 
     def _rolling(self, name: int, first_day: int, end_day: int, window: int) -> list[int]:
-        """Users active in the ``window`` UTC days ending with each day."""
-        return self._sweep([self._day(name, d) for d in range(first_day - window + 1, end_day)], window)
+        """Users active in the ``window`` UTC days ending with each day; one sweep serves all the
+        windows of a request (DAU, WAU and MAU together read and walk the days once)."""
+        key = ("utc", name, first_day, end_day)
+        sweeps = self._sweeps.get(key)
+        if sweeps is None:
+            days = [self._day(name, d) for d in range(first_day - _LONGEST + 1, end_day)]
+            sweeps = self._sweeps[key] = self._sweep(days)
+        return sweeps[window]
 
-    def _sweep(self, days: list[np.ndarray], window: int) -> list[int]:
-        """For each day from the ``window``-th on, the users active in the ``window`` days ending
-        with it: a sweep that remembers each user's last active day, so each (day, user) pair is
-        touched once. ``days`` holds each day's distinct users."""
+    @staticmethod
+    def _sweep(days: list[np.ndarray]) -> dict[int, list[int]]:
+        """Per rolling window (1, 7, 30 days), for each day from the 30th on, the users active in
+        the window ending with it: a sweep that remembers each user's last active day, so each
+        (day, user) pair is touched once. ``days`` holds each day's distinct users."""
         top = max((int(d.max()) for d in days if d.size), default=0)
         last = np.full(top + 1, -1, dtype=np.int64)
         per_day = np.zeros(len(days), dtype=np.int64)  # users whose last active day is this one
-        out = []
+        out: dict[int, list[int]] = {w: [] for w in ROLLING.values()}
         for i, users in enumerate(days):
             before = last[users]
             moved = before[before >= 0]
@@ -224,6 +236,7 @@ class RollupReads:
                 per_day[: i + 1] -= np.bincount(moved, minlength=i + 1)
             per_day[i] += users.size
             last[users] = i
-            if i >= window - 1:
-                out.append(int(per_day[i - window + 1 : i + 1].sum()))
+            if i >= _LONGEST - 1:
+                for window, found in out.items():
+                    found.append(int(per_day[i - window + 1 : i + 1].sum()))
         return out
