@@ -121,8 +121,11 @@ def fetch_json(api: str, path: str, params: Sequence[tuple[str, str]] = (), body
         raise CliError(f"the API at {api} returned invalid JSON for {path}: {exc}") from None
 
 
-def fetch_data(api: str, path: str, params: Sequence[tuple[str, str]] = ()) -> list[Any]:
-    """The ``data`` list of a Jaeger-style envelope; any HTTP error becomes a ``CliError``."""
+def fetch_page(
+    api: str, path: str, params: Sequence[tuple[str, str]] = ()
+) -> tuple[Mapping[str, Any], list[Any]]:
+    """The whole answer and its ``data`` list (pages also carry ``next_cursor``); any HTTP error
+    becomes a ``CliError``, as does an answer without a ``data`` list."""
     try:
         doc = fetch_json(api, path, params)
     except ApiError as exc:
@@ -130,7 +133,12 @@ def fetch_data(api: str, path: str, params: Sequence[tuple[str, str]] = ()) -> l
     data = doc.get("data") if isinstance(doc, Mapping) else None
     if not isinstance(data, list):
         raise CliError(f"unexpected response from {api}{path}: no 'data' list")
-    return data
+    return doc, data
+
+
+def fetch_data(api: str, path: str, params: Sequence[tuple[str, str]] = ()) -> list[Any]:
+    """The ``data`` list of a Jaeger-style envelope; any HTTP error becomes a ``CliError``."""
+    return fetch_page(api, path, params)[1]
 
 
 def api_url(text: str) -> str:

@@ -36,7 +36,7 @@ from sidecar.cli.client import (
     api_base,
     api_url,
     error_message,
-    fetch_json,
+    fetch_page,
     print_json,
     query_options,
 )
@@ -204,13 +204,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     params = query_params(args)
     if args.limit is not None:
         params.append(("limit", str(args.limit)))
-    try:
-        doc = fetch_json(api, PATH, params)
-    except ApiError as exc:
-        raise exc.cli_error() from None
-    data = doc.get("data") if isinstance(doc, Mapping) else None
-    if not isinstance(data, list):
-        raise CliError(f"unexpected response from {api}{PATH}: no 'data' list")
+    doc, data = fetch_page(api, PATH, params)
     if args.json:
         print_json(doc)
     elif not data:
