@@ -19,9 +19,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from sidecar.ingest.events import Event, Value
-from sidecar.ingest.traces import RequestDecodeError, _service_name, content_ref
+from sidecar.ingest.traces import RequestDecodeError, content_ref, resource_info, scope_info
 from sidecar.otlp.anyvalue import encoded_body_text, python_value, string_body
-from sidecar.otlp.shadow import LogsRequest, RawLogsRequest, ShadowResource, ShadowScope
+from sidecar.otlp.shadow import LogsRequest, RawLogsRequest
 from sidecar.storage.prepared import ResourceInfo, ScopeInfo
 from sidecar.storage.prepared_logs import LogEvent, LogGroup, PreparedLogs
 
@@ -96,18 +96,9 @@ def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
     for rl_index, (rl, raw_rl) in enumerate(
         zip(request.resource_logs, raw_request.resource_logs, strict=True)
     ):
-        resource = resources.get(rl.resource)
-        if resource is None:
-            attrs = list(ShadowResource.FromString(rl.resource).attributes)
-            resource = resources[rl.resource] = ResourceInfo(
-                rl.resource, _service_name(attrs), attrs, content_ref(rl.resource)
-            )
+        resource = resource_info(rl.resource, resources)
         for sl_index, (sl, raw_sl) in enumerate(zip(rl.scope_logs, raw_rl.scope_logs, strict=True)):
-            scope = scopes.get(sl.scope)
-            if scope is None:
-                scope = scopes[sl.scope] = ScopeInfo(
-                    sl.scope, list(ShadowScope.FromString(sl.scope).attributes), content_ref(sl.scope)
-                )
+            scope = scope_info(sl.scope, scopes)
             group = LogGroup(resource, scope, [], [], [], [], [])
             untimed = False  # a record stamped with the receive time: a resend cannot be told apart
             for index, (record, raw) in enumerate(zip(sl.log_records, raw_sl.log_records, strict=True)):

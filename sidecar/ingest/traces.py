@@ -88,6 +88,23 @@ def _service_name(attributes: list[bytes]) -> str:
     return UNKNOWN_SERVICE if attributes else NO_SERVICE_NAME
 
 
+def resource_info(raw: bytes, seen: dict[bytes, ResourceInfo]) -> ResourceInfo:
+    """A request's Resource, decoded once however many of its groups repeat the same bytes."""
+    found = seen.get(raw)
+    if found is None:
+        attrs = list(ShadowResource.FromString(raw).attributes)
+        found = seen[raw] = ResourceInfo(raw, _service_name(attrs), attrs, content_ref(raw))
+    return found
+
+
+def scope_info(raw: bytes, seen: dict[bytes, ScopeInfo]) -> ScopeInfo:
+    """A request's InstrumentationScope, decoded once per distinct bytes."""
+    found = seen.get(raw)
+    if found is None:
+        found = seen[raw] = ScopeInfo(raw, list(ShadowScope.FromString(raw).attributes), content_ref(raw))
+    return found
+
+
 def _span_problem(tid: bytes, sid: bytes, start: int, end: int) -> str:
     if not tid:
         return "trace_id is missing"
@@ -244,22 +261,13 @@ def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
     for rs_index, (rs, raw_rs) in enumerate(
         zip(request.resource_spans, raw_request.resource_spans, strict=True)
     ):
-        resource = resources.get(rs.resource)
-        if resource is None:
-            attrs = list(ShadowResource.FromString(rs.resource).attributes)
-            resource = resources[rs.resource] = ResourceInfo(
-                rs.resource, _service_name(attrs), attrs, content_ref(rs.resource)
-            )
+        resource = resource_info(rs.resource, resources)
         service_terms = terms.get(resource.service)
         if service_terms is None:
             service_terms = terms[resource.service] = defaultdict(list)
         term_list = service_terms.__getitem__
         for ss_index, (ss, raw_ss) in enumerate(zip(rs.scope_spans, raw_rs.scope_spans, strict=True)):
-            scope = scopes.get(ss.scope)
-            if scope is None:
-                scope = scopes[ss.scope] = ScopeInfo(
-                    ss.scope, list(ShadowScope.FromString(ss.scope).attributes), content_ref(ss.scope)
-                )
+            scope = scope_info(ss.scope, scopes)
             kept, problems = _scope_parts(
                 list(ss.spans), list(raw_ss.spans), resource, scope, term_list, parts, group_message
             )
