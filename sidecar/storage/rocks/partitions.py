@@ -127,11 +127,16 @@ class Partition:
 
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) under ``prefix``, in key order."""
+        return self.range(prefix, prefix_end(prefix))
+
+    def range(self, low: bytes, high: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) with ``low <= key < high``, in key order: one seek, then the upper
+        bound stops the iterator (rocksdict's lower-bound setter sets the upper one: seek)."""
         ro = ReadOptions()
-        ro.set_iterate_upper_bound(prefix_end(prefix))
+        ro.set_iterate_upper_bound(high)
         it = self.data.iter(ro)
         try:
-            it.seek(prefix)
+            it.seek(low)
             while it.valid():
                 yield it.key(), it.value()
                 it.next()

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from rocksdict import ReadOptions, WriteBatch
+from rocksdict import WriteBatch
 
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
@@ -381,7 +381,7 @@ class Rollups:
         low, high = kind + _U32.pack(max(first_day, 0)), kind + _U32.pack(end_day)
         out: dict[Any, np.ndarray] = {}
         for part in self._parts(first_day, end_day):
-            for key, value in _range(part, low, high):
+            for key, value in part.range(low, high):
                 slot = slot_of(key)
                 if slot is None:
                     continue
@@ -441,20 +441,6 @@ class Rollups:
             for p in self._store.partitions(EVENTS, newest_first=False)
             if p.end_day > first_day and p.day < end_day
         ]
-
-
-def _range(part: Partition, low: bytes, high: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """Keys in ``[low, high)``: one seek, then the upper bound stops the iterator."""
-    ro = ReadOptions()
-    ro.set_iterate_upper_bound(high)  # (rocksdict's lower-bound setter sets the upper one: seek)
-    it = part.data.iter(ro)
-    try:
-        it.seek(low)
-        while it.valid():
-            yield it.key(), it.value()
-            it.next()
-    finally:
-        del it  # an open iterator would keep the store from closing
 
 
 def drop_all(store: RocksStore) -> int:
