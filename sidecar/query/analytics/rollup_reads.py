@@ -25,7 +25,6 @@ _LONGEST = max(ROLLING.values())  # the MAU window: one sweep from this far back
 class RollupSource(Protocol):
     """What these reads need of the store (storage's Rollups)."""
 
-    def counts(self, first_hour: int, end_hour: int, names: Any) -> np.ndarray: ...
     def counts_by_name(self, first_hour: int, end_hour: int) -> dict[int, np.ndarray]: ...
     def dimension_counts(
         self, first_hour: int, end_hour: int, dim: str

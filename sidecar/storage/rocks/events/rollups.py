@@ -349,15 +349,6 @@ class Rollups:
     def _part(self, day: int) -> Partition | None:
         return self._store.partition(day, EVENTS)
 
-    def counts(self, first_hour: int, end_hour: int, names: Iterable[int] | None) -> np.ndarray:
-        """Events per hour in ``[first_hour, end_hour)`` of the given names (None: every name)."""
-        out = np.zeros(end_hour - first_hour, dtype=np.int64)
-        wanted = None if names is None else set(names)
-        for name, hourly in self.counts_by_name(first_hour, end_hour).items():
-            if wanted is None or name in wanted:
-                out += hourly
-        return out
-
     def counts_by_name(self, first_hour: int, end_hour: int) -> dict[int, np.ndarray]:
         """Per name code, its events per hour in ``[first_hour, end_hour)``."""
         return self._hourly(COUNT, first_hour, end_hour, lambda key: _U32.unpack_from(key, 6)[0])
