@@ -44,7 +44,7 @@ def query_args(q: MultiMapping[str]) -> dict[str, Any]:
         try:
             bytes.fromhex(cursor)
         except ValueError:
-            raise params.BadParam("cursor", "not a cursor this API gave (use next_cursor)") from None
+            raise params.bad_cursor() from None
     args: dict[str, Any] = {
         name: params.text(q, name) for name in ("name", "user_id", "session_id", "service")
     }
@@ -79,7 +79,7 @@ class EventsApi:
         try:
             page = await self.ctx.run(reader.list_events, **args)
         except BadCursor:
-            return error(400, str(params.BadParam("cursor", "not a cursor this API gave (use next_cursor)")))
+            return error(400, str(params.bad_cursor()))
         headers = {"X-Next-Cursor": page.next_cursor} if page.next_cursor else None
         if fmt == "ndjson":
             text = "".join(json.dumps(e.to_json()) + "\n" for e in page.events)

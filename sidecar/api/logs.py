@@ -99,7 +99,7 @@ class LogsApi:
             limit = params.integer(q, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
             cursor = params.text(q, "cursor")
             if (cursor is not None and not _HEX_ID.fullmatch(cursor)) or len(cursor or "") % 2:
-                raise params.BadParam("cursor", "not a cursor this API gave (use next_cursor)")
+                raise params.bad_cursor()
             fmt = output_format(q)
         except params.BadParam as exc:
             return error(400, str(exc))
@@ -109,7 +109,7 @@ class LogsApi:
         try:
             page = await self.ctx.run(search, reader, query, limit, cursor)
         except BadCursor:
-            return error(400, str(params.BadParam("cursor", "not a cursor this API gave (use next_cursor)")))
+            return error(400, str(params.bad_cursor()))
         next_cursor = page.next_cursor.hex() if page.next_cursor else None
         headers = {"X-Next-Cursor": next_cursor} if next_cursor else None
         if fmt == "ndjson":

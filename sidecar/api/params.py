@@ -301,6 +301,11 @@ def _ordered(low: Named | None, high: Named | None) -> None:
         raise BadParam(high[0], f"must not be smaller than '{low[0]}'")
 
 
+def bad_cursor() -> BadParam:
+    """The refusal of a ``cursor`` the paging routes (events, logs) did not hand out."""
+    return BadParam("cursor", "not a cursor this API gave (use next_cursor)")
+
+
 def known_only(q: MultiMapping[str], names: Collection[str], prefixes: Collection[str] = ()) -> None:
     """BadParam for the first parameter that is none of ``names`` and has none of ``prefixes``.
 
