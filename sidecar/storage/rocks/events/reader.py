@@ -122,7 +122,8 @@ class EventReader:
         out: list[StoredEvent] = []
         last: bytes | None = None
         for part in self._partitions(lower, upper, order == "desc"):
-            for key_eid, record in self._scan(part, prefix, lower, upper, order == "desc"):
+            wanted = limit - len(out)
+            for key_eid, record in self._scan(part, prefix, lower, upper, order == "desc", wanted):
                 n, u, s, session, ident, props_of = decode_record(record)
                 if name_code is not None and n != name_code:
                     continue
@@ -165,9 +166,13 @@ class EventReader:
         ]
 
     def _scan(
-        self, part: Partition, prefix: bytes, lower: bytes, upper: bytes, reverse: bool
+        self, part: Partition, prefix: bytes, lower: bytes, upper: bytes, reverse: bool, wanted: int
     ) -> Iterator[tuple[bytes, bytes]]:
-        """(eid, record) in key order (reversed if asked) for keys ``prefix + eid`` in [lower, upper)."""
+        """(eid, record) in key order (reversed if asked) for keys ``prefix + eid`` in [lower, upper).
+
+        Through an index, records are fetched ``wanted`` at first (a page fetches no record it
+        will not show unless filters skip some), then twice as many each time up to _FETCH: each
+        fetch is a random read per record, most of a user's page's time."""
         # rocksdict applies the upper bound but not the lower one: seek to it, or check it going back.
         ro = ReadOptions()
         ro.set_iterate_upper_bound(prefix + upper)
@@ -188,13 +193,15 @@ class EventReader:
                 yield it.key()[start:], it.value()
                 step()
             return
+        fetch = max(min(wanted, _FETCH), 1)
         while True:  # an index: gather eids, then fetch their records in one multi-get
             eids: list[bytes] = []
-            while more() and len(eids) < _FETCH:
+            while more() and len(eids) < fetch:
                 eids.append(it.key()[start:])
                 step()
             if not eids:
                 return
+            fetch = min(fetch * 2, _FETCH)
             records = cast(list[bytes | None], part.data.get([RECORD + e for e in eids]))
             for e, record in zip(eids, records, strict=True):
                 if record is not None:
