@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sidecar.query.analytics.funnels import FunnelRequest, _groups, _per_user, chain, ordered_chains
+from sidecar.query.analytics.funnels import (
+    FunnelRequest,
+    _by_user_time_step,
+    _groups,
+    _per_user,
+    chain,
+    ordered_chains,
+)
 
 
 def rows_of(groups: list[list[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,7 +109,8 @@ def test_empty() -> None:
 @pytest.mark.parametrize("mode", ["ordered", "strict", "unordered"])
 def test_per_user_matches_a_chain_per_user(mode: str) -> None:
     """_per_user over a frame of several buckets and users: each (bucket, user) gets chain() of
-    their events and the row of their first step-1 event (else of their first event)."""
+    their events and, with a breakdown, the row of their first step-1 event (else of their first
+    event); without one, rows equal in time and step may come in any order, but never the chain."""
     rnd = random.Random(7)
     n, rows = 3, 4000
     ts = np.asarray([rnd.randrange(200) for _ in range(rows)], dtype=np.int64)
@@ -110,8 +118,10 @@ def test_per_user_matches_a_chain_per_user(mode: str) -> None:
     matched = np.asarray([rnd.choice([0, 0, 1, 2, 4, 3, 6, 5]) for _ in range(rows)], dtype=np.uint32)
     bucket = ts // 50
     frame: Any = SimpleNamespace(ts=ts, user=user, matched=matched)
-    req = FunnelRequest([], 15, mode, None, [], 0)  # type: ignore[arg-type]
+    req = FunnelRequest([], 15, mode, None, ["screen"], 0)  # type: ignore[arg-type]
     got = _per_user(_groups(frame, bucket, n, req))
+    plain = FunnelRequest([], 15, mode, None, [], 0)  # type: ignore[arg-type]
+    paths = {key: path for key, (path, _) in _per_user(_groups(frame, bucket, n, plain)).items()}
     want: dict[tuple[int, int], tuple[list[int], int]] = {}
     for key in sorted({(int(b), int(u)) for b, u in zip(bucket, user, strict=True)}):
         mine = [i for i in range(rows) if (bucket[i], user[i]) == key]
@@ -123,4 +133,26 @@ def test_per_user_matches_a_chain_per_user(mode: str) -> None:
         first = next((i for _, k, i in events if k == 0), events[0][2])
         want[key] = (path, first)
     assert got == want
+    assert paths == {key: path for key, (path, _) in want.items()}
     assert any(len(p) == n for p, _ in got.values())
+
+
+@pytest.mark.parametrize(
+    ("unit", "span"),
+    [(1, 200), (10**6, 180 * 86400 * 1000), (1, 2**60)],  # packed in ns, packed in ms, too wide
+)
+def test_row_order_is_the_lexsort(unit: int, span: int) -> None:
+    """One sort of packed (user, time, step) keys orders rows as the lexsort does, whatever unit
+    divides the times and when they are too wide to pack."""
+    rng = np.random.default_rng(3)
+    rows = 5000
+    user = rng.integers(0, 300, rows).astype(np.int64)
+    time = 1_700_000_000 * 10**9 + rng.integers(0, span // unit, rows).astype(np.int64) * unit
+    time[:50] = time[50:100]  # ties
+    step = rng.integers(-1, 4, rows).astype(np.int64)
+    want = np.lexsort((step, time, user))
+    for stable in (True, False):
+        got = _by_user_time_step(user, time, step, stable)
+        assert np.array_equal(user[got], user[want]) and np.array_equal(time[got], time[want])
+        assert np.array_equal(step[got], step[want])
+    assert np.array_equal(_by_user_time_step(user, time, step, True), want)

@@ -12,11 +12,12 @@ import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from sidecar.cli.main import main
 from sidecar.ingest.events import Event
-from sidecar.query.analytics.funnels import _rollup_frame, parse_funnel, run_funnel
+from sidecar.query.analytics.funnels import _rollup_groups, parse_funnel, run_funnel
 from sidecar.query.analytics.retention import parse_retention, run_retention
 from sidecar.query.analytics.rollup_reads import RollupReads
 from sidecar.query.analytics.trends import parse_trends, run_trends
@@ -27,6 +28,7 @@ from sidecar.storage.rocks.events.merge import EventBatch
 from sidecar.storage.rocks.events.rebuild import rebuild
 from sidecar.storage.rocks.events.registry import EventRegistry
 from sidecar.storage.rocks.events.writer import EventWriter
+from sidecar.storage.rocks.partitions import EVENTS
 from sidecar.storage.rocks.write_queue import WriteQueue
 
 DAY0 = dt.datetime(2026, 3, 20, tzinfo=dt.UTC)  # Europe/Warsaw changes to summer time on 3-29
@@ -206,21 +208,121 @@ def test_rebuild_recomputes_what_the_writer_kept(tmp_path: Any, capsys: pytest.C
 
 
 @pytest.mark.parametrize("mode", ["ordered", "unordered"])
-@pytest.mark.parametrize("interval", ["day", "week", "total"])
+@pytest.mark.parametrize("interval", ["day", "week", "total", "month"])
 def test_funnels_from_rollups_are_the_scans(columns: EventColumns, mode: str, interval: str) -> None:
+    """Month buckets run from March 1 to May 1: whole UTC months, whose active users come from the
+    month user sets."""
+    whole_months = interval == "month"
     body = {
         "steps": [{"event": "view"}, {"event": "click"}, {"event": "view"}, {"event": "pay"}],
         "window": "3d",
         "mode": mode,
         "interval": interval,
-        "from": DAY0.isoformat(),
-        "to": (DAY0 + dt.timedelta(days=21)).isoformat(),
+        "from": "2026-03-01T00:00:00Z" if whole_months else DAY0.isoformat(),
+        "to": "2026-05-01T00:00:00Z" if whole_months else (DAY0 + dt.timedelta(days=21)).isoformat(),
     }
     req = parse_funnel(body)
-    assert _rollup_frame(columns, req) is not None
+    assert _rollup_groups(columns, req) is not None
     fast, slow = run_funnel(columns, req, use_rollups=True), run_funnel(columns, req, use_rollups=False)
     assert same(fast, slow)
     assert any(lv["users"] for entry in fast["buckets"] for lv in entry["levels"][2:])
+
+
+def test_month_user_sets_are_the_union_of_their_days(columns: EventColumns) -> None:
+    for month, end in ((ns(-19), ns(12)), (ns(12), ns(42))):  # March, April
+        first, last = month // rollups.DAY_NS, end // rollups.DAY_NS
+        whole = columns.rollups.month_users(first)
+        assert whole is not None and whole.size == np.unique(whole).size
+        days = [columns.rollups.day_users(d, 0) for d in range(first, last)]
+        assert set(whole.tolist()) == set(np.concatenate(days).tolist())
+
+
+def test_month_sets_seeded_from_day_sets_written_before_them(tmp_path: Any) -> None:
+    """A month whose earlier events were rolled up before month sets existed: read as the union of
+    its days until the next write, whose month delta carries the days' users too."""
+    store = RocksStore(str(tmp_path / "db"), StoreOptions())
+    registry = EventRegistry(store.db)
+    queue = WriteQueue(store)
+    writer = EventWriter(queue, registry, 100_000, 1_000_000)
+    queue.start()
+    reads = rollups.Rollups(store)
+    month = ns(-19) // rollups.DAY_NS  # March 1
+
+    def send(writer: EventWriter, users: list[str], day: float) -> None:
+        events = [Event("view", ns(day), u, None, None, f"{u}-{day}", {}) for u in users]
+        writer.submit(EventBatch(events)).result(10)
+
+    try:
+        send(writer, ["a", "b"], 0)
+        send(writer, ["c"], 1)
+        for part in store.partitions(EVENTS):  # as an older version left them: no RU keys
+            for key, _ in list(part.items(rollups.MONTH_USERS)):
+                part.data.delete(key)
+        assert reads.month_users(month) is None
+        queue.close()
+        queue = WriteQueue(store)  # a restarted writer, whose caches know nothing
+        writer = EventWriter(queue, registry, 100_000, 1_000_000)
+        queue.start()
+        send(writer, ["d", "a"], 2)
+        whole = reads.month_users(month)
+        codes = [EventColumns(store, registry).code("u", u) for u in "abcd"]
+        assert whole is not None and sorted(whole.tolist()) == sorted(c for c in codes if c is not None)
+        assert None not in codes
+    finally:
+        queue.close()
+        del writer, queue
+        gc.collect()
+        store.close()
+
+
+def test_a_late_event_changes_a_funnel_whose_rows_were_cached(tmp_path: Any) -> None:
+    """The parsed rows a funnel read are cached; an event that lands later in one of those days
+    is in the next answer, which stays the scan's."""
+    store = RocksStore(str(tmp_path / "db"), StoreOptions())
+    registry = EventRegistry(store.db)
+    queue = WriteQueue(store)
+    writer = EventWriter(queue, registry, 100_000, 1_000_000)
+    queue.start()
+    body = {
+        "steps": [{"event": "start"}, {"event": "finish"}],
+        "window": "1h",
+        "interval": "day",
+        "from": DAY0.isoformat(),
+        "to": (DAY0 + dt.timedelta(days=3)).isoformat(),
+    }
+    try:
+        first = [Event("start", ns(1 + i / 1000), f"u{i}", None, None, f"s{i}", {}) for i in range(5)]
+        first.append(Event("finish", ns(1) + 10**9, "u0", None, None, "f0", {}))
+        writer.submit(EventBatch(first)).result(10)
+        columns = EventColumns(store, registry)
+        req = parse_funnel(body)
+        before = run_funnel(columns, req)
+        assert run_funnel(columns, req) == before  # the second read is the cached one
+        late = [Event("finish", ns(1 + 2 / 1000) + 10**9, "u2", None, None, "late", {})]
+        writer.submit(EventBatch(late)).result(10)
+        after = run_funnel(columns, req)
+        assert after != before and same(after, run_funnel(columns, req, use_rollups=False))
+        assert [lv["users"] for lv in before["buckets"][1]["levels"]] == [0, 4, 1]
+        assert [lv["users"] for lv in after["buckets"][1]["levels"]] == [0, 3, 2]
+    finally:
+        queue.close()
+        del writer, queue
+        gc.collect()
+        store.close()
+
+
+def test_rows_cache_keeps_nothing_read_across_a_write() -> None:
+    cache = rollups.RowsCache(max_rows=10)
+    rows = np.arange(4, dtype=np.int64)
+    seen = cache.generation((1, 2))
+    cache.changed((1, 2))  # a write landed while the rows were read
+    cache.put((1, 2), seen, rows, rows)
+    assert cache.get((1, 2)) is None
+    cache.put((1, 2), cache.generation((1, 2)), rows, rows)
+    assert cache.get((1, 2)) is not None
+    for day in range(3, 6):  # 12 rows more: the least recently used go
+        cache.put((day, 2), 0, rows.copy(), rows.copy())
+    assert cache.get((1, 2)) is None and cache.get((5, 2)) is not None
 
 
 @pytest.mark.parametrize(("event", "limit"), [(None, 10), (None, 2), ("pay", 10), ("nobody", 10)])

@@ -62,11 +62,8 @@ def _events_of(
         code = source.code("n", name)
         if code is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        found = [
-            source.rollups.day_rows(d, code)
-            for d in range(buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS)
-        ]
-        return np.concatenate([u for u, _ in found]), np.concatenate([t for _, t in found])
+        users, times, _ = source.rollups.rows(buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS, code)
+        return users, times
     frame = Scan(source).load(buckets.from_ns, buckets.to_ns, [name], filters)
     with_user = frame.user != 0
     return frame.user[with_user].astype(np.int64), frame.ts[with_user]

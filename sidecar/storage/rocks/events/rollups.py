@@ -12,6 +12,12 @@ them with their events; big-endian; ``name`` is the events registry's code, 0 fo
                                               the UTC day in which each user was first seen with
                                               any event, per write (OR them): distinct users of a
                                               zone whose days are not UTC days (Europe/Warsaw)
+    RU | day(4) | 0(4) | rev(8)            -> u32 LE users first seen in the UTC month that starts on
+                                              ``day``, with any event, per write: the month's user
+                                              set in a few keys, not a union of 31 day sets (the
+                                              first delta of a month with older data seeds it from
+                                              the day sets; a month without RU keys, written
+                                              before they existed, is read as its days' union)
     Rs | day(4) | name(4) | rev(8)         -> the write's (user u32 LE)[n] then (time i64 LE)[n] of
                                               events with a user, sorted by user then time: funnels
                                               and retention read only their steps' names
@@ -40,6 +46,8 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -56,14 +64,17 @@ COUNT = b"Rc"
 USERS = b"Ru"
 ROWS = b"Rs"
 MASKS = b"Rm"
+MONTH_USERS = b"RU"
 VALUES = b"Rv"
 DIMENSION = b"Rd"
-KINDS = (COUNT, USERS, MASKS, ROWS, VALUES, DIMENSION)
+KINDS = (COUNT, USERS, MASKS, MONTH_USERS, ROWS, VALUES, DIMENSION)
+_MONTH = -1  # the writer's cache key (day, _MONTH): a month's users
 HOUR_NS = 3600 * 10**9
 DAY_NS = keys.DAY_NS
 MAX_DELTAS = 16
 _CACHED_DAYS = 64  # (day, name) user bitmaps kept by the writer
 _CACHED_COUNTS = 4096  # (day, name[, dimension value]) count keys
+_CACHED_ROWS = 2_000_000  # parsed Rs rows kept for reads (32 MB)
 _U32 = struct.Struct(">I")
 _U64LE = struct.Struct("<Q")
 _REV = 8
@@ -113,6 +124,7 @@ class RollupWriter:
 
     def __init__(self, store: RocksStore) -> None:
         self._store = store
+        self._rows_cache = rows_cache(store)
         self._counts: OrderedDict[bytes, np.ndarray] = OrderedDict()  # key -> a day's 24 counts
         self._seen: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._deltas: dict[bytes, int] = {}
@@ -145,6 +157,11 @@ class RollupWriter:
                     data += ts[rows_of][with_user][order].astype("<i8").tobytes()
                     if data:
                         self._append(part, _prefix(ROWS, d, n), rev, data, batch, _merge_rows)
+                        self._pending.append(("rows", (d, n), None))
+        months = month_start(day)
+        for month in np.unique(months).tolist():
+            users = user[(months == month) & (user != 0)]
+            self._add_month_users(self._store.partition_for_write(month, EVENTS), month, users, rev, batch)
         for (n, prop), found in rows.numbers.items():
             index = np.array([r for r, _ in found], dtype=np.int64)
             values = np.array([v for _, v in found], dtype="<f8")
@@ -236,6 +253,36 @@ class RollupWriter:
             data = users[changed].astype("<u4").tobytes() + added[changed].astype("<u4").tobytes()
             self._append(part, _prefix(MASKS, day, 0), rev, data, batch, _merge_masks)
 
+    def _add_month_users(
+        self, part: Partition, month: int, users: np.ndarray, rev: bytes, batch: WriteBatch
+    ) -> None:
+        """``RU``: the users new to the UTC month starting on day ``month``."""
+        if not users.size:
+            return
+        key = (month, _MONTH)
+        seen = self._seen.get(key)
+        seed = np.zeros(0, dtype=np.int64)
+        if seen is None:
+            known = [*_user_deltas(part, _prefix(MONTH_USERS, month, 0))]
+            if not known:  # the month's first RU delta: seeded with what its day sets hold so far
+                days = range(month, month_end(month))
+                known = [u for d in days for u in _user_deltas(part, _prefix(USERS, d, 0))]
+                seed = np.unique(np.concatenate([*known, seed]))
+            found = np.concatenate([*known, np.zeros(0, dtype=np.int64)])
+            seen = np.zeros(int(found.max(initial=0)) + 1, dtype=np.uint8)
+            seen[found] = 1
+        users = np.unique(users)
+        if users[-1] >= seen.size:
+            seen = np.concatenate([seen, np.zeros(int(users[-1]) + 1 - seen.size + 4096, dtype=seen.dtype)])
+        fresh = users[seen[users] == 0]
+        if not fresh.size and not seed.size:
+            return
+        seen = seen.copy()  # the cache changes only once the write is durable (after_write)
+        seen[fresh] = 1
+        self._pending.append(("seen", key, seen))
+        data = np.union1d(seed, fresh).astype("<u4").tobytes()
+        self._append(part, _prefix(MONTH_USERS, month, 0), rev, data, batch, _concat_sorted_users)
+
     def _load_seen(self, part: Partition, day: int, name: int, top: int) -> np.ndarray:
         """A day's users as the cache holds them, read back once: hour bits for any event, a
         non-zero mark for a name."""
@@ -275,6 +322,8 @@ class RollupWriter:
             elif kind == "seen":
                 self._seen[key] = value
                 self._seen.move_to_end(key)
+            elif kind == "rows":
+                self._rows_cache.changed(key)
             else:
                 self._deltas[key] = value
         self._pending.clear()
@@ -287,6 +336,84 @@ class RollupWriter:
 
     def write_failed(self) -> None:
         self._pending.clear()
+
+
+def month_start(day: np.ndarray) -> np.ndarray:
+    """The first UTC day of each UTC day's month."""
+    months = day.astype("datetime64[D]").astype("datetime64[M]")
+    return months.astype("datetime64[D]").astype(np.int64)
+
+
+def month_end(month: int) -> int:
+    """The first UTC day after the month that starts on day ``month``."""
+    after = np.datetime64(month, "D").astype("datetime64[M]") + 1
+    return int(after.astype("datetime64[D]").astype(np.int64))
+
+
+class RowsCache:
+    """Parsed ``Rs`` rows per (day, name), shared by a store's rollup reads and its writer: a
+    funnel over 180 days reads thousands of deltas, and parsing them costs more than reading.
+
+    The writer bumps a (day, name)'s generation once a write that added rows to it is durable; a
+    read keeps what it parsed only if the generation it saw before reading is still current, so a
+    late event is never hidden by what an earlier query cached. Least recently used entries go
+    past ``max_rows`` rows (16 bytes each)."""
+
+    def __init__(self, max_rows: int = _CACHED_ROWS) -> None:
+        self.max_rows = max_rows
+        self._lock = threading.Lock()
+        self._generations: dict[tuple[int, int], int] = {}
+        self._entries: OrderedDict[tuple[int, int], tuple[int, np.ndarray, np.ndarray]] = OrderedDict()
+        self._rows = 0
+
+    def generation(self, key: tuple[int, int]) -> int:
+        with self._lock:
+            return self._generations.get(key, 0)
+
+    def get(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != self._generations.get(key, 0):
+                return None
+            self._entries.move_to_end(key)
+            return entry[1], entry[2]
+
+    def put(self, key: tuple[int, int], generation: int, users: np.ndarray, times: np.ndarray) -> None:
+        if users.size > self.max_rows:
+            return
+        with self._lock:
+            if generation != self._generations.get(key, 0):
+                return  # a write landed while the caller read: what it parsed may be stale
+            self._drop(key)
+            users.setflags(write=False)  # shared by every later read
+            times.setflags(write=False)
+            self._entries[key] = (generation, users, times)
+            self._rows += users.size
+            while self._rows > self.max_rows:
+                self._drop(next(iter(self._entries)))
+
+    def changed(self, key: tuple[int, int]) -> None:
+        with self._lock:
+            self._generations[key] = self._generations.get(key, 0) + 1
+            self._drop(key)
+
+    def _drop(self, key: tuple[int, int]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._rows -= entry[1].size
+
+
+_ROWS_CACHES: weakref.WeakKeyDictionary[RocksStore, RowsCache] = weakref.WeakKeyDictionary()
+_ROWS_CACHES_LOCK = threading.Lock()
+
+
+def rows_cache(store: RocksStore) -> RowsCache:
+    """The store's one RowsCache (the writer's and the readers' must be the same)."""
+    with _ROWS_CACHES_LOCK:
+        cache = _ROWS_CACHES.get(store)
+        if cache is None:
+            cache = _ROWS_CACHES[store] = RowsCache()
+        return cache
 
 
 def _concat(values: list[bytes]) -> bytes:
@@ -395,6 +522,15 @@ class Rollups:
         found = [np.frombuffer(v, dtype="<u4") for _, v in part.items(_prefix(USERS, day, name))]
         return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
 
+    def month_users(self, month: int) -> np.ndarray | None:
+        """The distinct users with any event in the UTC month starting on day ``month``; None
+        when the month has no month set (written before they existed: union its days)."""
+        part = self._part(month)
+        if part is None:
+            return None
+        found = [np.frombuffer(v, dtype="<u4") for _, v in part.items(_prefix(MONTH_USERS, month, 0))]
+        return np.concatenate(found).astype(np.int64) if found else None
+
     def day_hours(self, day: int) -> tuple[np.ndarray, np.ndarray]:
         """(users, hour bits): each user with any event on UTC ``day`` and the hours (bit h for
         hour h) in which they had one."""
@@ -403,18 +539,30 @@ class Rollups:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint32)
         return _masks(part.items(_prefix(MASKS, day, 0)))
 
-    def day_rows(self, day: int, name: int) -> tuple[np.ndarray, np.ndarray]:
-        """(users, times) of ``name``'s events with a user on UTC ``day``, in no particular order."""
-        part = self._part(day)
-        if part is None:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        parts = [_split_rows(v) for _, v in part.items(_prefix(ROWS, day, name))]
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        return (
-            np.concatenate([u for u, _ in parts]).astype(np.int64),
-            np.concatenate([t for _, t in parts]).astype(np.int64),
-        )
+    def rows(self, first_day: int, end_day: int, name: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, times, rows per day) of ``name``'s events with a user on the UTC days
+        ``[first_day, end_day)``, day after day, in no particular order within a day."""
+        users: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+        times: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+        per_day = np.zeros(max(end_day - first_day, 0), dtype=np.int64)
+        cache = rows_cache(self._store)
+        for day in range(first_day, end_day):
+            part = self._part(day)
+            if part is None:  # dropped by retention: whatever the cache holds is gone
+                continue
+            found = cache.get((day, name))
+            if found is None:
+                generation = cache.generation((day, name))
+                parts = [_split_rows(v) for _, v in part.items(_prefix(ROWS, day, name))]
+                found = (
+                    np.concatenate([*(u for u, _ in parts), np.zeros(0, dtype="<u4")]).astype(np.int64),
+                    np.concatenate([*(t for _, t in parts), np.zeros(0, dtype="<i8")]).astype(np.int64),
+                )
+                cache.put((day, name), generation, *found)
+            users.append(found[0])
+            times.append(found[1])
+            per_day[day - first_day] = found[0].size
+        return np.concatenate(users), np.concatenate(times), per_day
 
     def day_values(self, day: int, name: int, prop: str) -> np.ndarray:
         """The numeric values of ``prop`` on ``name``'s events of UTC ``day``."""
