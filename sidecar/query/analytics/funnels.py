@@ -189,7 +189,7 @@ def ordered_chains(
     links: list[np.ndarray] = []
     at = of_step[0]
     start = time[at]
-    before = np.empty(rows + 1, dtype=np.int64)
+    before = np.empty(rows + 1, dtype=np.int32 if rows < 2**31 else np.int64)  # half the traffic
     for k in range(n):
         if k:
             rows_k = of_step[k]
@@ -201,7 +201,8 @@ def ordered_chains(
             np.cumsum(before, out=before)
             j = before[rows_k] - 1
             jc = np.maximum(j, 0)
-            ok = (j >= 0) & (gid[prev[jc]] == gid[rows_k])
+            ok = gid[prev][jc] == gid[rows_k]
+            ok &= j >= 0
             ok &= time[rows_k] - start[jc] <= w
             at, link = rows_k[ok], j[ok]
             start = start[link]
