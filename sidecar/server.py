@@ -24,9 +24,11 @@ from sidecar.api.app import build_api_app
 from sidecar.api.context import ApiContext, Health
 from sidecar.api.events import EVENT_READER
 from sidecar.api.logs import LOG_READER
+from sidecar.api.metrics import add_metrics_route, metrics_app
 from sidecar.config.model import Config, split_endpoint
 from sidecar.ingest.events import Limits
 from sidecar.ingest.traces import prepare_traces
+from sidecar.metrics.registry import Metrics
 from sidecar.pipeline.consumer import StoreConsumer
 from sidecar.pipeline.fanout import FanOut
 from sidecar.pipeline.log_events import LogsWithEvents
@@ -99,6 +101,7 @@ async def run(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     health = Health()
+    metrics = Metrics(config.metrics.series_limit)
     grace = config.shutdown_timeout_s / 2
     store, registry = open_store(config)
     queue = WriteQueue(store)
@@ -174,6 +177,9 @@ async def run(config: Config) -> int:
     api_app[EVENT_READER] = EventReader(store, event_registry)
     api_app[EVENT_COLUMNS] = EventColumns(store, event_registry, dimensions)
     api_app[LOG_READER] = LogReader(store, log_keys)
+    if not config.metrics.listen:
+        add_metrics_route(api_app, metrics.registry)
+    metrics_runner: web.AppRunner | None = None
     retention = Retention.from_config(store, config.storage)
     try:
         api_runner = await _listen(
@@ -183,6 +189,14 @@ async def run(config: Config) -> int:
             _start_site(api_app, config.api.endpoint, grace, api_server_log),
         )
         log.info("query API listening on %s", config.api.endpoint)
+        if config.metrics.listen:
+            metrics_runner = await _listen(
+                config.metrics.listen,
+                "metrics.listen",
+                "--metrics-listen",
+                _start_site(metrics_app(metrics.registry), config.metrics.listen, grace, api_server_log),
+            )
+            log.info("Prometheus metrics on http://%s/metrics", config.metrics.listen)
         if otlp.grpc.enabled:
             health.receivers["otlp_grpc"] = False
             await _listen(
@@ -207,6 +221,7 @@ async def run(config: Config) -> int:
             grpc_receiver.stop(grace),
             http_receiver.stop(grace),
             api_runner.cleanup() if api_runner is not None else asyncio.sleep(0),
+            metrics_runner.cleanup() if metrics_runner is not None else asyncio.sleep(0),
         )
         rejections.flush()  # counts still held back by the rate limit
         api_log.flush()

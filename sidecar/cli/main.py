@@ -26,6 +26,7 @@ SERVE_FLAGS: dict[str, str] = {
     "otlp_grpc": "receivers.otlp.grpc.endpoint",
     "otlp_http": "receivers.otlp.http.endpoint",
     "api": "api.endpoint",
+    "metrics_listen": "metrics.listen",
     "log_level": "log_level",
 }
 
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC listen address")
     serve.add_argument("--otlp-http", metavar="HOST:PORT", help="OTLP/HTTP listen address")
     serve.add_argument("--api", metavar="HOST:PORT", help="query API listen address")
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve /metrics on its own address (default: the API's)"
+    )
     serve.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
     serve.set_defaults(handler=cmd_serve)
 

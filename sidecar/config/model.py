@@ -291,6 +291,18 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus exposition (``/metrics``) and the families derived from ingested data."""
+
+    listen: str = ""  # HOST:PORT of a separate /metrics server; empty: /metrics on the API address
+    series_limit: int = 2000  # series per derived family; past it they fold into the overflow series
+
+    def validate(self, path: str) -> list[str]:
+        errors = _check_endpoint(join_path(path, "listen"), self.listen) if self.listen else []
+        return errors + _check_int_range(join_path(path, "series_limit"), self.series_limit, 1, 1_000_000)
+
+
+@dataclass(frozen=True)
 class Config:
     """Root of the sidecar configuration."""
 
@@ -301,6 +313,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         """``DEBUG``, ``Info`` and ``WARNING`` are the same levels to a user (Python's logging names them
@@ -323,6 +336,7 @@ class Config:
         errors += self.api.validate(join_path(path, "api"))
         errors += self.storage.validate(join_path(path, "storage"))
         errors += self.ingest.validate(join_path(path, "ingest"))
+        errors += self.metrics.validate(join_path(path, "metrics"))
         return errors + self._listener_conflicts(path)
 
     def _listener_conflicts(self, path: str) -> list[str]:
@@ -332,6 +346,7 @@ class Config:
             ("receivers.otlp.grpc.endpoint", otlp.grpc.endpoint, otlp.grpc.enabled),
             ("receivers.otlp.http.endpoint", otlp.http.endpoint, otlp.http.enabled),
             ("api.endpoint", self.api.endpoint, True),
+            ("metrics.listen", self.metrics.listen, bool(self.metrics.listen)),
         ]
         seen: list[tuple[str, str, int]] = []
         errors: list[str] = []

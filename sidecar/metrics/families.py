@@ -1,0 +1,229 @@
+"""Derived metric families: plain structures updated once per batch, read out at scrape time.
+
+This is prometheus_client's custom-Collector pattern: ingest never calls a labelled ``inc()`` per
+span; a tap adds a whole batch's aggregates to these tables (a dict lookup per distinct series in
+the batch), and :meth:`Family.collect` turns them into metric families when Prometheus scrapes.
+
+Every family has a series limit. Past it, new series fold into one series labelled
+``otel_metric_overflow="true"`` (the OpenTelemetry SDK's and the Collector's cardinality-limit
+convention), and ``sidecar_metric_series_overflow_total{family}`` counts the observations folded,
+so a client sending a million span names costs one series, not a million.
+
+Tables are written by one thread at a time per family (the tap's task) and read by the scrape; a
+scrape copies what it reads under the family's lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Exemplar
+from prometheus_client.utils import floatToGoString
+
+OVERFLOW_LABEL = "otel_metric_overflow"
+OVERFLOW_KEY: tuple[str, ...] = ("\x00overflow",)  # never a real label tuple (labels are text)
+
+S = TypeVar("S")
+Labels = tuple[str, ...]
+
+
+class Overflows:
+    """``sidecar_metric_series_overflow_total{family}``: observations folded per family."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, float] = {}
+
+    def add(self, family: str, amount: float = 1) -> None:
+        with self._lock:
+            self._counts[family] = self._counts.get(family, 0) + amount
+
+    def value(self, family: str) -> float:
+        with self._lock:
+            return self._counts.get(family, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(
+            "sidecar_metric_series_overflow",
+            "Observations folded into the otel_metric_overflow series because a family hit its series limit",
+            "counter",
+        )
+        with self._lock:
+            counts = dict(self._counts)
+        for family, value in sorted(counts.items()):
+            metric.add_sample("sidecar_metric_series_overflow_total", {"family": family}, value)
+        yield metric
+
+
+class Family(Generic[S]):
+    """One metric family's series by label values, at most ``limit`` of them (0: no limit)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        limit: int,
+        overflows: Overflows,
+        new: Callable[[], S],
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.limit = limit
+        self._overflows = overflows
+        self._new = new
+        self._series: dict[Labels, S] = {}
+        self.lock = threading.Lock()
+
+    def series(self, labels: Labels, observations: float = 1) -> S:
+        """The state of a series (created if new); the overflow series' when the family is full.
+        Call under ``self.lock``. ``observations`` is what gets counted as folded on overflow."""
+        state = self._series.get(labels)
+        if state is not None:
+            return state
+        if self.limit and len(self._series) >= self.limit + (OVERFLOW_KEY in self._series):
+            self._overflows.add(self.name, observations)
+            labels = OVERFLOW_KEY
+            state = self._series.get(labels)
+            if state is not None:
+                return state
+        state = self._series[labels] = self._new()
+        return state
+
+    def remove(self, labels: Labels) -> None:
+        with self.lock:
+            self._series.pop(labels, None)
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def snapshot(self, copy: Callable[[S], S]) -> list[tuple[dict[str, str], S]]:
+        """(label dict, copied state) of every series, the overflow one labelled as such."""
+        with self.lock:
+            items = [(labels, copy(state)) for labels, state in self._series.items()]
+        out = []
+        for labels, state in items:
+            if labels == OVERFLOW_KEY:
+                out.append(({OVERFLOW_LABEL: "true"}, state))
+            else:
+                out.append((dict(zip(self.labelnames, labels, strict=True)), state))
+        return out
+
+
+@dataclass(slots=True)
+class Count:
+    value: float = 0.0
+
+
+class CounterFamily(Family[Count]):
+    """A counter per series; exposed as ``<name>_total``."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], limit: int, overflows: Overflows
+    ) -> None:
+        super().__init__(name, documentation, labelnames, limit, overflows, Count)
+
+    def add(self, labels: Labels, amount: float) -> None:
+        with self.lock:
+            self.series(labels, amount).value += amount
+
+    def add_many(self, amounts: Iterable[tuple[Labels, float]]) -> None:
+        with self.lock:
+            for labels, amount in amounts:
+                self.series(labels, amount).value += amount
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(self.name, self.documentation, "counter")
+        for labels, state in self.snapshot(lambda c: Count(c.value)):
+            metric.add_sample(self.name + "_total", labels, state.value)
+        yield metric
+
+
+class GaugeFamily(Family[Count]):
+    """A value per series, set (not added)."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], limit: int, overflows: Overflows
+    ) -> None:
+        super().__init__(name, documentation, labelnames, limit, overflows, Count)
+
+    def set(self, labels: Labels, value: float) -> None:
+        with self.lock:
+            self.series(labels).value = value
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(self.name, self.documentation, "gauge")
+        for labels, state in self.snapshot(lambda c: Count(c.value)):
+            metric.add_sample(self.name, labels, state.value)
+        yield metric
+
+
+@dataclass(slots=True)
+class Buckets:
+    """A classic histogram's state: per bucket counts (the last is +Inf), sum, and at most one
+    exemplar per bucket, the latest (as the Collector keeps a bounded few per data point)."""
+
+    counts: np.ndarray
+    total: float = 0.0
+    exemplars: dict[int, Exemplar] = field(default_factory=dict)
+
+    def copy(self) -> Buckets:
+        return Buckets(self.counts.copy(), self.total, dict(self.exemplars))
+
+
+class HistogramFamily(Family[Buckets]):
+    """A classic histogram per series with fixed upper bounds (``le``), in the family's unit."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        bounds: Sequence[float],
+        limit: int,
+        overflows: Overflows,
+    ) -> None:
+        self.bounds = np.asarray(sorted(set(bounds)), dtype=np.float64)
+        size = self.bounds.size + 1
+        super().__init__(
+            name, documentation, labelnames, limit, overflows, lambda: Buckets(np.zeros(size, dtype=np.int64))
+        )
+        self._le = [floatToGoString(b) for b in self.bounds.tolist()] + ["+Inf"]
+
+    def observe(
+        self,
+        labels: Labels,
+        values: np.ndarray,
+        exemplar: tuple[dict[str, str], float, float] | None = None,
+    ) -> None:
+        """Add a batch of one series' values; ``exemplar`` is (labels, value, unix seconds) of one
+        of them, kept on its bucket."""
+        counts = np.bincount(
+            np.searchsorted(self.bounds, values, side="left"), minlength=self.bounds.size + 1
+        )
+        with self.lock:
+            state = self.series(labels, float(values.size))
+            state.counts += counts
+            state.total += float(values.sum())
+            if exemplar is not None:
+                ex_labels, value, ts = exemplar
+                bucket = int(np.searchsorted(self.bounds, value, side="left"))
+                state.exemplars[bucket] = Exemplar(ex_labels, value, ts)
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(self.name, self.documentation, "histogram")
+        for labels, state in self.snapshot(Buckets.copy):
+            cumulative = np.cumsum(state.counts).tolist()
+            for i, (le, count) in enumerate(zip(self._le, cumulative, strict=True)):
+                metric.add_sample(
+                    self.name + "_bucket", {**labels, "le": le}, count, None, state.exemplars.get(i)
+                )
+            metric.add_sample(self.name + "_count", labels, cumulative[-1])
+            metric.add_sample(self.name + "_sum", labels, state.total)
+        yield metric
