@@ -5,21 +5,20 @@ CONSUMER) span in another: the Collector's servicegraph connector and Jaeger's d
 count these. The trace merge hands each write's halves to :class:`ServiceGraph`, which pairs them
 (waiting, bounded, for a half that comes in a later write) and adds the counts to the write's
 batch under ``G | hour(4) | parent(4) | child(4) -> u64`` in the day's partition (layout atop
-``traces/merge.py``). ``/api/dependencies`` reads them back with :func:`read_calls`, and derived
-metrics can read the same edges.
+``traces/merge.py``). ``/api/dependencies`` reads them back with :func:`read_calls`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from itertools import islice
+import time
+from collections.abc import Callable, Iterable
 
 from rocksdict import ReadOptions, WriteBatch
 
+from sidecar.storage.pairing import DEFAULT_MAX_PENDING, DEFAULT_WAIT_S, Pairing
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition
 
-_PENDING = 16_384  # unpaired halves kept per side; the oldest half goes when full
 _COUNTS = 10_000  # (hour, parent, child) totals kept to skip a read per edge per write
 
 Calls = dict[tuple[int, int], int]  # (parent service id, child service id) -> calls
@@ -28,10 +27,14 @@ Calls = dict[tuple[int, int], int]  # (parent service id, child service id) -> c
 class ServiceGraph:
     """Pairs each write's client and server spans and keeps hourly call counts; writer thread only."""
 
-    def __init__(self) -> None:
-        # Unpaired client / server spans by trace id + span id -> service id; oldest evicted in bulk.
-        self._pending_clients: dict[bytes, int] = {}
-        self._pending_servers: dict[bytes, int] = {}
+    def __init__(
+        self,
+        wait_s: float = DEFAULT_WAIT_S,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Unpaired client / server halves (service ids), waiting as the metrics' halves do.
+        self._pairing: Pairing[int, int] = Pairing(wait_s, max_pending, clock)
         self._counts: dict[bytes, int] = {}
 
     def add(
@@ -53,25 +56,13 @@ class ServiceGraph:
         return calls
 
     def pair(self, clients: dict[bytes, int], servers: dict[bytes, int]) -> Calls:
-        """Match halves with each other and with those waiting from earlier writes.
-
-        The intersections run in C, the loop only over real pairs. A call within one service
-        (parent == child) is not an edge.
-        """
+        """Match halves with each other and with those waiting from earlier writes (pairing.py).
+        A call within one service (parent == child) is not an edge."""
         calls: Calls = {}
-        pending_clients, pending_servers = self._pending_clients, self._pending_servers
-        for key in clients.keys() & servers.keys():
-            _count(calls, clients.pop(key), servers.pop(key))
-        for key in clients.keys() & pending_servers.keys():
-            _count(calls, clients.pop(key), pending_servers.pop(key))
-        for key in servers.keys() & pending_clients.keys():
-            _count(calls, pending_clients.pop(key), servers.pop(key))
-        pending_clients.update(clients)
-        pending_servers.update(servers)
-        if len(pending_clients) > _PENDING:
-            self._pending_clients = dict(islice(pending_clients.items(), _PENDING // 2, None))
-        if len(pending_servers) > _PENDING:
-            self._pending_servers = dict(islice(pending_servers.items(), _PENDING // 2, None))
+        for parent, child in self._pairing.pair(clients, servers):
+            _count(calls, parent, child)
+        self._pairing.expire()
+        self._pairing.take_dropped()
         return calls
 
     def _put(self, calls: Calls, hour: int, part: Partition, batch: WriteBatch) -> None:
