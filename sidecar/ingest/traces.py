@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from hashlib import blake2b
-from itertools import count, repeat
+from itertools import compress, count, repeat
 from operator import add, sub
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from sidecar.ingest.peers import DATABASE, peer_of
 from sidecar.otlp.conventions import NO_SERVICE_NAME, UNKNOWN_SERVICE
 from sidecar.otlp.shadow import (
     ChunkGroup,
@@ -29,7 +30,7 @@ from sidecar.otlp.shadow import (
     ShadowStatus,
     TraceRequest,
 )
-from sidecar.storage.prepared import PreparedTraces, ResourceInfo, ScopeInfo, TracePart
+from sidecar.storage.prepared import PreparedTraces, ResourceInfo, ScopeColumns, ScopeInfo, TracePart
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
@@ -38,6 +39,7 @@ _SERVER_KINDS = frozenset({2, 5})  # SERVER, CONSUMER: the callee side of an edg
 _CLIENT_KINDS = frozenset({3, 4})  # CLIENT, PRODUCER: the caller side
 _EDGE_KINDS = _SERVER_KINDS | _CLIENT_KINDS
 _STATUS_ERROR = 2
+_NO_PEER = ("", "")
 _SERVICE_NAME_KEY = b"\x0a\x0cservice.name"
 _consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # runs an iterator to the end in C
 
@@ -133,6 +135,7 @@ def _scope_parts(
     term_list: Callable[[bytes], list[bytes]],
     out: list[TracePart],
     group_message: Any,
+    columns: list[ScopeColumns],
 ) -> tuple[int, list[tuple[int, str]]]:
     """Split one ScopeSpans into per-trace parts, column by column.
 
@@ -188,6 +191,16 @@ def _scope_parts(
     by_trace: defaultdict[bytes, list[int]] = defaultdict(list)
     _consume(map(list.append, map(by_trace.__getitem__, tids), count()))
     any_edges = not _EDGE_KINDS.isdisjoint(kinds)
+    peers: dict[int, tuple[str, str]] = {}
+    if any_edges and not _CLIENT_KINDS.isdisjoint(kinds):
+        # Attributes are read only for client spans, and only the few peer keys are decoded.
+        for i in compress(count(), map(_CLIENT_KINDS.__contains__, kinds)):
+            peer = peer_of(spans[i].attributes, kinds[i])
+            if peer is not None:
+                peers[i] = peer
+    columns.append(
+        ScopeColumns(resource, spans, names, kinds, statuses, starts, durations, tids, sids, parents, peers)
+    )
     for tid, ix in by_trace.items():
         if len(ix) == 1:
             i = ix[0]
@@ -227,7 +240,15 @@ def _scope_parts(
                 list(map(sids.__getitem__, ix)),
             )
         part.root = (bool(parents[root_i]), starts[root_i], names[root_i])
-        if any_edges:
+        if peers:
+            calls = [i for i in ix if kinds[i] in _CLIENT_KINDS]
+            part.databases = [peers[i][0] for i in calls if peers.get(i, _NO_PEER)[1] == DATABASE]
+            if part.databases:
+                calls = [i for i in calls if peers.get(i, _NO_PEER)[1] != DATABASE]
+            part.clients = [sids[i] for i in calls]
+            part.peers = [peers.get(i, _NO_PEER)[0] for i in calls]
+            part.servers = [parents[i] for i in ix if kinds[i] in _SERVER_KINDS and parents[i]]
+        elif any_edges:
             part.clients = [sids[i] for i in ix if kinds[i] in _CLIENT_KINDS]
             part.servers = [parents[i] for i in ix if kinds[i] in _SERVER_KINDS and parents[i]]
         out.append(part)
@@ -258,6 +279,7 @@ def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
     scopes: dict[bytes, ScopeInfo] = {}
     terms: dict[str, defaultdict[bytes, list[bytes]]] = {}
     group_message = ChunkGroup()
+    columns: list[ScopeColumns] = []
     for rs_index, (rs, raw_rs) in enumerate(
         zip(request.resource_spans, raw_request.resource_spans, strict=True)
     ):
@@ -269,7 +291,7 @@ def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
         for ss_index, (ss, raw_ss) in enumerate(zip(rs.scope_spans, raw_rs.scope_spans, strict=True)):
             scope = scope_info(ss.scope, scopes)
             kept, problems = _scope_parts(
-                list(ss.spans), list(raw_ss.spans), resource, scope, term_list, parts, group_message
+                list(ss.spans), list(raw_ss.spans), resource, scope, term_list, parts, group_message, columns
             )
             accepted += kept
             if problems:
@@ -281,4 +303,4 @@ def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
                         )
     # A resource whose spans were all rejected has an empty term map: it names no stored trace.
     terms = {service: lists for service, lists in terms.items() if lists}
-    return PreparedTraces(parts, terms, accepted, rejected, messages)
+    return PreparedTraces(parts, terms, accepted, rejected, messages, columns)

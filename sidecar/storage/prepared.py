@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -48,8 +49,32 @@ class TracePart:
     root: tuple[bool, int, bytes] | None
     operations: set[tuple[bytes, int]]
     span_ids: Sequence[bytes]  # in the order of the chunk's spans
-    clients: Sequence[bytes] = ()  # span ids of CLIENT/PRODUCER spans
+    clients: Sequence[bytes] = ()  # span ids of CLIENT/PRODUCER spans (database calls aside)
     servers: Sequence[bytes] = ()  # parent ids of SERVER/CONSUMER spans
+    peers: Sequence[str] = ()  # () or, per client span, its virtual peer ("" for none; ingest/peers.py)
+    databases: Sequence[str] = ()  # peers of database calls: edges at once, never waiting for a server
+
+
+@dataclass(slots=True)
+class ScopeColumns:
+    """One ScopeSpans' kept spans as the columns ingest built anyway, for the metrics taps.
+
+    References, not copies: handing them on costs one object per scope. Names and statuses are the
+    raw bytes (UTF-8 text, encoded Status); times are ns. ``spans`` are the decoded shadow spans,
+    read only when a tap needs span attributes (span metric dimensions).
+    """
+
+    resource: ResourceInfo
+    spans: Sequence[Any]
+    names: list[bytes]
+    kinds: list[int]
+    statuses: list[bytes]
+    starts: list[int]
+    durations: list[int]
+    trace_ids: list[bytes]
+    span_ids: list[bytes]
+    parents: list[bytes]
+    peers: dict[int, tuple[str, str]]  # client span index -> (peer name, connection type)
 
 
 @dataclass(slots=True)
@@ -60,6 +85,7 @@ class PreparedTraces:
     accepted: int
     rejected: int
     messages: list[str]
+    columns: list[ScopeColumns] = field(default_factory=list)
 
     def error_message(self) -> str:
         if not self.rejected:

@@ -25,7 +25,7 @@ from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.chunks import group_span_ids, trace_chunks
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.registry import SPAN_KINDS, Registry
-from sidecar.storage.rocks.servicegraph import read_calls
+from sidecar.storage.rocks.servicegraph import read_calls, read_peer_calls
 from sidecar.storage.rocks.summary import NO_SERVICE, Summary, read_summaries
 
 # Postings are ordered by arrival. A search by start time scans arrivals up to the window's end plus
@@ -279,8 +279,13 @@ class RocksReader:
         return sorted(result, key=lambda o: (o.name, o.span_kind))
 
     def get_dependencies(self, end_ns: int, lookback_ns: int) -> list[DependencyLink]:
-        totals = read_calls(self._store.partitions(), max(0, end_ns - lookback_ns), end_ns)
+        start_ns = max(0, end_ns - lookback_ns)
+        totals = read_calls(self._store.partitions(), start_ns, end_ns)
         names = self._registry.services
-        return [
-            DependencyLink(names.get(p, "?"), names.get(c, "?"), n) for (p, c), n in sorted(totals.items())
-        ]
+        links = {(names.get(p, "?"), names.get(c, "?")): n for (p, c), n in sorted(totals.items())}
+        # Calls to virtual peers (a database, a service that reports elsewhere) come after, one
+        # link per (service, peer); a peer that is also a known service adds to that link.
+        for (c, peer), n in sorted(read_peer_calls(self._store.partitions(), start_ns, end_ns).items()):
+            edge = (names.get(c, "?"), peer)
+            links[edge] = links.get(edge, 0) + n
+        return [DependencyLink(parent, child, n) for (parent, child), n in links.items()]

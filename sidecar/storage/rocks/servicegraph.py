@@ -5,13 +5,17 @@ CONSUMER) span in another: the Collector's servicegraph connector and Jaeger's d
 count these. The trace merge hands each write's halves to :class:`ServiceGraph`, which pairs them
 (waiting, bounded, for a half that comes in a later write) and adds the counts to the write's
 batch under ``G | hour(4) | parent(4) | child(4) -> u64`` in the day's partition (layout atop
-``traces/merge.py``). ``/api/dependencies`` reads them back with :func:`read_calls`.
+``traces/merge.py``). A client span whose callee never reports here still makes an edge, to its
+virtual peer (``ingest/peers.py``: a database at once, anything else once its wait is over), under
+``V | hour(4) | client(4) | peer name -> u64``. ``/api/dependencies`` reads both back with
+:func:`read_calls` and :func:`read_peer_calls`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
 
 from rocksdict import ReadOptions, WriteBatch
 
@@ -20,8 +24,10 @@ from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition
 
 _COUNTS = 10_000  # (hour, parent, child) totals kept to skip a read per edge per write
+PEER_EDGE = b"V"  # V | hour(4) | client_service(4) | peer name (UTF-8) -> calls that hour (u64)
 
 Calls = dict[tuple[int, int], int]  # (parent service id, child service id) -> calls
+PeerCalls = dict[tuple[int, str], int]  # (client service id, virtual peer name) -> calls
 
 
 class ServiceGraph:
@@ -33,8 +39,8 @@ class ServiceGraph:
         max_pending: int = DEFAULT_MAX_PENDING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # Unpaired client / server halves (service ids), waiting as the metrics' halves do.
-        self._pairing: Pairing[int, int] = Pairing(wait_s, max_pending, clock)
+        # Waiting halves: (client service id, its virtual peer or "") and the server's service id.
+        self._pairing: Pairing[tuple[int, str], int] = Pairing(wait_s, max_pending, clock)
         self._counts: dict[bytes, int] = {}
 
     def add(
@@ -44,34 +50,53 @@ class ServiceGraph:
         ns: int,
         part: Partition,
         batch: WriteBatch,
+        peers: dict[bytes, str] | None = None,
+        databases: Iterable[tuple[int, str]] = (),
     ) -> Calls:
         """Pair one write's halves, put the new hourly totals into ``batch``; returns this write's calls.
 
         ``clients``: trace id + span id -> service, of CLIENT/PRODUCER spans; ``servers``: trace
-        id + parent span id -> service, of SERVER/CONSUMER spans. Both are consumed.
+        id + parent span id -> service, of SERVER/CONSUMER spans. Both are consumed. ``peers``: the
+        clients' virtual peers (by the same keys; absent: none); ``databases``: (service, peer) of
+        database calls, edges at once. Client halves whose wait ended make edges to their peers.
         """
-        calls = self.pair(clients, servers)
+        calls, virtual = self.pair(clients, servers, peers)
+        for svc, name in databases:
+            virtual[(svc, name)] = virtual.get((svc, name), 0) + 1
+        hour = ns // keys.HOUR_NS
         if calls:
-            self._put(calls, ns // keys.HOUR_NS, part, batch)
+            self._put(((keys.edge_key(hour, p, c), n) for (p, c), n in calls.items()), part, batch)
+        if virtual:
+            self._put(((peer_edge_key(hour, c, name), n) for (c, name), n in virtual.items()), part, batch)
         return calls
 
-    def pair(self, clients: dict[bytes, int], servers: dict[bytes, int]) -> Calls:
-        """Match halves with each other and with those waiting from earlier writes (pairing.py).
-        A call within one service (parent == child) is not an edge."""
+    def pair(
+        self, clients: dict[bytes, int], servers: dict[bytes, int], peers: dict[bytes, str] | None = None
+    ) -> tuple[Calls, PeerCalls]:
+        """Match halves with each other and with those waiting from earlier writes (pairing.py);
+        also the virtual edges of client halves that waited in vain. A call within one service
+        (parent == child) is not an edge."""
+        peer = (peers or {}).get
+        halves = dict(
+            zip(clients, zip(clients.values(), map(peer, clients, repeat("")), strict=True), strict=True)
+        )
         calls: Calls = {}
-        for parent, child in self._pairing.pair(clients, servers):
+        for (parent, _), child in self._pairing.pair(halves, servers):
             _count(calls, parent, child)
-        self._pairing.expire()
+        virtual: PeerCalls = {}
+        expired, _ = self._pairing.expire()
+        for svc, name in expired:
+            if name:
+                virtual[(svc, name)] = virtual.get((svc, name), 0) + 1
         self._pairing.take_dropped()
-        return calls
+        return calls, virtual
 
-    def _put(self, calls: Calls, hour: int, part: Partition, batch: WriteBatch) -> None:
+    def _put(self, counted: Iterable[tuple[bytes, int]], part: Partition, batch: WriteBatch) -> None:
         """Running totals, read once then kept here, so a read sums one value per hour and pair."""
         counts = self._counts
         if len(counts) > _COUNTS:
             counts.clear()
-        for (parent, child), n in calls.items():
-            key = keys.edge_key(hour, parent, child)
+        for key, n in counted:
             total = counts.get(key)
             if total is None:
                 stored = part.data.get(key)
@@ -86,20 +111,41 @@ def _count(calls: Calls, parent: int, child: int) -> None:
         calls[(parent, child)] = calls.get((parent, child), 0) + 1
 
 
-def read_calls(partitions: Iterable[Partition], start_ns: int, end_ns: int) -> Calls:
-    """Calls per (parent, child) in the hours that overlap [start_ns, end_ns]; {} when none."""
+def peer_edge_key(hour: int, client: int, peer: str) -> bytes:
+    return PEER_EDGE + keys.u32(hour) + keys.u32(client) + peer.encode()
+
+
+def _scan(
+    partitions: Iterable[Partition], prefix: bytes, start_ns: int, end_ns: int
+) -> Iterator[tuple[bytes, int]]:
+    """(key, count) of every ``prefix | hour(4) | ...`` key in the hours overlapping [start_ns, end_ns]."""
     lo_hour, hi_hour = start_ns // keys.HOUR_NS, end_ns // keys.HOUR_NS
-    totals: Calls = {}
     for part in partitions:
         if part.day < start_ns // keys.DAY_NS or part.day > end_ns // keys.DAY_NS:
             continue
         ro = ReadOptions()
-        ro.set_iterate_upper_bound(keys.EDGE + keys.u32(hi_hour + 1))
+        ro.set_iterate_upper_bound(prefix + keys.u32(hi_hour + 1))
         it = part.data.iter(ro)
-        it.seek(keys.EDGE + keys.u32(lo_hour))
+        it.seek(prefix + keys.u32(lo_hour))
         while it.valid():
-            _hour, parent, child = keys.parse_edge_key(it.key())
-            totals[(parent, child)] = totals.get((parent, child), 0) + keys.read_u64(it.value())
+            yield it.key(), keys.read_u64(it.value())
             it.next()
         del it
+
+
+def read_calls(partitions: Iterable[Partition], start_ns: int, end_ns: int) -> Calls:
+    """Calls per (parent, child) in the hours that overlap [start_ns, end_ns]; {} when none."""
+    totals: Calls = {}
+    for key, n in _scan(partitions, keys.EDGE, start_ns, end_ns):
+        _hour, parent, child = keys.parse_edge_key(key)
+        totals[(parent, child)] = totals.get((parent, child), 0) + n
+    return totals
+
+
+def read_peer_calls(partitions: Iterable[Partition], start_ns: int, end_ns: int) -> PeerCalls:
+    """Calls per (client service, virtual peer) in the hours that overlap [start_ns, end_ns]."""
+    totals: PeerCalls = {}
+    for key, n in _scan(partitions, PEER_EDGE, start_ns, end_ns):
+        edge = (keys.read_u32(key, 5), key[9:].decode("utf-8", "replace"))
+        totals[edge] = totals.get(edge, 0) + n
     return totals

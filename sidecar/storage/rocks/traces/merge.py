@@ -11,6 +11,7 @@ Partition column family ``tYYYYMMDD`` (UTC day of arrival; retention drops the w
     A | service_id(4) | len(2) | term | rev_ingest_ns(8) -> slots of traces carrying that attribute
     R | 'r'|'s' | blake2b-128(bytes)                   -> resource / scope bytes (once per partition)
     G | hour(4) | parent_service(4) | child_service(4) -> calls that hour, u64 (servicegraph.py)
+    V | hour(4) | client_service(4) | peer name        -> calls to a virtual peer that hour, u64 (same)
     L                                                  -> longest (ingest - span start) seen, ns (u64)
 Default column family (registries, loaded whole at start-up):
     N | service_id(4) -> name;  P | operation_id(4) -> service_id | kinds | name;  K | key -> ""
@@ -66,7 +67,11 @@ class TraceMerge:
     """The write queue's merger for traces; its caches belong to the writer thread."""
 
     def __init__(
-        self, store: RocksStore, registry: Registry, reprepare: Callable[[bytes], PreparedTraces]
+        self,
+        store: RocksStore,
+        registry: Registry,
+        reprepare: Callable[[bytes], PreparedTraces],
+        graph: ServiceGraph | None = None,
     ) -> None:
         # Ingest's own preparation, for the rare part that holds both new and resent spans: the
         # merge rebuilds it from the new spans' bytes rather than knowing how parts are made.
@@ -78,7 +83,7 @@ class TraceMerge:
         # This write's summaries, changed in place: cached once the batch is written, dropped if not.
         self._pending: dict[bytes, Summary] | None = None
         self._blobs_written: set[tuple[int, bytes, bytes]] = set()
-        self._graph = ServiceGraph()
+        self._graph = graph or ServiceGraph()
         self._operation_cache: dict[tuple[int, bytes, int], int] = {}
         self._lateness: dict[int, int] = {}  # partition day -> max ingest delay seen
         # Attribute key names (as encoded bytes) already in the registry; the hot loop checks bytes.
@@ -112,6 +117,8 @@ class TraceMerge:
         services: dict[str, int] = {}
         clients: dict[bytes, int] = {}  # trace id + span id -> service, for dependency pairing
         servers: dict[bytes, int] = {}  # trace id + parent span id -> service
+        peers: dict[bytes, str] = {}  # trace id + span id -> virtual peer, of clients that have one
+        databases: list[tuple[int, str]] = []  # (service, peer) of database calls
         # (service, resource, scope) -> (their attributes, traces that met this service just now)
         first_seen: dict[tuple[int, bytes, bytes], tuple[list[bytes], list[bytes]]] = {}
 
@@ -153,6 +160,10 @@ class TraceMerge:
                     posting.append(tid)
             if p.clients:
                 clients.update(zip(map(tid.__add__, p.clients), repeat(svc)))
+                if p.peers:
+                    peers.update(zip(map(tid.__add__, p.clients), p.peers, strict=True))
+            if p.databases:
+                databases.extend(zip(repeat(svc), p.databases))
             if p.servers:
                 servers.update(zip(map(tid.__add__, p.servers), repeat(svc)))
 
@@ -197,7 +208,7 @@ class TraceMerge:
                     if key_name not in known_keys:
                         known_keys.add(key_name)
                         registry.note_attribute_key(key_name.decode("utf-8", "replace"), batch, default_cf)
-        self._graph.add(clients, servers, ns, part, batch)
+        self._graph.add(clients, servers, ns, part, batch, peers, databases)
 
     # -- write-queue hooks -----------------------------------------------------------------
     def after_write(self) -> None:

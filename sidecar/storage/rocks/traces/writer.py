@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from sidecar.storage.pairing import DEFAULT_MAX_PENDING, DEFAULT_WAIT_S
 from sidecar.storage.prepared import PreparedTraces
 from sidecar.storage.rocks.registry import Registry
+from sidecar.storage.rocks.servicegraph import ServiceGraph
 from sidecar.storage.rocks.traces.merge import MAX_TRACES_PER_WRITE, TraceMerge
 from sidecar.storage.rocks.write_queue import WriteQueue
 
@@ -24,11 +26,15 @@ class TraceWriter:
         max_batch_spans: int,
         max_queue_spans: int,
         reprepare: Callable[[bytes], PreparedTraces],
+        graph_wait_s: float = DEFAULT_WAIT_S,
+        graph_max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self._queue = queue
+        # The dependencies pair calls as the service graph metrics do (metrics.servicegraph.*).
+        graph = ServiceGraph(graph_wait_s, graph_max_pending)
         queue.register(
             SIGNAL,
-            TraceMerge(queue.store, registry, reprepare),
+            TraceMerge(queue.store, registry, reprepare, graph),
             max_batch=min(max_batch_spans, MAX_TRACES_PER_WRITE),
             max_queue=max_queue_spans,
             unit="spans",
