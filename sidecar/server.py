@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -25,12 +25,17 @@ from sidecar.api.context import ApiContext, Health
 from sidecar.api.events import EVENT_READER
 from sidecar.api.logs import LOG_READER
 from sidecar.api.metrics import add_metrics_route, metrics_app
+from sidecar.api.timing import timing
 from sidecar.config.model import Config, split_endpoint
 from sidecar.ingest.events import Limits
 from sidecar.ingest.traces import prepare_traces
+from sidecar.metrics.events import EventCounters
+from sidecar.metrics.logs import LogCounters
 from sidecar.metrics.registry import Metrics
-from sidecar.pipeline.consumer import StoreConsumer
-from sidecar.pipeline.fanout import FanOut
+from sidecar.metrics.self_receivers import HttpServerMetrics, ReceiverMetrics
+from sidecar.metrics.self_storage import StorageMetrics
+from sidecar.pipeline.consumer import Consumer, StoreConsumer
+from sidecar.pipeline.fanout import FanOut, Tap
 from sidecar.pipeline.log_events import LogsWithEvents
 from sidecar.query.traces import TraceQueryService
 from sidecar.receivers.events_http import EventsReceiver
@@ -102,6 +107,13 @@ async def run(config: Config) -> int:
         loop.add_signal_handler(sig, stop.set)
     health = Health()
     metrics = Metrics(config.metrics.series_limit)
+    # The sidecar's own metrics, and the event and log counters (taps of their pipelines).
+    receiver_metrics = ReceiverMetrics(metrics.series_limit, metrics.overflows)
+    http_metrics = HttpServerMetrics(metrics.series_limit, metrics.overflows)
+    event_counters = EventCounters(config.metrics.events.labels(), metrics.series_limit, metrics.overflows)
+    log_counters = LogCounters(metrics.series_limit, metrics.overflows)
+    for source in (event_counters.family, log_counters.family, receiver_metrics, http_metrics):
+        metrics.add(source.collect)
     grace = config.shutdown_timeout_s / 2
     store, registry = open_store(config)
     queue = WriteQueue(store)
@@ -133,23 +145,28 @@ async def run(config: Config) -> int:
     # The store decides every acknowledgement; metrics and forwarding will tap the fan-out.
     traces = FanOut(StoreConsumer(writer))
     skipped = RateLimitedLog(log, event_noun="request", item_noun="event")
+    log_events = FanOut(StoreConsumer(event_writer), taps=[Tap(event_counters, "event counters (logs)")])
     logs = FanOut(
         LogsWithEvents(
             StoreConsumer(log_writer),
-            StoreConsumer(event_writer),
+            log_events,
             Limits.from_config(events_cfg, config.storage.events.retention_days),
             lambda n: skipped.event("OTLP log events outside the events' time window: kept as logs only", n),
-        )
+        ),
+        taps=[Tap(log_counters, "log counters")],
     )
     # One exporter per row of the signal table, each to its pipeline.
-    exports = exporters({"traces": traces, "logs": logs})
+    pipelines: dict[str, Consumer[Any]] = {"traces": traces, "logs": logs}
+    exports = exporters(pipelines, "grpc", receiver_metrics)
+    http_exports = exporters(pipelines, "http", receiver_metrics)
     otlp = config.receivers.otlp
-    events = FanOut(StoreConsumer(event_writer))
+    events = FanOut(StoreConsumer(event_writer), taps=[Tap(event_counters, "event counters")])
     events_receiver = EventsReceiver(
         events,
         events_cfg,
         config.storage.events.retention_days,
         otlp.http.max_request_body_size_mib << 20,
+        observer=receiver_metrics,
     )
     rejections = rejection_log()  # one per process: a reason is rate-limited across both transports
     grpc_receiver = OtlpGrpcReceiver(
@@ -158,12 +175,13 @@ async def run(config: Config) -> int:
     http_receiver = OtlpHttpReceiver(
         otlp.http.endpoint,
         otlp.http.max_request_body_size_mib,
-        exports,
+        http_exports,
         shutdown_timeout=grace,
         rejections=rejections,
         grpc_endpoint=otlp.grpc.endpoint if otlp.grpc.enabled else None,
         extra_routes=events_receiver.add_routes,
     )
+    http_receiver.app.middlewares.insert(0, timing(http_metrics))
     # The API port's own warnings (a gRPC client pointed at it), rate-limited like the receivers'.
     api_log = RateLimitedLog(logging.getLogger("sidecar.api"))
     grpc_hint = f"; OTLP/gRPC goes to {split_endpoint(otlp.grpc.endpoint)[1]}" if otlp.grpc.enabled else ""
@@ -173,7 +191,7 @@ async def run(config: Config) -> int:
         f"(a gRPC client on the query API port? the API is HTTP/JSON{grpc_hint})",
     )
     api_runner: web.AppRunner | None = None
-    api_app = build_api_app(ctx)
+    api_app = build_api_app(ctx, http_metrics)
     api_app[EVENT_READER] = EventReader(store, event_registry)
     api_app[EVENT_COLUMNS] = EventColumns(store, event_registry, dimensions)
     api_app[LOG_READER] = LogReader(store, log_keys)
@@ -181,6 +199,9 @@ async def run(config: Config) -> int:
         add_metrics_route(api_app, metrics.registry)
     metrics_runner: web.AppRunner | None = None
     retention = Retention.from_config(store, config.storage)
+    storage_metrics = StorageMetrics(store, queue, retention, metrics.overflows)
+    queue.on_write = storage_metrics.on_write
+    metrics.add(storage_metrics.collect)
     try:
         api_runner = await _listen(
             config.api.endpoint,
@@ -190,11 +211,13 @@ async def run(config: Config) -> int:
         )
         log.info("query API listening on %s", config.api.endpoint)
         if config.metrics.listen:
+            metrics_only = metrics_app(metrics.registry)
+            metrics_only.middlewares.append(timing(http_metrics))
             metrics_runner = await _listen(
                 config.metrics.listen,
                 "metrics.listen",
                 "--metrics-listen",
-                _start_site(metrics_app(metrics.registry), config.metrics.listen, grace, api_server_log),
+                _start_site(metrics_only, config.metrics.listen, grace, api_server_log),
             )
             log.info("Prometheus metrics on http://%s/metrics", config.metrics.listen)
         if otlp.grpc.enabled:
@@ -226,7 +249,7 @@ async def run(config: Config) -> int:
         rejections.flush()  # counts still held back by the rate limit
         api_log.flush()
         await asyncio.gather(traces.close(grace), logs.close(grace))  # taps catch up on what was acked
-        await events.close(grace)
+        await asyncio.gather(events.close(grace), log_events.close(grace))
         await retention.stop()  # a drop under way finishes before the store closes
         await loop.run_in_executor(None, queue.close, grace)
         ctx.pool.shutdown(wait=True, cancel_futures=True)

@@ -16,6 +16,7 @@ from sidecar.api.landing import landing
 from sidecar.api.logs import LogsApi
 from sidecar.api.native import NativeSearch
 from sidecar.api.openapi import openapi_document
+from sidecar.api.timing import RequestObserver, timing
 
 CONTEXT = web.AppKey("context", ApiContext)
 
@@ -90,8 +91,10 @@ def setup_routes(app: web.Application, ctx: ApiContext) -> None:
     app.on_shutdown.append(logs.close_tails)
 
 
-def build_api_app(ctx: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json])
+def build_api_app(ctx: ApiContext, observer: RequestObserver | None = None) -> web.Application:
+    """``observer`` hears every request's route, status and latency (the sidecar's own metrics)."""
+    middlewares = [timing(observer)] if observer is not None else []
+    app = web.Application(middlewares=[*middlewares, errors_as_json])
     app[CONTEXT] = ctx
     setup_routes(app, ctx)
     return app

@@ -290,15 +290,147 @@ class IngestConfig:
         return errors + self.events.validate(join_path(path, "events"))
 
 
+MAX_EVENT_METRIC_DIMENSIONS = 10
+
+
+def prometheus_label(name: str) -> str:
+    """A property name as a Prometheus label name: the OTel-to-Prometheus rule (every character
+    outside ``[a-zA-Z0-9_]`` becomes ``_``, a leading digit gets ``key_``)."""
+    label = "".join(c if (c.isascii() and (c.isalnum() or c == "_")) else "_" for c in name)
+    return "key_" + label if label[:1].isdigit() else label
+
+
+@dataclass(frozen=True)
+class EventMetricsConfig:
+    """``sidecar_events_total``'s labels beyond ``event_name``: event properties, by name."""
+
+    dimensions: str = ""  # comma-separated property names; an event without one gets ""
+
+    def labels(self) -> tuple[tuple[str, str], ...]:
+        """(property name, label name) per configured dimension, in order."""
+        names = [d.strip() for d in self.dimensions.split(",") if d.strip()]
+        return tuple((name, prometheus_label(name)) for name in names)
+
+    def validate(self, path: str) -> list[str]:
+        where = join_path(path, "dimensions")
+        pairs = self.labels()
+        errors = []
+        if len(pairs) > MAX_EVENT_METRIC_DIMENSIONS:
+            errors.append(f"{where}: {len(pairs)} properties; the limit is {MAX_EVENT_METRIC_DIMENSIONS}")
+        seen: dict[str, str] = {}
+        for name, label in pairs:
+            if label in ("event_name", "otel_metric_overflow") or label.startswith("__"):
+                errors.append(f"{where}: {name!r} would be the label {label!r}, which is reserved")
+            elif label in seen:
+                errors.append(f"{where}: {seen[label]!r} and {name!r} are both the label {label!r}")
+            seen.setdefault(label, name)
+        return errors
+
+
+# The spanmetrics connector's default buckets (defaultHistogramBucketsMs), in seconds.
+SPAN_METRICS_BUCKETS = "0.002,0.004,0.006,0.008,0.01,0.05,0.1,0.2,0.4,0.8,1,1.4,2,5,10,15"
+SPAN_METRICS_LABELS = ("service_name", "span_name", "span_kind", "status_code", "service", "le")
+MAX_SPAN_DIMENSIONS = 10
+
+
+@dataclass(frozen=True)
+class SpanMetricsConfig:
+    """RED metrics per service and operation, named as the Collector's spanmetrics connector does."""
+
+    enabled: bool = True
+    # Comma-separated extra labels: ``name`` or ``name:default``. The value is the span attribute
+    # ``name``, else the resource attribute, else the default (else empty); the label is ``name``
+    # with every character outside [A-Za-z0-9_] as ``_`` (``http.route`` -> ``http_route``).
+    dimensions: str = ""
+    buckets: str = SPAN_METRICS_BUCKETS  # comma-separated upper bounds in seconds
+    unit_milliseconds: bool = False  # traces_span_metrics_duration_milliseconds (Jaeger SPM's unit)
+    tempo_compatible: bool = False  # also Tempo's traces_spanmetrics_calls_total / _latency family
+
+    def dimension_list(self) -> list[tuple[str, str | None]]:
+        """(attribute name, default or None) per configured dimension."""
+        out: list[tuple[str, str | None]] = []
+        for item in self.dimensions.split(","):
+            if item.strip():
+                name, sep, default = item.strip().partition(":")
+                out.append((name.strip(), default.strip() if sep else None))
+        return out
+
+    def bucket_list(self) -> list[float]:
+        """Upper bounds in seconds, sorted; raises ValueError naming a bad one."""
+        bounds = []
+        for item in self.buckets.split(","):
+            if item.strip():
+                try:
+                    bounds.append(float(item))
+                except ValueError:
+                    raise ValueError(f"{item.strip()!r} is not a number") from None
+        return sorted(set(bounds))
+
+    def validate(self, path: str) -> list[str]:
+        """Dimensions: at most MAX_SPAN_DIMENSIONS, named, labels distinct and not the built-in
+        ones; buckets: 1 to 100 finite numbers > 0."""
+        errors: list[str] = []
+        where = join_path(path, "dimensions")
+        dims = self.dimension_list()
+        if len(dims) > MAX_SPAN_DIMENSIONS:
+            errors.append(f"{where}: {len(dims)} dimensions; the limit is {MAX_SPAN_DIMENSIONS}")
+        seen: set[str] = set()
+        for name, _ in dims:
+            label = label_name(name)
+            if not name:
+                errors.append(f"{where}: a dimension has no attribute name (expected name or name:default)")
+            elif label in SPAN_METRICS_LABELS or label in seen:
+                errors.append(f"{where}: {name!r} would be the label {label!r}, which is already taken")
+            seen.add(label)
+        where = join_path(path, "buckets")
+        try:
+            bounds = self.bucket_list()
+        except ValueError as exc:
+            return [*errors, f"{where}: {exc}"]
+        if not 1 <= len(bounds) <= 100:
+            errors.append(f"{where}: expected 1 to 100 bounds, got {len(bounds)}")
+        if any(not math.isfinite(b) or b <= 0 for b in bounds):
+            errors.append(f"{where}: bounds must be finite numbers > 0 (seconds)")
+        return errors
+
+
+def label_name(attribute: str) -> str:
+    """A Prometheus label name for an attribute name: other characters as ``_``, no leading digit."""
+    label = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in attribute)
+    return "_" + label if label[:1].isdigit() else label
+
+
+@dataclass(frozen=True)
+class ServiceGraphConfig:
+    """Calls between services as the Collector's servicegraph connector counts them; ``wait_s`` and
+    ``max_pending`` also govern the pairing behind ``/api/dependencies``."""
+
+    enabled: bool = True
+    wait_s: float = 10.0  # how long a client or server half waits for the other (store.ttl / wait)
+    max_pending: int = 16_384  # halves waiting per side; past it new ones are dropped and counted
+
+    def validate(self, path: str) -> list[str]:
+        errors = _check_int_range(join_path(path, "max_pending"), self.max_pending, 1, 10_000_000)
+        if math.isnan(self.wait_s) or not 0 < self.wait_s <= 3600:
+            errors.append(f"{join_path(path, 'wait_s')}: must be > 0 and <= 3600 seconds, got {self.wait_s}")
+        return errors
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     """Prometheus exposition (``/metrics``) and the families derived from ingested data."""
 
     listen: str = ""  # HOST:PORT of a separate /metrics server; empty: /metrics on the API address
     series_limit: int = 2000  # series per derived family; past it they fold into the overflow series
+    events: EventMetricsConfig = field(default_factory=EventMetricsConfig)
+    spanmetrics: SpanMetricsConfig = field(default_factory=SpanMetricsConfig)
+    servicegraph: ServiceGraphConfig = field(default_factory=ServiceGraphConfig)
 
     def validate(self, path: str) -> list[str]:
         errors = _check_endpoint(join_path(path, "listen"), self.listen) if self.listen else []
+        errors += self.events.validate(join_path(path, "events"))
+        errors += self.spanmetrics.validate(join_path(path, "spanmetrics"))
+        errors += self.servicegraph.validate(join_path(path, "servicegraph"))
         return errors + _check_int_range(join_path(path, "series_limit"), self.series_limit, 1, 1_000_000)
 
 

@@ -15,6 +15,7 @@ scrape copies what it reads under the family's lock.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -195,6 +196,7 @@ class HistogramFamily(Family[Buckets]):
             name, documentation, labelnames, limit, overflows, lambda: Buckets(np.zeros(size, dtype=np.int64))
         )
         self._le = [floatToGoString(b) for b in self.bounds.tolist()] + ["+Inf"]
+        self._bounds_list: list[float] = self.bounds.tolist()
 
     def observe(
         self,
@@ -215,6 +217,26 @@ class HistogramFamily(Family[Buckets]):
                 ex_labels, value, ts = exemplar
                 bucket = int(np.searchsorted(self.bounds, value, side="left"))
                 state.exemplars[bucket] = Exemplar(ex_labels, value, ts)
+
+    def observe_one(self, labels: Labels, value: float) -> None:
+        """Add one value (a request's latency): a bisection, no array, for per-request callers."""
+        bucket = bisect.bisect_left(self._bounds_list, value)
+        with self.lock:
+            state = self.series(labels)
+            state.counts[bucket] += 1
+            state.total += value
+
+    def add_counts(
+        self, labels: Labels, counts: np.ndarray, total: float, exemplars: dict[int, Exemplar] | None = None
+    ) -> None:
+        """Add per-bucket counts (the last is +Inf) and their sum, already computed for a whole
+        batch; ``exemplars`` by bucket index replace the ones held."""
+        with self.lock:
+            state = self.series(labels, float(counts.sum()))
+            state.counts += counts
+            state.total += total
+            if exemplars:
+                state.exemplars.update(exemplars)
 
     def collect(self) -> Iterator[Metric]:
         metric = Metric(self.name, self.documentation, "histogram")

@@ -5,7 +5,8 @@ events answer ``{"accepted", "rejected", "duplicates", "errors": [{"index", "fie
 in JSON, which is what a product engineer with curl or fetch() reads. The receiver's app keeps
 aiohttp's decompression off, so a gzip or deflate body is inflated here, once, under the same
 after-decompression limit as OTLP bodies. CORS is off unless origins are configured, so a page on
-another site cannot post events into a sidecar that did not ask for it.
+another site cannot post events into a sidecar that did not ask for it. Each answered request is
+reported to the export observer (the sidecar's own metrics) as signal ``events``, transport ``http``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import logging
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
 from sidecar.config.model import EventsIngestConfig
 from sidecar.ingest.events import CONTENT_TYPES, MULTIPART, EventError, Limits, Parsed, parse_request
 from sidecar.pipeline.consumer import Consumer
+from sidecar.receivers.export import ExportObserver
 from sidecar.receivers.otlp_http import _WBITS, BodyTooLarge, inflate
 from sidecar.receivers.rejections import RateLimitedLog
 from sidecar.receivers.status import RETRY_AFTER_S
@@ -29,6 +32,27 @@ from sidecar.storage.rocks.events.merge import EventBatch
 
 log = logging.getLogger(__name__)
 PATH = "/v1/events"
+# An answer's status as the outcome the OTLP receivers report (status.py's Outcome values).
+_OUTCOMES = {
+    200: "ok",
+    204: "ok",
+    400: "bad_request",
+    403: "forbidden",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+@dataclass(slots=True)
+class _Tally:
+    """A request's events by fate, for the observer."""
+
+    accepted: int = 0
+    rejected: int = 0
+    refused: int = 0
 
 
 def answer(
@@ -63,8 +87,10 @@ class EventsReceiver:
         max_body_bytes: int,
         clock: Callable[[], int] = time.time_ns,
         rejections: RateLimitedLog | None = None,
+        observer: ExportObserver | None = None,
     ) -> None:
         self._consumer = consumer
+        self._observer = observer
         self._limits = Limits.from_config(config, retention_days)
         self._origins = config.origins()
         self._limit = max_body_bytes
@@ -86,6 +112,19 @@ class EventsReceiver:
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._observer is None:
+            return await self._handle(request, _Tally())
+        started = time.perf_counter()
+        tally = _Tally()
+        response = await self._handle(request, tally)
+        outcome = _OUTCOMES.get(response.status, str(response.status))
+        seconds = time.perf_counter() - started
+        self._observer.request(
+            "events", "http", outcome, seconds, tally.accepted, tally.rejected, tally.refused
+        )
+        return response
+
+    async def _handle(self, request: web.Request, tally: _Tally) -> web.StreamResponse:
         cors = self._cors(request)
         if request.method == "OPTIONS":
             if cors is None or not request.headers.get(hdrs.ORIGIN):
@@ -102,14 +141,14 @@ class EventsReceiver:
             # any web page post events through a visitor's browser.
             response = _refusal(403, f"origin {request.headers.get(hdrs.ORIGIN)!r} is not allowed")
         else:
-            response = await self._post(request)
+            response = await self._post(request, tally)
         if cors:
             response.headers.update(cors)
         if response.status >= 400:  # a fixed text per status: never the payload
             self._rejections.event(f"POST {PATH} refused, {response.status} {response.reason}")
         return response
 
-    async def _post(self, request: web.Request) -> web.Response:
+    async def _post(self, request: web.Request, tally: _Tally) -> web.Response:
         if request.method != "POST":
             return _refusal(
                 405, f"method {request.method} not allowed; POST events", {"Allow": "POST, OPTIONS"}
@@ -135,24 +174,29 @@ class EventsReceiver:
         if content_type == MULTIPART:
             content_type = request.headers[hdrs.CONTENT_TYPE]
         parsed = parse_request(content_type, body, request.query.items(), self._limits, self._clock())
-        return await self._store(parsed)
+        return await self._store(parsed, tally)
 
-    async def _store(self, parsed: Parsed) -> web.Response:
+    async def _store(self, parsed: Parsed, tally: _Tally) -> web.Response:
         rejected = parsed.total - len(parsed.events)
         if parsed.too_many:
+            tally.rejected = parsed.total
             return answer(413, rejected=parsed.total, errors=parsed.errors)
+        tally.rejected = rejected
         if not parsed.events:
             return answer(400, rejected=rejected, errors=parsed.errors)
         batch = EventBatch(parsed.events)
         try:
             await self._consumer.consume(batch)
         except (Overloaded, StoreClosed) as exc:
+            tally.refused = len(parsed.events)
             return _refusal(503, f"try again later: {exc}", {"Retry-After": str(RETRY_AFTER_S)})
         except asyncio.CancelledError:
             raise
         except Exception:
+            tally.refused = len(parsed.events)
             log.exception("storing %d events failed", len(parsed.events))
             return _refusal(500, "storing the events failed; see the sidecar's log")
+        tally.accepted = len(parsed.events)
         if rejected:
             self._rejections.event(f"POST {PATH} partly refused (invalid events)", rejected)
         return answer(200, len(parsed.events), rejected, batch.duplicates, parsed.errors)

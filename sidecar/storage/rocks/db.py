@@ -262,6 +262,27 @@ class RocksStore:
     def _all_partitions(self) -> list[Partition]:
         return [part for signal in self.signals for part in self.partitions(signal)]
 
+    def partition_properties(self, names: Iterable[str]) -> list[tuple[str, str, dict[str, int]]]:
+        """(signal, partition, {property: value}) of every open partition: RocksDB's integer
+        properties (``rocksdb.total-sst-files-size`` and the like), cheap reads of in-memory
+        counters. Under the partitions' lock, so a partition being dropped or a store being closed
+        is never asked; a property RocksDB does not know is left out."""
+        out: list[tuple[str, str, dict[str, int]]] = []
+        with self._lock:
+            if self._closed:
+                return out
+            wanted = tuple(names)
+            for signal, parts in self._partitions.items():
+                for start in sorted(parts):
+                    part = parts[start]
+                    values = {}
+                    for name in wanted:
+                        value = part.data.property_int_value(name)
+                        if value is not None:
+                            values[name] = int(value)
+                    out.append((signal.name, part.name, values))
+        return out
+
     def read_options(self) -> ReadOptions:
         return ReadOptions()
 

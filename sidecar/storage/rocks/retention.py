@@ -21,7 +21,7 @@ from typing import Protocol
 from sidecar.config.model import StorageConfig
 from sidecar.storage.rocks.db import RocksStore
 from sidecar.storage.rocks.keys import DAY_NS
-from sidecar.storage.rocks.partitions import EVENTS, LOGS, TRACES, Signal
+from sidecar.storage.rocks.partitions import EVENTS, LOGS, TRACES, Signal, parse_partition
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ class Retention:
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._check: asyncio.Future[list[str]] | None = None
+        # For the sidecar's own metrics, read at scrape time: partitions dropped per signal name,
+        # checks run, and policies that failed.
+        self.dropped: dict[str, int] = {s.name: 0 for s in store.signals}
+        self.checks = 0
+        self.failures = 0
 
     @classmethod
     def from_config(
@@ -88,10 +93,16 @@ class Retention:
             except Exception:
                 # One signal's failure must not keep the others' data past their retention.
                 log.exception("retention: %r failed; the next check retries", policy)
+                self.failures += 1
                 continue
             for name in names:
                 log.info("retention: dropped partition %s", name)
+                found = parse_partition(name, self._store.signals)
+                if found is not None:
+                    signal = found[0].name
+                    self.dropped[signal] = self.dropped.get(signal, 0) + 1
             dropped += names
+        self.checks += 1
         return dropped
 
     def start(self) -> None:

@@ -8,6 +8,10 @@ per write instead of one per request.
 
 Limits count the signal's own items (spans, log records, events) and are kept per signal, so one
 signal's backlog answers ``Overloaded`` to its own senders without taking another signal's room.
+
+The queue keeps plain numbers for the sidecar's own metrics (``stats``, read at scrape time) and
+hands each write's timing and size to ``on_write`` (set by the server): storage knows nothing of
+Prometheus.
 """
 
 from __future__ import annotations
@@ -61,6 +65,26 @@ class _Signal:
     max_queue: int  # items waiting before submit answers Overloaded
     unit: str  # what an item counts, for messages ("spans")
     queued: int = 0
+    overloaded: int = 0  # submissions refused because the queue was full (backpressure)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One signal's queue, as a scrape sees it."""
+
+    signal: str
+    queued: int  # items waiting for the writer
+    capacity: int  # max_queue
+    overloaded: int  # submissions refused with Overloaded since start
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDone:
+    """One WriteBatch written: what ``on_write`` hears (on the writer thread; keep it cheap)."""
+
+    seconds: float  # merge and write, until the WAL holds it
+    items: dict[str, int]  # per signal
+    bytes: int  # the WriteBatch's size
 
 
 def _settle(futures: list[Reply], error: Exception | None) -> None:
@@ -103,6 +127,7 @@ class WriteQueue:
         self._write_options = WriteOptions()
         self._write_options.sync = store.options.wal_sync
         store.attach_writer(self._thread.is_alive)
+        self.on_write: Callable[[WriteDone], None] | None = None
 
     # -- set-up and lifecycle --------------------------------------------------------------
     def register(self, signal: str, merger: Merger, *, max_batch: int, max_queue: int, unit: str) -> None:
@@ -114,6 +139,10 @@ class WriteQueue:
 
     def start(self) -> None:
         self._thread.start()
+
+    def stats(self) -> list[QueueStats]:
+        with self._cond:
+            return [QueueStats(s.name, s.queued, s.max_queue, s.overloaded) for s in self._signals.values()]
 
     @property
     def alive(self) -> bool:
@@ -166,6 +195,7 @@ class WriteQueue:
                 raise StoreClosed("the store is shutting down")
             queued = sig.queued
             if queued and queued + count > sig.max_queue:
+                sig.overloaded += 1
                 raise Overloaded(f"write queue holds {queued} {sig.unit} (limit {sig.max_queue})")
             self._queue.append((sig, item, count, future))
             sig.queued = queued + count
@@ -213,17 +243,21 @@ class WriteQueue:
             else:
                 items.append(item)
         error: Exception | None = None
+        started = time.perf_counter()
+        size = 0
         try:
             ns = self._next_ns()
             batch = WriteBatch(raw_mode=True)
             for sig, items in by_signal.items():
                 sig.merger.merge(items, batch, ns)
             if not batch.is_empty():  # empty when everything was a resend of stored data
+                size = batch.size_in_bytes()
                 self.store.db.write(batch, self._write_options)
         except Exception as exc:
             counts = {sig: sum(n for s, _, n, _ in drained if s is sig) for sig in by_signal}
             log.exception("write of %s failed", ", ".join(f"{n} {sig.unit}" for sig, n in counts.items()))
             error = exc
+        elapsed = time.perf_counter() - started
         for sig in by_signal:
             try:
                 if error is None:
@@ -233,3 +267,11 @@ class WriteQueue:
             except Exception:  # the thread must live on, and the callers must hear back
                 log.exception("%s: after the write", sig.name)
         _settle([future for *_, future in drained], error)
+        if error is None and self.on_write is not None:
+            written: dict[str, int] = {}
+            for sig, _, count, _ in drained:
+                written[sig.name] = written.get(sig.name, 0) + count
+            try:
+                self.on_write(WriteDone(elapsed, written, size))
+            except Exception:  # a metrics bug must not end the writer thread
+                log.exception("on_write failed")
