@@ -37,7 +37,8 @@ class Metrics:
 
     def __init__(self, series_limit: int) -> None:
         self.series_limit = series_limit
-        self.registry = CollectorRegistry(auto_describe=False)
+        # Collectors without describe() (all of ours) are still asked when name[] restricts a scrape.
+        self.registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
