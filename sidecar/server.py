@@ -34,6 +34,8 @@ from sidecar.metrics.logs import LogCounters
 from sidecar.metrics.registry import Metrics
 from sidecar.metrics.self_receivers import HttpServerMetrics, ReceiverMetrics
 from sidecar.metrics.self_storage import StorageMetrics
+from sidecar.metrics.servicegraph import ServiceGraphMetrics
+from sidecar.metrics.spans import SpanMetrics
 from sidecar.pipeline.consumer import Consumer, StoreConsumer
 from sidecar.pipeline.fanout import FanOut, Tap
 from sidecar.pipeline.log_events import LogsWithEvents
@@ -45,6 +47,7 @@ from sidecar.receivers.listen import CannotListen, bind_error_reason
 from sidecar.receivers.otlp_grpc import OtlpGrpcReceiver
 from sidecar.receivers.otlp_http import OtlpHttpReceiver
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
+from sidecar.storage.prepared import PreparedTraces
 from sidecar.storage.rocks.db import DataDirInUse, RocksStore, StoreOptions
 from sidecar.storage.rocks.events.columns import EventColumns
 from sidecar.storage.rocks.events.reader import EventReader
@@ -100,6 +103,20 @@ async def _listen(endpoint: str, key: str, flag: str, start: Awaitable[T]) -> T:
         raise CannotListen(endpoint, key, flag, bind_error_reason(exc)) from None
 
 
+def trace_taps(config: Config, metrics: Metrics) -> list[Tap[PreparedTraces]]:
+    """Span metrics and the service graph, each a tap of its own on the traces the store acknowledged."""
+    taps: list[Tap[PreparedTraces]] = []
+    if config.metrics.spanmetrics.enabled:
+        spans = SpanMetrics(config.metrics.spanmetrics, metrics.series_limit, metrics.overflows)
+        metrics.add(spans.collect)
+        taps.append(Tap(spans, "span metrics"))
+    if config.metrics.servicegraph.enabled:
+        graph = ServiceGraphMetrics(config.metrics.servicegraph, metrics.series_limit, metrics.overflows)
+        metrics.add(graph.collect)
+        taps.append(Tap(graph, "service graph"))
+    return taps
+
+
 async def run(config: Config) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -123,6 +140,8 @@ async def run(config: Config) -> int:
         config.ingest.max_batch_spans,
         config.ingest.max_queue_spans,
         reprepare=functools.partial(prepare_traces, well_formed=True),
+        graph_wait_s=config.metrics.servicegraph.wait_s,
+        graph_max_pending=config.metrics.servicegraph.max_pending,
     )
     log_keys = attribute_keys(store.db)
     log_writer = LogWriter(
@@ -143,7 +162,7 @@ async def run(config: Config) -> int:
         max_limit=config.api.max_search_limit,
     )
     # The store decides every acknowledgement; metrics and forwarding will tap the fan-out.
-    traces = FanOut(StoreConsumer(writer))
+    traces = FanOut(StoreConsumer(writer), taps=trace_taps(config, metrics))
     skipped = RateLimitedLog(log, event_noun="request", item_noun="event")
     log_events = FanOut(StoreConsumer(event_writer), taps=[Tap(event_counters, "event counters (logs)")])
     logs = FanOut(
