@@ -31,6 +31,7 @@ from sidecar.ingest.events import Limits
 from sidecar.ingest.traces import prepare_traces
 from sidecar.metrics.events import EventCounters
 from sidecar.metrics.logs import LogCounters
+from sidecar.metrics.otlp_state import OtlpMetrics
 from sidecar.metrics.registry import Metrics
 from sidecar.metrics.self_receivers import HttpServerMetrics, ReceiverMetrics
 from sidecar.metrics.self_storage import StorageMetrics
@@ -175,7 +176,15 @@ async def run(config: Config) -> int:
         taps=[Tap(log_counters, "log counters")],
     )
     # One exporter per row of the signal table, each to its pipeline.
-    pipelines: dict[str, Consumer[Any]] = {"traces": traces, "logs": logs}
+    # OTLP metrics are not stored: applied to in-memory series that /metrics re-exposes.
+    otlp_metrics = OtlpMetrics(
+        metrics.series_limit,
+        metrics.overflows,
+        config.metrics.staleness_s(),
+        reserved=metrics.registry.collect,
+    )
+    metrics.add(otlp_metrics.collect)
+    pipelines: dict[str, Consumer[Any]] = {"traces": traces, "logs": logs, "metrics": otlp_metrics}
     exports = exporters(pipelines, "grpc", receiver_metrics)
     http_exports = exporters(pipelines, "http", receiver_metrics)
     otlp = config.receivers.otlp

@@ -11,6 +11,7 @@ instead of raising, so the loader can report every problem in one go.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
@@ -416,12 +417,30 @@ class ServiceGraphConfig:
         return errors
 
 
+MIN_STALENESS_S, MAX_STALENESS_S = 1.0, 7 * 86400.0
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)?")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration_s(text: str, low: float, high: float) -> float:
+    """``"5m"``, ``"300s"``, ``"1.5h"``, ``"250ms"`` or plain seconds (``"300"``), within [low, high]."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is not a duration; use a number with ms, s, m or h (5m, 300s) or seconds")
+    seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+    if not low <= seconds <= high:
+        raise ValueError(f"must be between {low:g} s and {high:g} s, got {text!r}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     """Prometheus exposition (``/metrics``) and the families derived from ingested data."""
 
     listen: str = ""  # HOST:PORT of a separate /metrics server; empty: /metrics on the API address
     series_limit: int = 2000  # series per derived family; past it they fold into the overflow series
+    # How long an OTLP metric series stays exposed after its latest point: "5m", "300s" or seconds.
+    staleness: str = "5m"
     events: EventMetricsConfig = field(default_factory=EventMetricsConfig)
     spanmetrics: SpanMetricsConfig = field(default_factory=SpanMetricsConfig)
     servicegraph: ServiceGraphConfig = field(default_factory=ServiceGraphConfig)
@@ -431,7 +450,15 @@ class MetricsConfig:
         errors += self.events.validate(join_path(path, "events"))
         errors += self.spanmetrics.validate(join_path(path, "spanmetrics"))
         errors += self.servicegraph.validate(join_path(path, "servicegraph"))
+        try:
+            self.staleness_s()
+        except ValueError as exc:
+            errors.append(f"{join_path(path, 'staleness')}: {exc}")
         return errors + _check_int_range(join_path(path, "series_limit"), self.series_limit, 1, 1_000_000)
+
+    def staleness_s(self) -> float:
+        """``staleness`` in seconds; ValueError names what is wrong with it."""
+        return parse_duration_s(self.staleness, MIN_STALENESS_S, MAX_STALENESS_S)
 
 
 @dataclass(frozen=True)

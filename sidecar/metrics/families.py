@@ -30,6 +30,7 @@ OVERFLOW_LABEL = "otel_metric_overflow"
 OVERFLOW_KEY: tuple[str, ...] = ("\x00overflow",)  # never a real label tuple (labels are text)
 
 S = TypeVar("S")
+T = TypeVar("T")
 Labels = tuple[str, ...]
 
 
@@ -103,6 +104,27 @@ class Family(Generic[S]):
 
     def __len__(self) -> int:
         return len(self._series)
+
+    def __contains__(self, labels: object) -> bool:
+        return labels in self._series
+
+    def full(self) -> bool:
+        """A new series would fold into the overflow series. Call under ``self.lock``."""
+        return bool(self.limit) and len(self._series) >= self.limit + (OVERFLOW_KEY in self._series)
+
+    def remove_if(self, over: Callable[[S], bool]) -> int:
+        """Drop every series whose state ``over`` says has ended (expiry); how many were dropped."""
+        with self.lock:
+            ended = [labels for labels, state in self._series.items() if over(state)]
+            for labels in ended:
+                del self._series[labels]
+        return len(ended)
+
+    def read(self, view: Callable[[Labels, S], T]) -> list[T]:
+        """``view(labels, state)`` of every series, under the lock (``OVERFLOW_KEY`` for the
+        overflow series): for families whose series do not share one tuple of label names."""
+        with self.lock:
+            return [view(labels, state) for labels, state in self._series.items()]
 
     def snapshot(self, copy: Callable[[S], S]) -> list[tuple[dict[str, str], S]]:
         """(label dict, copied state) of every series, the overflow one labelled as such."""

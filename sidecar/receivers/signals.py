@@ -18,12 +18,17 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
 from sidecar.ingest.logs import prepare_logs
+from sidecar.ingest.metrics import prepare_metrics
 from sidecar.ingest.traces import prepare_traces
 
 
@@ -60,8 +65,8 @@ class Signal(Generic[B]):
     http_path: str
     request_type: type[Message]  # for OTLP-JSON, which is decoded into it
     response_type: type[Message]  # Export<Signal>ServiceResponse
-    rejected_field: str  # the partial_success counter: rejected_spans, rejected_log_records
-    item_noun: str  # singular, for counts in the warning log: span, log record
+    rejected_field: str  # partial_success counter: rejected_spans, _log_records, _data_points
+    item_noun: str  # singular, for counts in the warning log: span, log record, data point
     partial_reason: str  # the warning logged for a partial success (fixed text, no payload)
     queue_setting: str  # the config key whose limit a refusal under backpressure names
     prepare: Prepare[B]
@@ -101,4 +106,18 @@ LOGS: Signal[Any] = Signal(
     prepare=prepare_logs,
 )
 
-SIGNALS: tuple[Signal[Any], ...] = (TRACES, LOGS)
+METRICS: Signal[Any] = Signal(
+    name="metrics",
+    grpc_service="opentelemetry.proto.collector.metrics.v1.MetricsService",
+    http_path="/v1/metrics",
+    request_type=ExportMetricsServiceRequest,
+    response_type=ExportMetricsServiceResponse,
+    rejected_field="rejected_data_points",
+    item_noun="data point",
+    partial_reason="invalid or conflicting data points dropped, the response names them",
+    # Metrics are applied in memory, never queued: nothing refuses them under backpressure.
+    queue_setting="none: metrics are not queued",
+    prepare=prepare_metrics,
+)
+
+SIGNALS: tuple[Signal[Any], ...] = (TRACES, LOGS, METRICS)
