@@ -18,19 +18,35 @@ MEASURES = (*COUNTS, *ROLLING, *VALUE_MEASURES, *PER_USER)
 
 def grouped(bucket: np.ndarray, values: np.ndarray, n: int, q: float | None, average: bool) -> list[Any]:
     """Per bucket: the average (q None) or the q-th percentile of ``values``; None when empty."""
+    if q is not None:
+        return percentiles(bucket, values, n, q)
+    present = np.bincount(bucket, minlength=n) > 0
+    sums = np.bincount(bucket, weights=values, minlength=n)
+    if average:
+        sums = np.divide(sums, np.bincount(bucket, minlength=n), out=np.zeros(n), where=present)
+    return [float(v) if p else None for v, p in zip(sums.tolist(), present.tolist(), strict=True)]
+
+
+def percentiles(bucket: np.ndarray, values: np.ndarray, n: int, q: float) -> list[Any]:
+    """Per bucket, ``np.percentile(part, q)`` of its values (linear, numpy's own arithmetic:
+    the position (size - 1) * q / 100 and its lerp, from b's side past one half), for every
+    bucket at once from one sort instead of a call per bucket."""
     order = np.lexsort((values, bucket))
-    bucket, values = bucket[order], values[order]
-    edges = np.searchsorted(bucket, np.arange(n + 1))
-    out: list[Any] = []
-    for i in range(n):
-        part = values[edges[i] : edges[i + 1]]
-        if not part.size:
-            out.append(None)
-        elif q is None:
-            out.append(float(part.mean()) if average else float(part.sum()))
-        else:
-            out.append(float(np.percentile(part, q)))
-    return out
+    ordered = values[order].astype(np.float64)
+    sizes = np.bincount(bucket, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    present = sizes > 0
+    position = (np.maximum(sizes, 1) - 1) * (q / 100.0)
+    below = np.floor(position)
+    gamma = position - below
+    lo = starts + below.astype(np.int64)
+    hi = starts + np.minimum(below.astype(np.int64) + 1, np.maximum(sizes, 1) - 1)
+    lo, hi = np.where(present, lo, 0), np.where(present, hi, 0)
+    a, b = (ordered[lo], ordered[hi]) if ordered.size else (np.zeros(n), np.zeros(n))
+    step = b - a
+    out = a + step * gamma
+    np.subtract(b, step * (1 - gamma), out=out, where=gamma >= 0.5)
+    return [float(v) if p else None for v, p in zip(out.tolist(), present.tolist(), strict=True)]
 
 
 def value_points(measure: str, bucket: np.ndarray, values: np.ndarray, n: int) -> list[Any]:

@@ -59,6 +59,7 @@ class RollupReads:
         self._counts: dict[tuple[int, int], dict[int, np.ndarray]] = {}
         self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._sweeps: dict[tuple[Any, ...], dict[int, list[int]]] = {}
+        self._values: dict[tuple[int, str, int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def values(self, measure: str, event: str | None, prop: str | None, buckets: Buckets) -> list[Any] | None:
         """The series' points, or None when rollups cannot answer it (then scan)."""
@@ -94,16 +95,26 @@ class RollupReads:
         if measure in ROLLING:
             return self._rolling(name, first_day, end_day, ROLLING[measure])
         if measure in VALUE_MEASURES and event is not None and prop is not None:
+            values, days = self._day_values(name, prop, first_day, end_day)
+            return value_points(measure, buckets.index(days * DAY_NS), values, n)
+        return None
+
+    def _day_values(
+        self, name: int, prop: str, first_day: int, end_day: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(values, their UTC days) of ``prop`` on ``name``'s events; read once per request
+        (p50, p95 and p99 of one property are three series over the same values)."""
+        key = (name, prop, first_day, end_day)
+        found = self._values.get(key)
+        if found is None:
             parts: list[np.ndarray] = [np.zeros(0)]
             owners: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
             for day in range(first_day, end_day):
-                found = self._rollups.day_values(day, name, prop) if name > 0 else np.zeros(0)
-                parts.append(found)
-                owners.append(np.full(found.size, day, dtype=np.int64))
-            values = np.concatenate(parts)
-            days = np.concatenate(owners)
-            return value_points(measure, buckets.index(days * DAY_NS), values, n)
-        return None
+                values = self._rollups.day_values(day, name, prop) if name > 0 else np.zeros(0)
+                parts.append(values)
+                owners.append(np.full(values.size, day, dtype=np.int64))
+            found = self._values[key] = (np.concatenate(parts), np.concatenate(owners))
+        return found
 
     def counts_by_event(
         self, event: str | None, buckets: Buckets, texts: dict[int, str]
