@@ -42,12 +42,28 @@ def attribute_prefix(key: str) -> bytes:
 _has_peer_key = methodcaller("startswith", tuple(attribute_prefix(k) for k in _PEER_KEYS))
 
 
+_CACHE = 10_000
+_seen: dict[tuple[int, tuple[bytes, ...]], tuple[str, str] | None] = {}
+
+
 def peer_of(attributes: Sequence[bytes], kind: int) -> tuple[str, str] | None:
     """(peer name, connection type) of a client span's encoded attributes, or None without a peer.
-    Only the few matching attributes are decoded; the match runs in C."""
-    hits = list(filter(_has_peer_key, attributes))
+
+    The match runs in C; the few matching attributes repeat from span to span (a service calls few
+    peers), so their answer is remembered by their bytes and decoded once."""
+    hits = tuple(filter(_has_peer_key, attributes))
     if not hits:
         return None
+    key = (kind, hits)
+    found = _seen.get(key, _seen)
+    if found is _seen:
+        if len(_seen) >= _CACHE:
+            _seen.clear()
+        found = _seen[key] = _decide(hits, kind)
+    return found  # type: ignore[return-value]
+
+
+def _decide(hits: tuple[bytes, ...], kind: int) -> tuple[str, str] | None:
     found = {kv.key: body_text(kv.value) for kv in map(KeyValue.FromString, hits)}
     database = any(found.get(k) for k in _DB_KEYS)
     if database:
