@@ -1,9 +1,9 @@
 """configure_opentelemetry: the OpenTelemetry SDK pointed at a sidecar in one call.
 
 The SDK and its OTLP/HTTP exporters are optional: they are imported when this function runs, not
-when ``sidecar.client`` is imported, and a missing package is named in the ImportError. Metrics are
-off by default because the sidecar does not receive OTLP metrics yet (``/v1/metrics`` answers 404
-until the metrics issue lands); ``metrics=True`` configures the meter provider anyway.
+when ``sidecar.client`` is imported, and a missing package is named in the ImportError. Metrics go
+to ``/v1/metrics``, which the sidecar re-exposes on its Prometheus ``/metrics`` (not stored: they
+live in the sidecar's memory); the SDK exports them every 60 s (``OTEL_METRIC_EXPORT_INTERVAL``).
 """
 
 from __future__ import annotations
@@ -61,17 +61,18 @@ def configure_opentelemetry(
     *,
     endpoint: str = DEFAULT_ENDPOINT,
     resource_attributes: dict[str, Any] | None = None,
-    metrics: bool = False,
+    metrics: bool = True,
     logging_handler: bool = False,
     set_global: bool = True,
 ) -> Providers:
-    """Tracer and logger (and optionally meter) providers exporting over OTLP/HTTP to ``endpoint``.
+    """Tracer, logger and meter providers exporting over OTLP/HTTP to ``endpoint``.
 
     Args:
         service_name: the resource's ``service.name``.
         endpoint: the sidecar's OTLP/HTTP base address; ``/v1/traces`` etc. are appended.
         resource_attributes: more resource attributes (``deployment.environment``, ...).
-        metrics: also configure a MeterProvider (its exports get 404 until the sidecar takes metrics).
+        metrics: configure a MeterProvider too (cumulative temporality, the SDK's default); False
+            leaves the global meter provider alone.
         logging_handler: attach an OTel LoggingHandler to the root ``logging`` logger.
         set_global: install the providers as the process-wide ones.
 

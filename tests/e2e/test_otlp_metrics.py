@@ -32,6 +32,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.samples import Sample
 
+from sidecar.client import configure_opentelemetry
 from tests.e2e.conftest import SidecarFactory
 from tests.e2e.harness import JSON, PROTOBUF, Sidecar, deflate_body, gzip_body, http_request
 from tests.e2e.prom import promtool_check, scrape, wait_for
@@ -540,3 +541,19 @@ def test_series_limit_under_a_flood(
     overflows = {s.labels["family"]: s.value for s in samples_of(found, "sidecar_metric_series_overflow")}
     assert overflows["logins"] == 80
     assert overflows["clicks"] == 80
+
+
+def test_configure_opentelemetry_exports_metrics_by_default(sidecar: Sidecar) -> None:
+    providers = configure_opentelemetry("client-metrics", endpoint=sidecar.http_url, set_global=False)
+    try:
+        assert providers.meter_provider is not None
+        meter = providers.meter_provider.get_meter("client.meter")
+        meter.create_counter("signups", description="Signups").add(2, {"plan": "pro"})
+        assert providers.force_flush(10_000)
+    finally:
+        providers.shutdown()
+    found = families(sidecar)
+    assert one(found, "signups", "signups_total", job="client-metrics", plan="pro") == 2
+    off = configure_opentelemetry("client-off", endpoint=sidecar.http_url, metrics=False, set_global=False)
+    off.shutdown()
+    assert off.meter_provider is None

@@ -333,7 +333,7 @@ def test_refusals_are_logged_once_per_reason_then_counted(small: Sidecar) -> Non
             0,
         ),
         "OTLP/HTTP export rejected, 404 POST to an unknown path (the traces path is /v1/traces, "
-        "the logs path is /v1/logs)": (
+        "the logs path is /v1/logs, the metrics path is /v1/metrics)": (
             lambda: sdk_export_to(small.http_url + "/"),  # the classic: base URL without /v1/traces
             False,
             0,
