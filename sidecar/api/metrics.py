@@ -1,8 +1,9 @@
 """``GET /metrics``: Prometheus text 0.0.4 or OpenMetrics 1.0.0 by ``Accept``, gzip when asked.
 
 Encoding runs on a worker thread (a scrape of thousands of series must not stall ingest answers
-on the event loop); ``name[]`` restricts the answer to the named families, as prometheus_client's
-own handlers do.
+on the event loop), one family at a time so that an unchanged family's bytes are reused
+(``sidecar.metrics.registry.encode``); ``name[]`` restricts the answer to the named families, as
+prometheus_client's own handlers do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
+from sidecar.metrics.registry import encode
+
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 METRICS_PATH = "/metrics"
 
@@ -22,7 +25,7 @@ async def serve_metrics(request: web.Request) -> web.StreamResponse:
     encoder, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
     names = request.query.getall("name[]", [])
     source = registry.restricted_registry(names) if names else registry
-    body = await asyncio.get_running_loop().run_in_executor(None, encoder, source)
+    body = await asyncio.get_running_loop().run_in_executor(None, encode, source, encoder, content_type)
     response = web.Response(body=body, headers={"Content-Type": content_type})
     response.enable_compression()  # only when the scraper's Accept-Encoding asks for it
     return response

@@ -11,6 +11,12 @@ so a client sending a million span names costs one series, not a million.
 
 Tables are written by one thread at a time per family (the tap's task) and read by the scrape; a
 scrape copies what it reads under the family's lock.
+
+A scrape of an unchanged family costs nothing: every write goes through :meth:`Family.series`,
+which counts a version, and ``collect`` hands out the same :class:`Readout` until the version
+moves; ``sidecar.metrics.registry.encode`` keeps each format's bytes on it. A readout holds a
+compact copy of the series (label tuples and numbers), and builds the samples (label dicts) only
+while an encoder reads them, so keeping one costs no memory per sample.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import bisect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import repeat
 from typing import Generic, TypeVar
 
 import numpy as np
 from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Exemplar
+from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
 OVERFLOW_LABEL = "otel_metric_overflow"
@@ -32,6 +40,8 @@ OVERFLOW_KEY: tuple[str, ...] = ("\x00overflow",)  # never a real label tuple (l
 S = TypeVar("S")
 T = TypeVar("T")
 Labels = tuple[str, ...]
+# A Sample from a (name, labels, value, timestamp, exemplar, native) tuple: Sample._make, in C.
+_sample = partial(tuple.__new__, Sample)
 
 
 class Overflows:
@@ -62,6 +72,32 @@ class Overflows:
         yield metric
 
 
+class Readout(Metric):
+    """A family's metric as of one version: ``samples`` are built from ``build`` (a closure over
+    the copied series) each time they are read; ``encoded`` holds each content type's bytes."""
+
+    MAX_ENCODINGS = 4  # content types kept (a client varying Accept cannot grow it)
+
+    def __init__(self, name: str, documentation: str, typ: str, build: Callable[[], list[Sample]]) -> None:
+        self._build = build
+        super().__init__(name, documentation, typ)
+        self.encoded: dict[str, bytes] = {}
+
+    @property
+    def samples(self) -> list[Sample]:
+        return self._build()
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        if value:  # Metric.__init__ sets [], which is what build gives before any series exists
+            raise AttributeError("a Readout's samples come from its family")
+
+    def keep(self, content_type: str, body: bytes) -> None:
+        if len(self.encoded) >= self.MAX_ENCODINGS:
+            self.encoded.clear()
+        self.encoded[content_type] = body
+
+
 class Family(Generic[S]):
     """One metric family's series by label values, at most ``limit`` of them (0: no limit)."""
 
@@ -82,10 +118,13 @@ class Family(Generic[S]):
         self._new = new
         self._series: dict[Labels, S] = {}
         self.lock = threading.Lock()
+        self._version = 0  # moves with every write (series() is how every write finds its state)
+        self._readout: tuple[int, Readout] | None = None
 
     def series(self, labels: Labels, observations: float = 1) -> S:
         """The state of a series (created if new); the overflow series' when the family is full.
         Call under ``self.lock``. ``observations`` is what gets counted as folded on overflow."""
+        self._version += 1
         state = self._series.get(labels)
         if state is not None:
             return state
@@ -100,6 +139,7 @@ class Family(Generic[S]):
 
     def remove(self, labels: Labels) -> None:
         with self.lock:
+            self._version += 1
             self._series.pop(labels, None)
 
     def __len__(self) -> int:
@@ -118,6 +158,7 @@ class Family(Generic[S]):
             ended = [labels for labels, state in self._series.items() if over(state)]
             for labels in ended:
                 del self._series[labels]
+            self._version += bool(ended)
         return len(ended)
 
     def read(self, view: Callable[[Labels, S], T]) -> list[T]:
@@ -137,6 +178,30 @@ class Family(Generic[S]):
             else:
                 out.append((dict(zip(self.labelnames, labels, strict=True)), state))
         return out
+
+    def label_dicts(self, labels: list[Labels]) -> list[dict[str, str]]:
+        """The label dict of each label tuple, the overflow series' labelled as such."""
+        dicts = list(map(dict, map(zip, repeat(self.labelnames), labels)))
+        if OVERFLOW_KEY in labels:
+            for i, found in enumerate(labels):
+                if found == OVERFLOW_KEY:
+                    dicts[i] = {OVERFLOW_LABEL: "true"}
+        return dicts
+
+    def readout(
+        self, typ: str, copy: Callable[[list[S]], T], build: Callable[[list[Labels], T], list[Sample]]
+    ) -> Readout:
+        """The family's metric: the one handed out before while no write came since; else a new
+        one over ``copy(states)`` (taken under the lock), whose samples ``build`` makes."""
+        with self.lock:
+            cached = self._readout
+            if cached is not None and cached[0] == self._version:
+                return cached[1]
+            labels = list(self._series)
+            copied = copy(list(self._series.values()))
+            metric = Readout(self.name, self.documentation, typ, partial(build, labels, copied))
+            self._readout = (self._version, metric)
+        return metric
 
 
 @dataclass(slots=True)
@@ -162,10 +227,7 @@ class CounterFamily(Family[Count]):
                 self.series(labels, amount).value += amount
 
     def collect(self) -> Iterator[Metric]:
-        metric = Metric(self.name, self.documentation, "counter")
-        for labels, state in self.snapshot(lambda c: Count(c.value)):
-            metric.add_sample(self.name + "_total", labels, state.value)
-        yield metric
+        yield self.readout("counter", _values, partial(_value_samples, self, self.name + "_total"))
 
 
 class GaugeFamily(Family[Count]):
@@ -181,10 +243,18 @@ class GaugeFamily(Family[Count]):
             self.series(labels).value = value
 
     def collect(self) -> Iterator[Metric]:
-        metric = Metric(self.name, self.documentation, "gauge")
-        for labels, state in self.snapshot(lambda c: Count(c.value)):
-            metric.add_sample(self.name, labels, state.value)
-        yield metric
+        yield self.readout("gauge", _values, partial(_value_samples, self, self.name))
+
+
+def _values(states: list[Count]) -> list[float]:
+    return [state.value for state in states]
+
+
+def _value_samples(
+    family: Family[Count], name: str, labels: list[Labels], values: list[float]
+) -> list[Sample]:
+    dicts = family.label_dicts(labels)
+    return list(map(_sample, zip(repeat(name), dicts, values, repeat(None), repeat(None), repeat(None))))
 
 
 @dataclass(slots=True)
@@ -261,13 +331,32 @@ class HistogramFamily(Family[Buckets]):
                 state.exemplars.update(exemplars)
 
     def collect(self) -> Iterator[Metric]:
-        metric = Metric(self.name, self.documentation, "histogram")
-        for labels, state in self.snapshot(Buckets.copy):
-            cumulative = np.cumsum(state.counts).tolist()
-            for i, (le, count) in enumerate(zip(self._le, cumulative, strict=True)):
-                metric.add_sample(
-                    self.name + "_bucket", {**labels, "le": le}, count, None, state.exemplars.get(i)
-                )
-            metric.add_sample(self.name + "_count", labels, cumulative[-1])
-            metric.add_sample(self.name + "_sum", labels, state.total)
-        yield metric
+        yield self.readout("histogram", _histogram_copy, self._samples)
+
+    def _samples(self, labels: list[Labels], copied: _HistogramCopy) -> list[Sample]:
+        counts, totals, exemplars = copied
+        if not labels:
+            return []
+        cumulative: list[list[int]] = np.cumsum(counts, axis=1).tolist()
+        bucket, count, total = self.name + "_bucket", self.name + "_count", self.name + "_sum"
+        les = self._le
+        none = [None] * len(les)
+        out: list[Sample] = []
+        for base, cum, value, held in zip(
+            self.label_dicts(labels), cumulative, totals, exemplars, strict=True
+        ):
+            dicts = [{**base, "le": le} for le in les]
+            marks = [held.get(i) for i in range(len(les))] if held else none
+            out += map(_sample, zip(repeat(bucket), dicts, cum, none, marks, none))
+            out.append(_sample((count, base, cum[-1], None, None, None)))
+            out.append(_sample((total, base, value, None, None, None)))
+        return out
+
+
+_HistogramCopy = tuple[np.ndarray, list[float], list[dict[int, Exemplar]]]
+
+
+def _histogram_copy(states: list[Buckets]) -> _HistogramCopy:
+    """Counts as one 2-D array, sums, and the exemplars (only buckets that have one)."""
+    counts = np.stack([s.counts for s in states]) if states else np.zeros((0, 0), dtype=np.int64)
+    return counts, [s.total for s in states], [dict(s.exemplars) if s.exemplars else {} for s in states]
