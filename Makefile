@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.events
 	$(BIN)/python -m bench.analytics
+	$(BIN)/python -m bench.metrics
 
 clean:
 	rm -rf $(VENV) data

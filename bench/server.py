@@ -12,7 +12,8 @@ from bench import proc
 
 
 class Sidecar:
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, config: Path | None = None) -> None:
+        """``config``: a YAML config file for the settings a benchmark compares (say, a switch)."""
         self.data_dir = data_dir
         self.log_path = log_path
         self.grpc_port, self.http_port, self.api_port = proc.free_port(), proc.free_port(), proc.free_port()
@@ -33,6 +34,8 @@ class Sidecar:
             "--api",
             f"127.0.0.1:{self.api_port}",
         ]
+        if config is not None:
+            argv += ["--config", str(config)]
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = proc.spawn(argv, stdout=self._log, env=env)
         self.pid = self.proc.pid
