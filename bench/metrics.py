@@ -7,6 +7,8 @@ CPU-seconds per 100k spans and spans/s (median 1 s window, ``bench.senders.drive
 gives each mode's medians, their ratio, and the median of the per-round on/off ratios. After an
 "on" run, the spans counted in ``traces_span_metrics_calls_total`` are compared with the spans
 acknowledged: a tap that fell behind drops batches (and would look cheap), so the share is shown.
+The same taps are also timed in this process (CPU µs per span of both taps' ``consume`` over fresh
+prepared batches of the same workload), a figure the machine's load moves far less.
 
 **Scrape.** A fresh sidecar (``metrics.series_limit`` raised) filled with ``--series`` series,
 then ``GET /metrics`` timed from request to last byte, text 0.0.4, OpenMetrics, and OpenMetrics
@@ -57,7 +59,7 @@ def say(msg: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.metrics", description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, help="seconds of each ingest run (default 15, quick 4)")
-    p.add_argument("--rounds", type=int, help="off/on pairs (default 3, quick 1)")
+    p.add_argument("--rounds", type=int, help="off/on pairs (default 4, quick 1)")
     p.add_argument("--senders", type=int, default=4, help="concurrent gRPC senders (default 4)")
     p.add_argument("--pool", type=int, help="distinct pre-serialized requests (default 256, quick 64)")
     p.add_argument("--series", type=int, help="series in each scrape mix (default 10000, quick 2000)")
@@ -68,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a short smoke run")
     p.add_argument("--out", type=Path, default=Path("bench/out/metrics.json"))
     args = p.parse_args(argv)
-    defaults = {"duration": (15.0, 4.0), "rounds": (3, 1), "pool": (256, 64), "series": (10_000, 2000)}
+    defaults = {"duration": (15.0, 4.0), "rounds": (4, 1), "pool": (256, 64), "series": (10_000, 2000)}
     defaults["scrapes"] = (9, 3)
     for key, (full, quick) in defaults.items():
         if getattr(args, key) is None:
@@ -157,13 +159,54 @@ def overhead(args: argparse.Namespace, workdir: Path, out_dir: Path) -> dict[str
     cpu, rate = "server_cpu_s_per_100k_spans", "spans_per_s_median_1s"
     medians = {mode: {k: statistics.median(r[k] for r in runs[mode]) for k in (cpu, rate)} for mode in MODES}
     pairs = [on[cpu] / off[cpu] for off, on in zip(runs["off"], runs["on"], strict=True)]
+    in_process = tap_cost(workload)
+    off_us = medians["off"][cpu] * 10  # CPU-s per 100k spans -> µs per span
     return {
         "runs": runs,
         "medians": medians,
+        "taps_in_process": {
+            **in_process,
+            "share_of_off_ingest_cpu": round(in_process["both_us_per_span"] / off_us, 4),
+        },
         "cpu_on_over_off": round(medians["on"][cpu] / medians["off"][cpu], 4),
         "cpu_on_over_off_paired_median": round(statistics.median(pairs), 4),
         "spans_per_s_on_over_off": round(medians["on"][rate] / medians["off"][rate], 4),
     }
+
+
+def tap_cost(workload: Any, passes: int = 3, requests: int = 256) -> dict[str, float]:
+    """CPU µs per span of the span metrics and service graph taps (as the server builds them, with
+    the default config), each pass over new prepared batches (new trace ids); medians."""
+    import asyncio
+
+    from sidecar.config.model import MetricsConfig
+    from sidecar.ingest.traces import prepare_traces
+    from sidecar.metrics.families import Overflows
+    from sidecar.metrics.servicegraph import ServiceGraphMetrics
+    from sidecar.metrics.spans import SpanMetrics
+
+    config, overflows = MetricsConfig(), Overflows()
+    taps = {
+        "spanmetrics": SpanMetrics(config.spanmetrics, config.series_limit, overflows),
+        "servicegraph": ServiceGraphMetrics(config.servicegraph, config.series_limit, overflows),
+    }
+    stream = RequestStream(workload)
+    times: dict[str, list[float]] = {name: [] for name in taps}
+
+    async def consume(tap: Any, batches: list[Any]) -> None:
+        for batch in batches:
+            await tap.consume(batch)
+
+    for i in range(passes):
+        batches = [prepare_traces(stream.body(seq)) for seq in range(i * requests, (i + 1) * requests)]
+        spans = sum(b.accepted for b in batches)
+        for name, tap in taps.items():
+            t0 = time.process_time()
+            asyncio.run(consume(tap, batches))
+            times[name].append((time.process_time() - t0) / spans * 1e6)
+    out = {f"{name}_us_per_span": round(statistics.median(t), 2) for name, t in times.items()}
+    out["both_us_per_span"] = round(sum(out.values()), 2)
+    return out
 
 
 # -- scrape: ~N series, then GET /metrics ------------------------------------------------------------
@@ -294,6 +337,12 @@ def render(results: dict[str, Any]) -> str:
             f" (paired median {o['cpu_on_over_off_paired_median']:.3f}),"
             f" spans/s {o['spans_per_s_on_over_off']:.3f};"
             f" spans counted by the taps / acknowledged: {counted}"
+        )
+        t = o["taps_in_process"]
+        lines.append(
+            f"taps in process: span metrics {t['spanmetrics_us_per_span']} + service graph"
+            f" {t['servicegraph_us_per_span']} = {t['both_us_per_span']} µs/span,"
+            f" {100 * t['share_of_off_ingest_cpu']:.1f} % of the off runs' server CPU per span"
         )
     for mix, s in results.get("scrape", {}).items():
         lines.append(
