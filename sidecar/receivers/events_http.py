@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from sidecar.config.model import EventsIngestConfig
 from sidecar.ingest.events import CONTENT_TYPES, MULTIPART, EventError, Limits, Parsed, parse_request
 from sidecar.pipeline.consumer import Consumer
 from sidecar.receivers.export import ExportObserver
-from sidecar.receivers.otlp_http import _WBITS, BodyTooLarge, inflate
+from sidecar.receivers.http_body import SUPPORTED, WBITS, BodyTooLarge, CorruptBody, inflate
 from sidecar.receivers.rejections import RateLimitedLog
 from sidecar.receivers.status import RETRY_AFTER_S
 from sidecar.storage.api import Overloaded, StoreClosed
@@ -156,17 +155,17 @@ class EventsReceiver:
         content_type = request.content_type
         has_type = bool(request.headers.get(hdrs.CONTENT_TYPE, "").strip())
         encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
-        if encoding not in _WBITS and encoding not in ("", "identity"):
-            return _refusal(415, f"unsupported Content-Encoding {encoding!r}; use gzip or deflate")
+        if encoding not in WBITS and encoding not in ("", "identity"):
+            return _refusal(415, f"unsupported Content-Encoding {encoding!r}; use {SUPPORTED}")
         try:
             body = await request.read()
-            if encoding in _WBITS and body:
+            if encoding in WBITS and body:
                 body = inflate(body, encoding, self._limit)
         except (BodyTooLarge, web.HTTPRequestEntityTooLarge) as exc:
             detail = exc.text if isinstance(exc, web.HTTPRequestEntityTooLarge) else str(exc)
             return _refusal(413, f"request body too large: {detail}")
-        except zlib.error as exc:
-            return _refusal(400, f"cannot decompress {encoding} body: {exc}")
+        except CorruptBody as exc:
+            return _refusal(400, str(exc))
         if body.strip() and not (content_type in CONTENT_TYPES or content_type == MULTIPART):
             supported = ", ".join(CONTENT_TYPES)
             got = repr(content_type) if has_type else "no Content-Type"

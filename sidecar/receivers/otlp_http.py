@@ -2,9 +2,10 @@
 protobuf and OTLP-JSON.
 
 aiohttp's own body inflation is turned off: it would answer unknown or corrupt encodings with
-its own plain-text 400 and an error traceback in our log, before our handler runs. We inflate
-here instead, stopping as soon as the output passes the limit (413), so the limit is on the
-decompressed size the spec asks for and a small "zip bomb" never expands in memory.
+its own plain-text 400 and an error traceback in our log, before our handler runs, and it took a
+gzip body cut short for a whole one. We inflate here instead (http_body.py): a truncated or corrupt
+stream is a 400 naming the encoding, and output stops as soon as it passes the limit (413), so the
+limit is on the decompressed size the spec asks for and a small "zip bomb" never expands in memory.
 Every error, 404/405/415 included, carries a google.rpc.Status in the request's own encoding, as
 the Collector does for 400s (CONTRACTS §1.5); a request in neither OTLP encoding gets JSON, the
 Collector's fallback, since that is what a person with curl can read. Refusals are logged through
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -25,32 +25,12 @@ from aiohttp import hdrs, web
 from sidecar.config.model import split_endpoint
 from sidecar.otlp.json_codec import OtlpJsonError, decode_json_request, encode_json
 from sidecar.receivers.export import Exporter
+from sidecar.receivers.http_body import SUPPORTED, WBITS, BodyTooLarge, CorruptBody, inflate
 from sidecar.receivers.http_log import HttpServerLog
 from sidecar.receivers.rejections import RateLimitedLog, rejection_log
 from sidecar.receivers.status import JSON, PROTOBUF, STATUS, Outcome, http_error
 
 log = logging.getLogger(__name__)
-_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-class BodyTooLarge(ValueError):
-    pass
-
-
-def inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    """Decompress gzip / zlib-deflate (raw deflate too, as browsers send it) up to ``limit`` bytes."""
-    wbits = _WBITS[encoding]
-    try:
-        inflater = zlib.decompressobj(wbits)
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        if encoding != "deflate":
-            raise
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        out = inflater.decompress(body, limit + 1)
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
-    return out
 
 
 class OtlpHttpReceiver:
@@ -168,16 +148,16 @@ class OtlpHttpReceiver:
                 f"unsupported Content-Type (use {PROTOBUF} or {JSON})",
             )
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in _WBITS and encoding not in ("", "identity"):
+        if encoding not in WBITS and encoding not in ("", "identity"):
             return self._refuse(
                 Outcome.UNSUPPORTED_MEDIA_TYPE,
-                f"unsupported Content-Encoding {encoding!r}, supported: gzip, deflate",
+                f"unsupported Content-Encoding {encoding!r}, supported: {SUPPORTED}",
                 content_type,
                 "unsupported Content-Encoding (use gzip or deflate)",
             )
         try:
             body = await request.read()
-            if encoding in _WBITS:
+            if encoding in WBITS and body:  # no body is an empty request, whatever its encoding
                 body = inflate(body, encoding, self._limit)
         except (BodyTooLarge, web.HTTPRequestEntityTooLarge) as exc:
             detail = exc.text if isinstance(exc, web.HTTPRequestEntityTooLarge) else str(exc)
@@ -187,14 +167,14 @@ class OtlpHttpReceiver:
                 content_type,
                 "body over receivers.otlp.http.max_request_body_size_mib (after decompression)",
             )
-        except zlib.error as exc:
+        except CorruptBody as exc:
             return self._refuse(
                 Outcome.BAD_REQUEST,
-                f"cannot decompress {encoding} body: {exc}",
+                str(exc),
                 content_type,
                 f"corrupt {encoding} body",
             )
-        except Exception as exc:  # corrupt gzip/deflate stream and the like
+        except Exception as exc:  # the connection broke mid-body and the like
             return self._refuse(
                 Outcome.BAD_REQUEST,
                 f"cannot read request body: {exc}",
