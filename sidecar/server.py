@@ -226,6 +226,7 @@ async def run(config: Config) -> int:
     if not config.metrics.listen:
         add_metrics_route(api_app, metrics.registry)
     metrics_runner: web.AppRunner | None = None
+    graph_tick: asyncio.Task[None] | None = None  # ends service-graph waits on an idle sidecar
     retention = Retention.from_config(store, config.storage)
     storage_metrics = StorageMetrics(store, queue, retention, metrics.overflows)
     queue.on_write = storage_metrics.on_write
@@ -261,11 +262,14 @@ async def run(config: Config) -> int:
             )
             health.receivers["otlp_http"] = True
         retention.start()
+        graph_tick = asyncio.create_task(writer.tick(), name="service graph tick")
         log.info("sidecar ready (data dir %s)", config.data_dir)
         await stop.wait()
         log.info("shutting down")
     finally:
         health.receivers = dict.fromkeys(health.receivers, False)
+        if graph_tick is not None:  # it only queues (never awaits a write): cancelled at once
+            graph_tick.cancel()
         # Listeners close together, each finishing in-flight requests within ``grace``; then the
         # writer drains what they acknowledged-to-be; the total stays within shutdown_timeout_s.
         await asyncio.gather(

@@ -9,6 +9,10 @@ batch under ``G | hour(4) | parent(4) | child(4) -> u64`` in the day's partition
 virtual peer (``ingest/peers.py``: a database at once, anything else once its wait is over), under
 ``V | hour(4) | client(4) | peer name -> u64``. ``/api/dependencies`` reads both back with
 :func:`read_calls` and :func:`read_peer_calls`.
+
+Waits end in a write: the next one with spans, or, on an idle sidecar, a write without spans that
+the trace writer queues when halves wait and no write expired any for a while (:meth:`ServiceGraph.due`),
+so an edge to a virtual peer reaches ``/api/dependencies`` as it reaches the metrics.
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ class ServiceGraph:
         # Waiting halves: (client service id, its virtual peer or "") and the server's service id.
         self._pairing: Pairing[tuple[int, str], int] = Pairing(wait_s, max_pending, clock)
         self._counts: dict[bytes, int] = {}
+        self._clock = clock
+        self._expired_at = clock()  # the last time a write ended the waits that were over
+
+    def due(self, every: float) -> bool:
+        """Halves wait and no write has ended waits for ``every`` seconds: time for a write without spans.
+
+        Read from the event loop while the writer thread pairs: plain reads of a float and two
+        ``len()``s, a hint only (a late or needless write of no spans is harmless).
+        """
+        return self._clock() - self._expired_at >= every and any(self._pairing.waiting())
 
     def add(
         self,
@@ -84,7 +98,8 @@ class ServiceGraph:
         for (parent, _), child in self._pairing.pair(halves, servers):
             _count(calls, parent, child)
         virtual: PeerCalls = {}
-        expired, _ = self._pairing.expire()
+        self._expired_at = self._clock()
+        expired, _ = self._pairing.expire(self._expired_at)
         for svc, name in expired:
             if name:
                 virtual[(svc, name)] = virtual.get((svc, name), 0) + 1

@@ -271,6 +271,8 @@ class WriteQueue:
             written: dict[str, int] = {}
             for sig, _, count, _ in drained:
                 written[sig.name] = written.get(sig.name, 0) + count
+            if not size and not any(written.values()):
+                return  # a merger's tick that found nothing to write (traces/writer.py): no write
             try:
                 self.on_write(WriteDone(elapsed, written, size))
             except Exception:  # a metrics bug must not end the writer thread

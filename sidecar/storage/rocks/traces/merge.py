@@ -106,7 +106,10 @@ class TraceMerge:
         parts = self._drop_stored_spans(parts, summaries, ns)
         if not parts:
             self._pending = None  # unchanged: nothing to cache or forget
-            return  # every span is a resent copy of one already stored
+            # Every span is a resent copy of one already stored, or this is the writer's tick
+            # (no spans): waits that are over still end, storing their virtual edges.
+            self._graph.add({}, {}, ns, part, batch)
+            return
         # Postings name traces by their slot in this write's trace table (2 bytes, not 16).
         slot_of = dict(zip(trace_ids, count())).__getitem__
         self._store_blobs(prepared, part, batch)

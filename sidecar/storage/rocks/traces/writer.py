@@ -1,11 +1,19 @@
-"""The SpanWriter the receivers hold: prepared spans into the shared write queue, merged by TraceMerge."""
+"""The SpanWriter the receivers hold: prepared spans into the shared write queue, merged by TraceMerge.
+
+It also keeps the service graph's waits ending on an idle sidecar: :meth:`TraceWriter.tick` runs on
+the event loop and queues a write of no spans when client or server halves wait and no write ended
+waits for a second (or ``wait_s`` if shorter). The write itself runs on the writer thread like
+every other, so RocksDB is still written by that thread alone.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from sidecar.storage.api import Overloaded, StoreClosed
 from sidecar.storage.pairing import DEFAULT_MAX_PENDING, DEFAULT_WAIT_S
 from sidecar.storage.prepared import PreparedTraces
 from sidecar.storage.rocks.registry import Registry
@@ -14,6 +22,7 @@ from sidecar.storage.rocks.traces.merge import MAX_TRACES_PER_WRITE, TraceMerge
 from sidecar.storage.rocks.write_queue import WriteQueue
 
 SIGNAL = "traces"
+TICK_S = 1.0  # how often an idle writer looks for service-graph waits that are over (at most)
 
 
 class TraceWriter:
@@ -31,7 +40,8 @@ class TraceWriter:
     ) -> None:
         self._queue = queue
         # The dependencies pair calls as the service graph metrics do (metrics.servicegraph.*).
-        graph = ServiceGraph(graph_wait_s, graph_max_pending)
+        graph = self._graph = ServiceGraph(graph_wait_s, graph_max_pending)
+        self.tick_s = min(graph_wait_s, TICK_S)
         queue.register(
             SIGNAL,
             TraceMerge(queue.store, registry, reprepare, graph),
@@ -55,3 +65,22 @@ class TraceWriter:
             done.set_result(None)
             return done
         return self._queue.submit_async(SIGNAL, prepared, prepared.accepted)
+
+    def expire_waiting(self) -> Future[None] | None:
+        """Queue a write of no spans if the service graph has waits to end (see :meth:`tick`).
+
+        Never blocks: the queue's lock is held only to append. None when nothing was queued.
+        """
+        if not self._graph.due(self.tick_s):
+            return None
+        nothing = PreparedTraces([], defaultdict(), 0, 0, [])
+        try:
+            return self._queue.submit(SIGNAL, nothing, 0)
+        except (Overloaded, StoreClosed):  # spans are queued (their write ends the waits) or shutting down
+            return None
+
+    async def tick(self) -> None:
+        """Until cancelled (at shutdown, before the queue closes): every ``tick_s``, expire_waiting()."""
+        while True:
+            await asyncio.sleep(self.tick_s)
+            self.expire_waiting()
