@@ -12,37 +12,25 @@ from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from sidecar.metrics.families import Overflows, Readout
+from sidecar.metrics.families import OPENMETRICS_EOF, Encoder, One, Overflows, Readout
 
 Source = Callable[[], Iterable[Metric]]
-Encoder = Callable[[Collector], bytes]
-OPENMETRICS_EOF = b"# EOF\n"
-
-
-class _One(Collector):
-    def __init__(self, metric: Metric) -> None:
-        self.metric = metric
-
-    def collect(self) -> Iterator[Metric]:
-        yield self.metric
 
 
 def encode(source: Collector, encoder: Encoder, content_type: str) -> bytes:
     """What ``encoder`` (from ``choose_encoder``) makes of ``source``, one metric at a time, so
     that the bytes of a family unchanged since an earlier scrape (the same :class:`Readout`) are
-    reused instead of encoded again. The result is the encoder's own output for the whole source:
-    both formats are their families one after another, OpenMetrics then ends with ``# EOF``."""
+    reused, and of a changed one only its changed series are encoded (``Readout.encode``). The
+    result is the encoder's own output for the whole source: both formats are their families one
+    after another, OpenMetrics then ends with ``# EOF``."""
     openmetrics = content_type.startswith("application/openmetrics-text")
     chunks: list[bytes] = []
     for metric in source.collect():
-        cached = metric.encoded.get(content_type) if isinstance(metric, Readout) else None
-        if cached is None:
-            cached = encoder(_One(metric))
-            if openmetrics:
-                cached = cached.removesuffix(OPENMETRICS_EOF)
-            if isinstance(metric, Readout):
-                metric.keep(content_type, cached)
-        chunks.append(cached)
+        if isinstance(metric, Readout):
+            chunks.append(metric.encode(encoder, content_type))
+            continue
+        body = encoder(One(metric))
+        chunks.append(body.removesuffix(OPENMETRICS_EOF) if openmetrics else body)
     if openmetrics:
         chunks.append(OPENMETRICS_EOF)
     return b"".join(chunks)

@@ -3,6 +3,7 @@ bytes are reused until a write (or an expiry) changes it."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,7 +12,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
-from sidecar.metrics.families import CounterFamily, GaugeFamily, HistogramFamily, Readout
+from sidecar.metrics.families import OVERFLOW_KEY, CounterFamily, GaugeFamily, HistogramFamily, Readout
 from sidecar.metrics.registry import Metrics, encode
 
 TEXT = ""
@@ -37,13 +38,16 @@ def _filled() -> tuple[Metrics, CounterFamily, HistogramFamily, GaugeFamily]:
 
 
 class _Without(Collector):
-    """The registry minus the process collector, whose CPU seconds move between two encodings."""
+    """The registry minus the process and GC collectors, whose CPU seconds and collection counts
+    move between two encodings."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        return (m for m in self.metrics.registry.collect() if not m.name.startswith("process_"))
+        return (
+            m for m in self.metrics.registry.collect() if not m.name.startswith(("process_", "python_gc_"))
+        )
 
 
 def test_per_family_encoding_is_the_encoders_output_in_both_formats() -> None:
@@ -101,3 +105,174 @@ def test_restricted_scrapes_still_filter_readouts() -> None:
     body = encode(metrics.registry.restricted_registry(["demo_depth"]), encoder, content_type).decode()
     assert "demo_depth 7.0" not in body and 'demo_depth{queue="writes"} 7.0' in body
     assert "demo_calls" not in body and "process_" not in body
+
+
+# -- series-level caching: a scrape encodes only the series written since the previous one ----------
+VALUES = ["a", "b", 'q"uote', "back\\slash", "new\nline", "cr\rx", "ünï", ""]
+
+
+class _Plain(Collector):
+    """The same readouts as plain metrics, for the encoder to encode whole."""
+
+    def __init__(self, readouts: list[Metric]) -> None:
+        self.readouts = readouts
+
+    def collect(self) -> Iterator[Metric]:
+        for readout in self.readouts:
+            metric = Metric(readout.name, readout.documentation, readout.type)
+            metric.samples = readout.samples
+            yield metric
+
+
+class _Listed(Collector):
+    def __init__(self, readouts: list[Metric]) -> None:
+        self.readouts = readouts
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.readouts)
+
+
+def _families(limit: int) -> tuple[CounterFamily, GaugeFamily, HistogramFamily]:
+    metrics = Metrics(limit)
+    return (
+        CounterFamily(
+            "rand_calls", "Calls\nwith a newline", ("service_name", "span_name"), limit, metrics.overflows
+        ),
+        GaugeFamily("rand_depth", "Depth", ("queue",), limit, metrics.overflows),
+        HistogramFamily(
+            "rand_seconds", "Durations", ("service_name",), [0.01, 0.1, 1.0], limit, metrics.overflows
+        ),
+    )
+
+
+def _exemplar(rng: random.Random) -> Exemplar:
+    return Exemplar(
+        {"trace_id": rng.randbytes(16).hex(), "span_id": rng.randbytes(8).hex()}, rng.random(), 1.7e9
+    )
+
+
+def _step(rng: random.Random, calls: CounterFamily, depth: GaugeFamily, hist: HistogramFamily) -> None:
+    """One random write or removal on one of the families."""
+    op = rng.randrange(9)
+    v = rng.choice
+    if op == 0:
+        calls.add((v(VALUES), v(VALUES)), rng.randrange(1, 5))
+    elif op == 1:
+        calls.add_many([((v(VALUES), v(VALUES)), rng.random()) for _ in range(rng.randrange(1, 6))])
+    elif op == 2:
+        depth.set((v(VALUES),), rng.uniform(-5, 5))
+    elif op == 3:
+        values = np.asarray([rng.uniform(0, 2) for _ in range(rng.randrange(1, 5))])
+        ex = ({"trace_id": rng.randbytes(16).hex()}, float(values[0]), 1.7e9) if rng.random() < 0.5 else None
+        hist.observe((v(VALUES),), values, ex)
+    elif op == 4:
+        hist.observe_one((v(VALUES),), rng.uniform(0, 2))
+    elif op == 5:
+        counts = np.asarray([rng.randrange(3) for _ in range(4)])
+        hist.add_counts((v(VALUES),), counts, float(counts.sum()) / 3, {rng.randrange(4): _exemplar(rng)})
+    elif op == 6:
+        family = rng.choice([calls, depth, hist])
+        keys = list(family._series)  # the live series, overflow included (test-only peek)
+        if keys:
+            family.remove(rng.choice(keys))
+    elif op == 7:
+        family = rng.choice([calls, depth, hist])
+        family.remove_if(lambda state: rng.random() < 0.3)
+    else:
+        calls.remove(("never", "there"))  # a removal of nothing changes nothing
+
+
+def _kept_within_bounds(*families: CounterFamily | GaugeFamily | HistogramFamily) -> None:
+    for family in families:
+        assert len(family._lines) <= Readout.MAX_ENCODINGS
+        for kept in family._lines.values():
+            assert set(kept) <= set(family._series)  # removed and expired series hold no lines
+
+
+def test_random_writes_removals_and_overflow_encode_as_the_whole_family_in_both_formats() -> None:
+    formats = [choose_encoder(TEXT), choose_encoder(OPENMETRICS)]
+    overflowed = 0
+    for seed in range(40):
+        rng = random.Random(seed)
+        families = _families(limit=rng.choice([0, 3, 6, 20]))
+        for _ in range(40):
+            for _ in range(rng.randrange(0, 4)):
+                _step(rng, *families)
+            readouts = [next(iter(family.collect())) for family in families]
+            # sometimes one format only: the other's lines must still catch up later
+            for encoder, content_type in rng.sample(formats, rng.choice([1, 2])):
+                whole = encoder(_Plain(readouts))
+                assert encode(_Listed(readouts), encoder, content_type) == whole, seed
+            _kept_within_bounds(*families)
+            overflowed += any(OVERFLOW_KEY in family for family in families)
+    assert overflowed  # the overflow series was written, scraped and expired along the way
+
+
+def test_overflow_series_lines_follow_its_writes_and_its_removal() -> None:
+    calls, _, _ = _families(limit=2)
+    encoder, content_type = choose_encoder(OPENMETRICS)
+    calls.add_many([(("s", f"op{i}"), 1) for i in range(4)])  # op2 and op3 fold
+    assert OVERFLOW_KEY in calls
+    first = encode(_Listed([next(iter(calls.collect()))]), encoder, content_type).decode()
+    assert 'rand_calls_total{otel_metric_overflow="true"} 2.0' in first
+    calls.add(("s", "op9"), 5)
+    second = encode(_Listed([next(iter(calls.collect()))]), encoder, content_type).decode()
+    assert 'rand_calls_total{otel_metric_overflow="true"} 7.0' in second
+    assert calls.remove_if(lambda state: state.value == 7.0) == 1
+    readout = next(iter(calls.collect()))
+    third = encode(_Listed([readout]), encoder, content_type)
+    assert b"otel_metric_overflow" not in third and third == encoder(_Plain([readout]))
+    _kept_within_bounds(calls)
+
+
+class _Counting:
+    """An encoder that records how many samples each call encoded."""
+
+    def __init__(self, accept: str) -> None:
+        self.encoder, self.content_type = choose_encoder(accept)
+        self.samples: list[int] = []
+
+    def __call__(self, collector: Collector) -> bytes:
+        self.samples.append(sum(len(metric.samples) for metric in collector.collect()))
+        return self.encoder(collector)
+
+
+def test_a_scrape_after_one_write_encodes_that_series_only() -> None:
+    calls, _, hist = _families(limit=0)
+    calls.add_many([(("svc", f"op{i}"), 1) for i in range(1000)])
+    for i in range(500):
+        hist.add_counts((f"svc{i}",), np.array([1, 0, 2, 1]), 3.0, {2: _exemplar(random.Random(i))})
+    for accept in (TEXT, OPENMETRICS):
+        counting = _Counting(accept)
+        source = _Listed([next(iter(f.collect())) for f in (calls, hist)])
+        encode(source, counting, counting.content_type)
+        assert sum(counting.samples) == 1000 + 500 * 6  # the first scrape encodes everything
+        calls.add(("svc", "op7"), 1)
+        hist.observe_one(("svc3",), 0.5)
+        counting.samples.clear()
+        readouts = [next(iter(f.collect())) for f in (calls, hist)]
+        body = encode(_Listed(readouts), counting, counting.content_type)
+        # per family: the header (no samples), then one call with the written series' samples
+        assert counting.samples == [0, 1, 0, 6]
+        assert body == counting.encoder(_Plain(readouts))
+        counting.samples.clear()
+        assert encode(_Listed(readouts), counting, counting.content_type) == body
+        assert counting.samples == []  # unchanged: the readouts' bytes are reused
+
+
+def test_a_stale_readout_encodes_its_own_data_and_keeps_nothing() -> None:
+    calls, _, _ = _families(limit=0)
+    encoder, content_type = choose_encoder(TEXT)
+    calls.add_many([(("svc", f"op{i}"), 1) for i in range(10)])
+    encode(_Listed([next(iter(calls.collect()))]), encoder, content_type)
+    calls.add(("svc", "op1"), 1)
+    old = next(iter(calls.collect()))
+    calls.add(("svc", "op2"), 1)
+    new = next(iter(calls.collect()))  # a second scrape took a readout while the first one encodes
+    assert encode(_Listed([old]), encoder, content_type) == encoder(_Plain([old]))
+    assert b'span_name="op2"} 1.0' in encode(_Listed([old]), encoder, content_type)
+    assert encode(_Listed([new]), encoder, content_type) == encoder(_Plain([new]))
+    calls.add(("svc", "op3"), 1)
+    newest = next(iter(calls.collect()))
+    body = encode(_Listed([newest]), encoder, content_type)
+    assert body == encoder(_Plain([newest])) and b'span_name="op2"} 2.0' in body
