@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from sidecar.config.model import Config, join_path
+from sidecar.config.model import COMMA_SEPARATED_KEYS, DURATION_KEYS, Config, join_path
 
 ENV_PREFIX = "SIDECAR_"
 CONFIG_FILE_ENV = "SIDECAR_CONFIG"
@@ -140,6 +140,23 @@ def _coerce(value: object, tp: type) -> object:
     return value
 
 
+def _yaml_friendly(path: str, value: object) -> object:
+    """A YAML list for a comma-separated key, joined; a bare number for a duration key, as seconds
+    text. Anything else is left for ``_coerce`` to check. Raises ``TypeError`` for a list item
+    that is not a plain scalar."""
+    if path in COMMA_SEPARATED_KEYS and isinstance(value, list):
+        bad = [item for item in value if isinstance(item, bool) or not isinstance(item, str | int | float)]
+        if bad:
+            raise TypeError(
+                f"expected a comma-separated string or a list of strings or numbers; "
+                f"the list holds {_describe(bad[0])}"
+            )
+        return ",".join(str(item) for item in value)
+    if path in DURATION_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)  # seconds, as "300" would be
+    return value
+
+
 def _parse_text(text: str, tp: type) -> object:
     """Parse an env/flag string as a YAML scalar; string keys keep raw text YAML would mangle.
 
@@ -220,9 +237,12 @@ class _Merger:
         if text and isinstance(value, str):
             value = _parse_text(value, tp)
         try:
-            tree[key] = _coerce(value, tp)
+            tree[key] = _coerce(_yaml_friendly(path, value), tp)
         except TypeError as exc:
-            self._error(path, str(exc), origin)
+            reason = str(exc)
+            if path in COMMA_SEPARATED_KEYS and not isinstance(value, list):
+                reason = reason.replace("expected a string", "expected a comma-separated string or a list", 1)
+            self._error(path, reason, origin)
             return
         self.origins[path] = origin
 

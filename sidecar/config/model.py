@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
@@ -292,6 +293,27 @@ class IngestConfig:
 
 
 MAX_EVENT_METRIC_DIMENSIONS = 10
+# Label names no configured dimension may take, whatever the family: Prometheus reserves ``__*``,
+# ``le`` and ``quantile`` are its bucket and quantile labels, ``otel_metric_overflow`` marks the
+# overflow series, and ``job``/``instance`` are the target labels a scrape attaches (a clash would
+# be renamed ``exported_*`` by Prometheus, silently).
+RESERVED_LABELS = ("le", "quantile", "otel_metric_overflow", "job", "instance")
+
+
+def check_dimension_labels(where: str, pairs: Sequence[tuple[str, str]], own: Sequence[str]) -> list[str]:
+    """Errors for configured dimensions, given as (name as configured, label name): a reserved label
+    (``__*``, :data:`RESERVED_LABELS`, or one of the family's ``own`` labels), or two alike."""
+    errors: list[str] = []
+    seen: dict[str, str] = {}
+    for name, label in pairs:
+        if label.startswith("__") or label in RESERVED_LABELS:
+            errors.append(f"{where}: {name!r} would be the label {label!r}, which is reserved")
+        elif label in own:
+            errors.append(f"{where}: {name!r} would be the label {label!r}, which the family already has")
+        elif label in seen:
+            errors.append(f"{where}: {seen[label]!r} and {name!r} are both the label {label!r}")
+        seen.setdefault(label, name)
+    return errors
 
 
 def prometheus_label(name: str) -> str:
@@ -318,19 +340,13 @@ class EventMetricsConfig:
         errors = []
         if len(pairs) > MAX_EVENT_METRIC_DIMENSIONS:
             errors.append(f"{where}: {len(pairs)} properties; the limit is {MAX_EVENT_METRIC_DIMENSIONS}")
-        seen: dict[str, str] = {}
-        for name, label in pairs:
-            if label in ("event_name", "otel_metric_overflow") or label.startswith("__"):
-                errors.append(f"{where}: {name!r} would be the label {label!r}, which is reserved")
-            elif label in seen:
-                errors.append(f"{where}: {seen[label]!r} and {name!r} are both the label {label!r}")
-            seen.setdefault(label, name)
-        return errors
+        return errors + check_dimension_labels(where, pairs, ("event_name",))
 
 
 # The spanmetrics connector's default buckets (defaultHistogramBucketsMs), in seconds.
 SPAN_METRICS_BUCKETS = "0.002,0.004,0.006,0.008,0.01,0.05,0.1,0.2,0.4,0.8,1,1.4,2,5,10,15"
-SPAN_METRICS_LABELS = ("service_name", "span_name", "span_kind", "status_code", "service", "le")
+# The span metrics families' own labels (``service`` is the Tempo family's).
+SPAN_METRICS_LABELS = ("service_name", "span_name", "span_kind", "status_code", "service")
 MAX_SPAN_DIMENSIONS = 10
 
 
@@ -368,21 +384,17 @@ class SpanMetricsConfig:
         return sorted(set(bounds))
 
     def validate(self, path: str) -> list[str]:
-        """Dimensions: at most MAX_SPAN_DIMENSIONS, named, labels distinct and not the built-in
-        ones; buckets: 1 to 100 finite numbers > 0."""
+        """Dimensions: at most MAX_SPAN_DIMENSIONS, named, labels distinct and neither reserved nor
+        the families' own (``check_dimension_labels``); buckets: 1 to 100 finite numbers > 0."""
         errors: list[str] = []
         where = join_path(path, "dimensions")
         dims = self.dimension_list()
         if len(dims) > MAX_SPAN_DIMENSIONS:
             errors.append(f"{where}: {len(dims)} dimensions; the limit is {MAX_SPAN_DIMENSIONS}")
-        seen: set[str] = set()
-        for name, _ in dims:
-            label = label_name(name)
-            if not name:
-                errors.append(f"{where}: a dimension has no attribute name (expected name or name:default)")
-            elif label in SPAN_METRICS_LABELS or label in seen:
-                errors.append(f"{where}: {name!r} would be the label {label!r}, which is already taken")
-            seen.add(label)
+        if any(not name for name, _ in dims):
+            errors.append(f"{where}: a dimension has no attribute name (expected name or name:default)")
+        pairs = [(name, label_name(name)) for name, _ in dims if name]
+        errors += check_dimension_labels(where, pairs, SPAN_METRICS_LABELS)
         where = join_path(path, "buckets")
         try:
             bounds = self.bucket_list()
@@ -418,15 +430,30 @@ class ServiceGraphConfig:
 
 
 MIN_STALENESS_S, MAX_STALENESS_S = 1.0, 7 * 86400.0
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)?")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# String keys that hold a comma-separated list: a YAML list is taken too (its items joined by ",").
+COMMA_SEPARATED_KEYS = frozenset(
+    {
+        "storage.events.rollup_dimensions",
+        "ingest.events.cors_allowed_origins",
+        "metrics.events.dimensions",
+        "metrics.spanmetrics.dimensions",
+        "metrics.spanmetrics.buckets",
+    }
+)
+# String keys that hold a duration: a bare YAML number is taken too, as seconds.
+DURATION_KEYS = frozenset({"metrics.staleness"})
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h|d)?")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration_s(text: str, low: float, high: float) -> float:
-    """``"5m"``, ``"300s"``, ``"1.5h"``, ``"250ms"`` or plain seconds (``"300"``), within [low, high]."""
+    """``"5m"``, ``"300s"``, ``"1.5h"``, ``"1d"``, ``"250ms"`` or plain seconds (``"300"``), within
+    [low, high]."""
     found = _DURATION.fullmatch(text.strip())
     if found is None:
-        raise ValueError(f"{text!r} is not a duration; use a number with ms, s, m or h (5m, 300s) or seconds")
+        raise ValueError(
+            f"{text!r} is not a duration; use a number with ms, s, m, h or d (5m, 300s, 1d) or seconds"
+        )
     seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2)]
     if not low <= seconds <= high:
         raise ValueError(f"must be between {low:g} s and {high:g} s, got {text!r}")

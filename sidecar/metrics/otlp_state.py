@@ -22,11 +22,15 @@ Collector's exporter (names in ``otlp_names.py``, values in ``otlp_series.py``):
 
 One Prometheus name has one type. A point whose name is already exposed with another type (from
 another scope or resource), or whose samples would clash with another family's (``x_count`` next
-to a histogram ``x``) or with the sidecar's own metrics, is dropped: the export's
+to a histogram ``x``), with the sidecar's own metrics or with the names Prometheus writes itself
+(``up``, ``scrape_*``, ``otel_scope_info``), is dropped: the export's
 ``partial_success`` names it, ``sidecar_otlp_metric_points_dropped_total{reason}`` counts it, and
 a warning is logged at most every 10 s per reason.
 
-Each family keeps at most ``metrics.series_limit`` series. Past it a new series folds into the
+At most ``metrics.series_limit`` families exist at once: past it the points of a new name are
+refused (``reason="family_limit"``), so a client sending unique metric names cannot grow memory
+without bound; a family frees its place when its last series expires. Each family keeps at most
+``metrics.series_limit`` series. Past it a new series folds into the
 ``otel_metric_overflow="true"`` series when that can be exact: a delta point is added to it, a gauge
 sets it. A cumulative point cannot be folded (its increment is unknown without its own series), so
 it is refused; both are counted in ``sidecar_metric_series_overflow_total{family}``.
@@ -78,6 +82,22 @@ NO_RECORDED_VALUE = 1
 TARGET_INFO = "target_info"
 DROPPED = "sidecar_otlp_metric_points_dropped"
 RESERVED_PREFIX = "sidecar_"  # the sidecar's own metrics
+# Names Prometheus itself writes for every scrape (``up`` and the ``scrape_*`` series) and the
+# info metric the OTel compatibility rules give to scopes: an exposed sample with one of these
+# names would clash with them in Prometheus.
+PROMETHEUS_NAMES = frozenset(
+    {
+        "up",
+        "scrape_duration_seconds",
+        "scrape_samples_scraped",
+        "scrape_samples_post_metric_relabeling",
+        "scrape_series_added",
+        "scrape_timeout_seconds",
+        "scrape_sample_limit",
+        "scrape_body_size_bytes",
+        "otel_scope_info",
+    }
+)
 DEFAULT_STALENESS_S = 300.0
 WARN_INTERVAL_S = 10.0
 _SWEEP_INTERVAL_S = 1.0
@@ -93,7 +113,8 @@ _BASE_LABELS = ("job", "instance", "otel_scope_name", "otel_scope_version")
 _TYPE_LABELS = {"histogram": ("le",), "summary": ("quantile",)}
 _WHY = {
     "type_conflict": "a Prometheus name already exposed with another type (or whose samples clash)",
-    "reserved_name": "a Prometheus name the sidecar exposes itself",
+    "reserved_name": "a Prometheus name the sidecar or Prometheus itself owns",
+    "family_limit": "new metric names past metrics.series_limit families",
     "invalid_name": "a metric name with no character a Prometheus name can use",
     "series_limit": "cumulative points of new series past metrics.series_limit",
     "overlapping_delta": "delta points that start before their series' latest point",
@@ -221,7 +242,12 @@ class OtlpMetrics:
 
     def _is_reserved(self, name: str) -> bool:
         assert self._reserved is not None
-        return name.startswith(RESERVED_PREFIX) or name == TARGET_INFO or name in self._reserved
+        return (
+            name.startswith(RESERVED_PREFIX)
+            or name == TARGET_INFO
+            or name in PROMETHEUS_NAMES
+            or name in self._reserved
+        )
 
     def _group_labels(self, group: ScopeGroup, now: float) -> dict[str, str]:
         """The labels every point of a (resource, scope) carries; refreshes its target_info."""
@@ -265,10 +291,19 @@ class OtlpMetrics:
             reason, why = "type_conflict", f"{shown}, already a {found.type} (from another scope or resource)"
         else:
             names = exposed_names(name, typ)
-            if any(self._is_reserved(n) for n in names):
-                reason, why = "reserved_name", f"{shown}, which the sidecar exposes itself"
+            owned = [n for n in names if self._is_reserved(n)]
+            if owned:
+                who = (
+                    "Prometheus itself writes"
+                    if owned[0] in PROMETHEUS_NAMES
+                    else "the sidecar exposes itself"
+                )
+                reason, why = "reserved_name", f"{shown}, which {who} ({owned[0]!r})"
             elif any(self._claims.get(n, name) != name for n in names):
                 reason, why = "type_conflict", f"{shown}, whose samples clash with another family's"
+            elif len(self._families) >= self._limit:
+                reason = "family_limit"
+                why = f"{shown}, a new name past the family limit ({self._limit}, metrics.series_limit)"
             else:
                 # promtool wants a help text; the Collector leaves it empty when there is no description.
                 documentation = metric.description or f"OTLP metric {metric.name}"

@@ -8,11 +8,14 @@ Names and labels are the Collector's servicegraph connector's (Grafana's service
 Calls are paired by ``storage/pairing.py``, the pairing ``/api/dependencies`` uses, with the same
 wait and bound, and the same rules: a call within one service is no edge; a database call
 (``ingest/peers.py``) is an edge at once; a client half whose server half never came becomes an
-edge to its virtual peer when its wait ends. Every half that waited in vain counts as unpaired
-(``client`` or ``server`` left empty), every half refused because too many wait as dropped.
+edge to its virtual peer when its wait ends, as the Collector's ``onExpire`` completes an expired
+edge with its virtual node. A half that waited in vain and became no edge counts as unpaired
+(``client`` or ``server`` left empty); every half refused because too many wait as dropped.
 Expiry runs with each batch and at each scrape, so an idle sidecar still reports its unpaired
-halves. ``connection_type`` is ``messaging_system`` when either side is a PRODUCER/CONSUMER span
-(or the client has ``messaging.system``), ``database`` for database calls, else empty.
+halves; at a scrape it runs just before ``sidecar_metric_series_overflow_total`` is read
+(``Overflows.before_read``), so that counter covers the edges the same scrape shows.
+``connection_type`` is ``messaging_system`` when either side is a PRODUCER/CONSUMER span (or the
+client has ``messaging.system``), ``database`` for database calls, else empty.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class ServiceGraphMetrics:
     ) -> None:
         self._pairing: Pairing[ClientHalf, ServerHalf] = Pairing(config.wait_s, config.max_pending, clock)
         self._lock = threading.Lock()  # the tap pairs on the event loop, scrapes expire on a worker
+        # The registry reads the overflow counter before every derived family: expire there.
+        overflows.before_read(self.expire)
 
         def counter(name: str, doc: str) -> CounterFamily:
             return CounterFamily(name, doc, LABELS, limit, overflows)
@@ -124,14 +129,18 @@ class ServiceGraphMetrics:
             clients, servers = self._pairing.expire()
             dropped_clients, dropped_servers = self._pairing.take_dropped()
         if clients or servers:
-            self.unpaired.add_many(_halves(clients, servers).items())
-            # The Collector's virtual node: the server side is timed by the client span.
+            # The Collector's virtual node: the server side is timed by the client span. Such a
+            # half became an edge, so it is not unpaired.
             self._add([(c[0], c[3], c[4], c[2], c[1], c[1]) for c in clients if c[3]])
+            unpaired = _halves([c for c in clients if not c[3]], servers)
+            if unpaired:
+                self.unpaired.add_many(unpaired.items())
         if dropped_clients or dropped_servers:
             self.dropped.add_many(_halves(dropped_clients, dropped_servers).items())
 
     def collect(self) -> Iterator[Metric]:
-        self.expire()
+        """The families as they are; halves whose wait ended were expired by the overflow
+        counter's read just before (``before_read``), so that both agree."""
         for family in (
             self.requests,
             self.failed,

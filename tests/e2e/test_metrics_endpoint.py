@@ -110,6 +110,40 @@ def test_formats_gzip_and_name_filter(sidecar: Sidecar) -> None:
     assert names == {"sidecar_write_queue_size", "sidecar_storage_partitions"}
 
 
+def test_name_filter_takes_family_names(sidecar: Sidecar, sdk: Callable[..., SdkPipeline]) -> None:
+    """``name[]=family`` returns the family whatever its samples are called (a histogram's are
+    ``_bucket``/``_count``/``_sum``, a counter's ``_total``); sample names still work."""
+    pipeline = sdk(sidecar, "filtered")
+    with pipeline.tracer.start_as_current_span("GET /filtered"):
+        pass
+    pipeline.flush()
+    url = f"{sidecar.api_url}/metrics"
+    wait_for(sidecar, lambda found: bool(series(found, "traces_span_metrics_calls_total")))
+    for query, family, typ in [
+        ("traces_span_metrics_duration_seconds", "traces_span_metrics_duration_seconds", "histogram"),
+        ("traces_span_metrics_calls", "traces_span_metrics_calls", "counter"),
+        ("traces_span_metrics_calls_total", "traces_span_metrics_calls", "counter"),
+        ("sidecar_write_queue_size", "sidecar_write_queue_size", "gauge"),
+    ]:
+        for accept in (None, OPENMETRICS):
+            text = scrape(f"{url}?name[]={query}", accept)
+            parse = openmetrics_families if accept else text_string_to_metric_families
+            found = {f.name: f for f in parse(text)}
+            assert list(found) == [family], (query, accept, text[:300])
+            assert found[family].type == typ
+            names = {s.name for s in found[family].samples if s.labels.get("service_name") == "filtered"}
+            if typ == "histogram":
+                assert names == {family + "_bucket", family + "_count", family + "_sum"}, names
+            elif typ == "counter":
+                assert names == {family + "_total"}, names
+    both = scrape(f"{url}?name[]=traces_span_metrics_duration_seconds_count&name[]=sidecar_write_queue_size")
+    found = {f.name: f for f in text_string_to_metric_families(both)}
+    assert set(found) == {"traces_span_metrics_duration_seconds", "sidecar_write_queue_size"}
+    assert {s.name for s in found["traces_span_metrics_duration_seconds"].samples} == {
+        "traces_span_metrics_duration_seconds_count"
+    }
+
+
 def test_metrics_listen_serves_metrics_apart_from_the_api(sidecar_factory: SidecarFactory) -> None:
     (port,) = free_ports(1)
     sc = sidecar_factory(extra_args=["--metrics-listen", f"{HOST}:{port}"])

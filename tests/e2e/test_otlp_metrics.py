@@ -557,3 +557,52 @@ def test_configure_opentelemetry_exports_metrics_by_default(sidecar: Sidecar) ->
     off = configure_opentelemetry("client-off", endpoint=sidecar.http_url, metrics=False, set_global=False)
     off.shutdown()
     assert off.meter_provider is None
+
+
+def test_unique_metric_names_stop_at_the_family_limit(sidecar_factory: SidecarFactory) -> None:
+    """Each new name is a family; past metrics.series_limit of them new names are refused, so a
+    client inventing names cannot grow memory (or the scrape) without bound."""
+    sidecar = sidecar_factory(env={"SIDECAR_METRICS__SERIES_LIMIT": "5"})
+    first = post_proto(sidecar, request("names", *(gauge(f"name.{i}", i) for i in range(5))))
+    assert not first.HasField("partial_success")
+    flood = post_proto(sidecar, request("names", *(gauge(f"name.{i}", i) for i in range(5, 205))))
+    assert flood.partial_success.rejected_data_points == 200
+    assert "a new name past the family limit (5, metrics.series_limit)" in flood.partial_success.error_message
+    # A known name still takes new points.
+    again = post_proto(sidecar, request("names", gauge("name.0", 42)))
+    assert not again.HasField("partial_success")
+    found = families(sidecar)
+    exposed = sorted(name for name in found if name.startswith("name_"))
+    assert exposed == [f"name_{i}_ratio" for i in range(5)]
+    assert one(found, "name_0_ratio", "name_0_ratio", job="names") == 42
+    dropped = "sidecar_otlp_metric_points_dropped"
+    assert one(found, dropped, dropped + "_total", reason="family_limit") == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "exposed"),
+    [
+        ("up", "", "up"),
+        ("scrape.duration", "s", "scrape_duration_seconds"),
+        ("scrape_samples_scraped", "", "scrape_samples_scraped"),
+        ("scrape_samples_post_metric_relabeling", "", "scrape_samples_post_metric_relabeling"),
+        ("scrape_series_added", "", "scrape_series_added"),
+        ("scrape_timeout_seconds", "", "scrape_timeout_seconds"),
+        ("scrape_sample_limit", "", "scrape_sample_limit"),
+        ("scrape_body_size_bytes", "", "scrape_body_size_bytes"),
+        ("otel_scope_info", "", "otel_scope_info"),
+    ],
+)
+def test_names_prometheus_writes_itself_are_refused(
+    sidecar: Sidecar, name: str, unit: str, exposed: str
+) -> None:
+    metric = metrics_pb2.Metric(name=name, unit=unit)
+    metric.gauge.data_points.add(as_double=1, time_unix_nano=time.time_ns())
+    answer = post_proto(sidecar, request("owned", metric, gauge("fine", 1)))
+    assert answer.partial_success.rejected_data_points == 1
+    assert f"which Prometheus itself writes ({exposed!r})" in answer.partial_success.error_message
+    found = families(sidecar)
+    assert exposed not in found
+    assert one(found, "fine_ratio", "fine_ratio", job="owned") == 1
+    dropped = "sidecar_otlp_metric_points_dropped"
+    assert one(found, dropped, dropped + "_total", reason="reserved_name") >= 1

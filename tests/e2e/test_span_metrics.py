@@ -125,6 +125,29 @@ def test_bad_dimensions_and_buckets_are_refused_at_start(tmp_path: Path) -> None
     assert "metrics.spanmetrics.buckets: 'x' is not a number" in err
 
 
+def test_reserved_label_names_are_refused_at_start(tmp_path: Path) -> None:
+    """A ``__name__`` dimension once let one span's attribute break the whole /metrics page."""
+    env = {
+        "SIDECAR_METRICS__SPANMETRICS__DIMENSIONS": "http.route,__name__,le,job,instance,service",
+        "SIDECAR_METRICS__EVENTS__DIMENSIONS": "plan,__meta",
+    }
+    done = subprocess.run(
+        serve_command("--data-dir", str(tmp_path / "data")),
+        env=subprocess_env(env),
+        capture_output=True,
+        timeout=60,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    where = "metrics.spanmetrics.dimensions"
+    for label in ("__name__", "le", "job", "instance"):
+        assert f"{where}: {label!r} would be the label {label!r}, which is reserved" in err
+    assert f"{where}: 'service' would be the label 'service', which the family already has" in err
+    assert "metrics.events.dimensions: '__meta' would be the label '__meta', which is reserved" in err
+    assert "http_route" not in err and "'plan'" not in err
+    assert not (tmp_path / "data").exists()  # refused before anything was opened
+
+
 def test_milliseconds_and_tempo_families(sidecar_factory: SidecarFactory, sdk: Any) -> None:
     env = {
         "SIDECAR_METRICS__SPANMETRICS__UNIT_MILLISECONDS": "true",

@@ -355,3 +355,111 @@ def test_rollup_dimensions_are_a_short_list_of_property_names() -> None:
         "screen",
         "plan",
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "dimension", "label", "why"),
+    [
+        ("metrics.spanmetrics.dimensions", "__name__", "__name__", "which is reserved"),
+        ("metrics.spanmetrics.dimensions", "__meta.x", "__meta_x", "which is reserved"),
+        ("metrics.spanmetrics.dimensions", "le", "le", "which is reserved"),
+        ("metrics.spanmetrics.dimensions", "quantile", "quantile", "which is reserved"),
+        (
+            "metrics.spanmetrics.dimensions",
+            "otel.metric.overflow",
+            "otel_metric_overflow",
+            "which is reserved",
+        ),
+        ("metrics.spanmetrics.dimensions", "job", "job", "which is reserved"),
+        ("metrics.spanmetrics.dimensions", "instance:i-1", "instance", "which is reserved"),
+        ("metrics.spanmetrics.dimensions", "service.name", "service_name", "the family already has"),
+        ("metrics.spanmetrics.dimensions", "span.kind", "span_kind", "the family already has"),
+        ("metrics.spanmetrics.dimensions", "span_name", "span_name", "the family already has"),
+        ("metrics.spanmetrics.dimensions", "status_code", "status_code", "the family already has"),
+        ("metrics.spanmetrics.dimensions", "service", "service", "the family already has"),
+        ("metrics.events.dimensions", "__name__", "__name__", "which is reserved"),
+        ("metrics.events.dimensions", "job", "job", "which is reserved"),
+        ("metrics.events.dimensions", "le", "le", "which is reserved"),
+        ("metrics.events.dimensions", "event.name", "event_name", "the family already has"),
+    ],
+)
+def test_dimensions_refuse_reserved_and_clashing_label_names(
+    tmp_path: Path, path: str, dimension: str, label: str, why: str
+) -> None:
+    """One span with a ``__name__`` attribute would otherwise break the whole /metrics page."""
+    (error,) = errors_of(config_file=write(tmp_path, nested(path, f"'http.route,{dimension}'")))
+    assert error.startswith(f"{path}: {dimension.partition(':')[0]!r} would be the label {label!r}, ")
+    assert why in error
+
+
+def test_dimensions_that_are_fine_labels_are_taken(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, "metrics:\n  spanmetrics:\n    dimensions: 'http.route,_private,jobs'\n"), env={}
+    )
+    assert config.metrics.spanmetrics.dimensions == "http.route,_private,jobs"
+
+
+def test_yaml_lists_and_bare_seconds_are_taken(tmp_path: Path) -> None:
+    text = (
+        "metrics:\n"
+        "  staleness: 300\n"
+        "  events: {dimensions: [plan, btn.color]}\n"
+        "  spanmetrics: {buckets: [0.1, 1, 5], dimensions: [http.route, 'env:prod']}\n"
+        "storage: {events: {rollup_dimensions: [screen]}}\n"
+        "ingest: {events: {cors_allowed_origins: ['https://a.example', 'https://b.example']}}\n"
+    )
+    config = load_config(write(tmp_path, text), env={})
+    assert config.metrics.staleness_s() == 300
+    assert config.metrics.spanmetrics.bucket_list() == [0.1, 1, 5]
+    assert config.metrics.spanmetrics.dimension_list() == [("http.route", None), ("env", "prod")]
+    assert config.metrics.events.labels() == (("plan", "plan"), ("btn.color", "btn_color"))
+    assert config.storage.events.dimensions() == ("screen",)
+    assert config.ingest.events.origins() == {"https://a.example", "https://b.example"}
+    config = load_config(write(tmp_path, "metrics: {staleness: 1.5}\n"), env={})
+    assert config.metrics.staleness_s() == 1.5
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "metrics: {spanmetrics: {buckets: [0.1, [1]]}}\n",
+            "a list of strings or numbers; the list holds [1]",
+        ),
+        ("metrics: {spanmetrics: {dimensions: [true]}}\n", "the list holds True (bool)"),
+        ("metrics: {spanmetrics: {dimensions: 5}}\n", "expected a comma-separated string or a list, got 5"),
+        ("metrics: {spanmetrics: {buckets: [0.1, x]}}\n", "'x' is not a number"),
+        ("metrics: {staleness: [300]}\n", "expected a string, got [300]"),
+        ("metrics: {staleness: 0}\n", "must be between 1 s and 604800 s"),
+        ("metrics: {staleness: true}\n", "expected a string, got True"),
+        ("api: {endpoint: [a, b]}\n", "expected a string, got ['a', 'b']"),
+    ],
+)
+def test_yaml_values_that_are_still_refused(tmp_path: Path, text: str, fragment: str) -> None:
+    (error,) = errors_of(config_file=write(tmp_path, text))
+    assert fragment in error, error
+
+
+def test_servicegraph_wait_must_be_positive_as_documented() -> None:
+    (error,) = errors_of(env={"SIDECAR_METRICS__SERVICEGRAPH__WAIT_S": "0"})
+    assert error.startswith("metrics.servicegraph.wait_s: must be > 0 and <= 3600 seconds")
+    for doc in ("README.md", "docs/config.md"):
+        row = next(
+            line
+            for line in (ROOT / doc).read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `metrics.servicegraph.wait_s`")
+        )
+        assert "more than 0" in row and "(0\N{EN DASH}3600)" not in row, (doc, row)
+
+
+def test_readme_serve_usage_lists_every_flag() -> None:
+    import argparse
+
+    from sidecar.cli.main import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {o for action in commands.choices["serve"]._actions for o in action.option_strings if o != "-h"}
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    cli = text[text.index("## CLI") :]
+    usage = cli[cli.index("sidecar serve [") : cli.index("sidecar traces get")]
+    assert sorted(f for f in flags - {"--help"} if f not in usage) == []

@@ -32,8 +32,13 @@ def test_dimension_labels_and_their_validation() -> None:
     errors = EventMetricsConfig(dimensions="a.b,a-b,event_name").validate("metrics.events")
     assert errors == [
         "metrics.events.dimensions: 'a.b' and 'a-b' are both the label 'a_b'",
-        "metrics.events.dimensions: 'event_name' would be the label 'event_name', which is reserved",
+        "metrics.events.dimensions: 'event_name' would be the label 'event_name',"
+        " which the family already has",
     ]
+    errors = EventMetricsConfig(dimensions="__name__,le,quantile,job,instance,otel.metric.overflow").validate(
+        "m"
+    )
+    assert [e.rpartition(", ")[2] for e in errors] == ["which is reserved"] * 6
     many = EventMetricsConfig(dimensions=",".join(f"p{i}" for i in range(11))).validate("m.events")
     assert many == ["m.events.dimensions: 11 properties; the limit is 10"]
 

@@ -123,13 +123,16 @@ def test_delta_exponential_points_merge_at_the_lower_scale() -> None:
     assert exponential_buckets(merged) == [(pytest.approx(math.sqrt(2) ** 3), 3)]
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("300s", 300), ("300", 300), ("1.5h", 5400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("5m", 300), ("300s", 300), ("300", 300), ("1.5h", 5400), ("1d", 86400), ("7d", 604800)],
+)
 def test_staleness_accepts_durations_and_seconds(text: str, seconds: float) -> None:
     assert MetricsConfig(staleness=text).validate("metrics") == []
     assert MetricsConfig(staleness=text).staleness_s() == seconds
 
 
-@pytest.mark.parametrize("text", ["0", "500ms", "5 minutes", "-5m", "8d", ""])
+@pytest.mark.parametrize("text", ["0", "500ms", "5 minutes", "-5m", "8d", "7.5d", "1w", ""])
 def test_staleness_refuses_nonsense(text: str) -> None:
     (error,) = MetricsConfig(staleness=text).validate("metrics")
     assert error.startswith("metrics.staleness: ")
