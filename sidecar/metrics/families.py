@@ -17,6 +17,14 @@ which counts a version, and ``collect`` hands out the same :class:`Readout` unti
 moves; ``sidecar.metrics.registry.encode`` keeps each format's bytes on it. A readout holds a
 compact copy of the series (label tuples and numbers), and builds the samples (label dicts) only
 while an encoder reads them, so keeping one costs no memory per sample.
+
+A scrape of a changed family encodes only the series written since the previous readout: a family
+keeps, per content type, each series' encoded sample lines (what the encoder made of a metric
+holding that series' samples, headers and ``# EOF`` cut off), drops those of the series written
+(:meth:`Family.series` notes them) or removed, and :meth:`Family.encode` encodes the missing ones
+in one encoder call and joins the family's header and every series' lines in the family's order:
+the bytes the encoder makes of the whole family. The lines kept are at most the live series times
+:attr:`Readout.MAX_ENCODINGS` content types.
 """
 
 from __future__ import annotations
@@ -27,10 +35,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
@@ -40,8 +49,23 @@ OVERFLOW_KEY: tuple[str, ...] = ("\x00overflow",)  # never a real label tuple (l
 S = TypeVar("S")
 T = TypeVar("T")
 Labels = tuple[str, ...]
+Encoder = Callable[[Collector], bytes]
 # A Sample from a (name, labels, value, timestamp, exemplar, native) tuple: Sample._make, in C.
 _sample = partial(tuple.__new__, Sample)
+OPENMETRICS_EOF = b"# EOF\n"
+# Samples the text encoder moves out of their series into a block at the family's end (so their
+# lines cannot be kept per series); no family here emits them, which Family.encode checks.
+_MOVED_SUFFIXES = ("_created", "_gsum", "_gcount")
+
+
+class One(Collector):
+    """A collector of one metric: what the encoders take."""
+
+    def __init__(self, metric: Metric) -> None:
+        self.metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.metric
 
 
 class Overflows:
@@ -82,19 +106,32 @@ class Overflows:
 
 
 class Readout(Metric):
-    """A family's metric as of one version: ``samples`` are built from ``build`` (a closure over
-    the copied series) each time they are read; ``encoded`` holds each content type's bytes."""
+    """A family's metric as of one version: ``samples`` are built by ``rows`` (a closure over the
+    copied series: all of them, or the series at the given positions of ``labels``, ``width``
+    samples each) each time they are read; ``encoded`` holds each content type's bytes."""
 
     MAX_ENCODINGS = 4  # content types kept (a client varying Accept cannot grow it)
 
-    def __init__(self, name: str, documentation: str, typ: str, build: Callable[[], list[Sample]]) -> None:
-        self._build = build
-        super().__init__(name, documentation, typ)
+    def __init__(
+        self,
+        family: Family[Any],
+        generation: int,
+        typ: str,
+        labels: list[Labels],
+        rows: Callable[[list[int] | None], list[Sample]],
+        width: int,
+    ) -> None:
+        self._family = family
+        self.generation = generation
+        self.labels = labels
+        self.rows = rows
+        self.width = width
+        super().__init__(family.name, family.documentation, typ)
         self.encoded: dict[str, bytes] = {}
 
     @property
     def samples(self) -> list[Sample]:
-        return self._build()
+        return self.rows(None)
 
     @samples.setter
     def samples(self, value: list[Sample]) -> None:
@@ -105,6 +142,15 @@ class Readout(Metric):
         if len(self.encoded) >= self.MAX_ENCODINGS:
             self.encoded.clear()
         self.encoded[content_type] = body
+
+    def encode(self, encoder: Encoder, content_type: str) -> bytes:
+        """The encoder's bytes for this metric (without OpenMetrics' ``# EOF``): kept ones, else
+        the family's kept lines of unchanged series plus the changed series encoded."""
+        body = self.encoded.get(content_type)
+        if body is None:
+            body = self._family.encode(self, encoder, content_type)
+            self.keep(content_type, body)
+        return body
 
 
 class Family(Generic[S]):
@@ -129,6 +175,9 @@ class Family(Generic[S]):
         self.lock = threading.Lock()
         self._version = 0  # moves with every write (series() is how every write finds its state)
         self._readout: tuple[int, Readout] | None = None
+        self._dirty: set[Labels] = set()  # series written since the latest readout (live ones)
+        self._generation = 0  # readouts taken; the kept lines are those of the latest one
+        self._lines: dict[str, dict[Labels, bytes]] = {}  # content type -> series -> sample lines
 
     def series(self, labels: Labels, observations: float = 1) -> S:
         """The state of a series (created if new); the overflow series' when the family is full.
@@ -136,20 +185,30 @@ class Family(Generic[S]):
         self._version += 1
         state = self._series.get(labels)
         if state is not None:
+            self._dirty.add(labels)
             return state
         if self.limit and len(self._series) >= self.limit + (OVERFLOW_KEY in self._series):
             self._overflows.add(self.name, observations)
             labels = OVERFLOW_KEY
             state = self._series.get(labels)
             if state is not None:
+                self._dirty.add(labels)
                 return state
         state = self._series[labels] = self._new()
+        self._dirty.add(labels)
         return state
+
+    def _forget(self, labels: Labels) -> None:
+        """A series was removed: its kept lines go (under the lock)."""
+        self._dirty.discard(labels)
+        for kept in self._lines.values():
+            kept.pop(labels, None)
 
     def remove(self, labels: Labels) -> None:
         with self.lock:
             self._version += 1
-            self._series.pop(labels, None)
+            if self._series.pop(labels, None) is not None:
+                self._forget(labels)
 
     def __len__(self) -> int:
         return len(self._series)
@@ -167,6 +226,7 @@ class Family(Generic[S]):
             ended = [labels for labels, state in self._series.items() if over(state)]
             for labels in ended:
                 del self._series[labels]
+                self._forget(labels)
             self._version += bool(ended)
         return len(ended)
 
@@ -198,19 +258,104 @@ class Family(Generic[S]):
         return dicts
 
     def readout(
-        self, typ: str, copy: Callable[[list[S]], T], build: Callable[[list[Labels], T], list[Sample]]
+        self,
+        typ: str,
+        copy: Callable[[list[S]], T],
+        build: Callable[[list[Labels], T], list[Sample]],
+        take: Callable[[T, list[int]], T],
+        width: int,
     ) -> Readout:
         """The family's metric: the one handed out before while no write came since; else a new
-        one over ``copy(states)`` (taken under the lock), whose samples ``build`` makes."""
+        one over ``copy(states)`` (taken under the lock), whose samples ``build`` makes, ``width``
+        per series; ``take`` picks some series of a copy. The kept lines of the series written
+        since the previous readout are dropped: the others still hold for the new one."""
         with self.lock:
             cached = self._readout
             if cached is not None and cached[0] == self._version:
                 return cached[1]
-            labels = list(self._series)
+            for kept in self._lines.values():
+                for labels in self._dirty:
+                    kept.pop(labels, None)
+            self._dirty.clear()
+            self._generation += 1
+            order = list(self._series)
             copied = copy(list(self._series.values()))
-            metric = Readout(self.name, self.documentation, typ, partial(build, labels, copied))
+            rows = partial(_rows, build, take, order, copied)
+            metric = Readout(self, self._generation, typ, order, rows, width)
             self._readout = (self._version, metric)
         return metric
+
+    def encode(self, readout: Readout, encoder: Encoder, content_type: str) -> bytes:
+        """What ``encoder`` makes of ``readout`` (OpenMetrics' ``# EOF`` cut off): the kept lines
+        of each series, the missing ones encoded in one call. Lines are kept only while
+        ``readout`` is the latest readout, and only for series still live."""
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        labels = readout.labels
+        with self.lock:
+            current = readout.generation == self._generation
+            kept = self._lines.get(content_type) if current else None
+            held: list[bytes | None] = list(map(kept.get, labels)) if kept else [None] * len(labels)
+        missing = [i for i, lines in enumerate(held) if lines is None]
+        header, encoded = _encode_rows(readout, encoder, missing, openmetrics)
+        for i, lines in zip(missing, encoded, strict=True):
+            held[i] = lines
+        if missing:
+            with self.lock:
+                if readout.generation == self._generation:
+                    kept = self._lines.get(content_type)
+                    if kept is None:
+                        if len(self._lines) >= Readout.MAX_ENCODINGS:
+                            self._lines.clear()
+                        kept = self._lines[content_type] = {}
+                    live = self._series
+                    for i, lines in zip(missing, encoded, strict=True):
+                        if labels[i] in live:
+                            kept[labels[i]] = lines
+        return header + b"".join(held)  # type: ignore[arg-type]  # every None was filled
+
+
+def _rows(
+    build: Callable[[list[Labels], T], list[Sample]],
+    take: Callable[[T, list[int]], T],
+    labels: list[Labels],
+    copied: T,
+    rows: list[int] | None,
+) -> list[Sample]:
+    """The samples of every series of a readout (``rows`` None), or of those at ``rows``."""
+    if rows is None or len(rows) == len(labels):
+        return build(labels, copied)
+    return build([labels[i] for i in rows], take(copied, rows))
+
+
+def _encode_rows(
+    readout: Readout, encoder: Encoder, rows: list[int], openmetrics: bool
+) -> tuple[bytes, list[bytes]]:
+    """The family header ``encoder`` writes for ``readout`` (``# HELP``, ``# TYPE``, ``# UNIT``),
+    and the sample lines of each series at ``rows``, from one call over those series' samples."""
+    metric = Metric(readout.name, readout.documentation, readout.type, readout.unit)
+    header = encoder(One(metric))
+    if openmetrics:
+        header = header.removesuffix(OPENMETRICS_EOF)
+    if not rows:
+        return header, []
+    samples = readout.rows(rows)
+    width = readout.width
+    if len(samples) != len(rows) * width:
+        raise AssertionError(f"{readout.name}: {len(samples)} samples for {len(rows)} series of {width}")
+    moved = {readout.name + suffix for suffix in _MOVED_SUFFIXES}
+    if any(sample.name in moved for sample in samples[:width]):  # the same names in every series
+        raise AssertionError(f"{readout.name}: a sample the text encoder moves out of its series")
+    metric.samples = samples
+    body = encoder(One(metric))
+    lines = body.split(b"\n")  # one line per sample: the encoders escape newlines in text
+    head = header.count(b"\n")
+    tail = 2 if openmetrics else 1  # "# EOF" and the empty string after the last newline
+    if len(lines) != head + len(samples) + tail or not body.startswith(header):
+        raise AssertionError(f"{readout.name}: the encoder did not write one line per sample")
+    lines = lines[head : head + len(samples)]
+    if width == 1:
+        return header, [line + b"\n" for line in lines]
+    return header, [b"\n".join(lines[i : i + width]) + b"\n" for i in range(0, len(lines), width)]
 
 
 @dataclass(slots=True)
@@ -236,7 +381,9 @@ class CounterFamily(Family[Count]):
                 self.series(labels, amount).value += amount
 
     def collect(self) -> Iterator[Metric]:
-        yield self.readout("counter", _values, partial(_value_samples, self, self.name + "_total"))
+        yield self.readout(
+            "counter", _values, partial(_value_samples, self, self.name + "_total"), _take_values, 1
+        )
 
 
 class GaugeFamily(Family[Count]):
@@ -252,11 +399,15 @@ class GaugeFamily(Family[Count]):
             self.series(labels).value = value
 
     def collect(self) -> Iterator[Metric]:
-        yield self.readout("gauge", _values, partial(_value_samples, self, self.name))
+        yield self.readout("gauge", _values, partial(_value_samples, self, self.name), _take_values, 1)
 
 
 def _values(states: list[Count]) -> list[float]:
     return [state.value for state in states]
+
+
+def _take_values(values: list[float], rows: list[int]) -> list[float]:
+    return [values[i] for i in rows]
 
 
 def _value_samples(
@@ -340,7 +491,7 @@ class HistogramFamily(Family[Buckets]):
                 state.exemplars.update(exemplars)
 
     def collect(self) -> Iterator[Metric]:
-        yield self.readout("histogram", _histogram_copy, self._samples)
+        yield self.readout("histogram", _histogram_copy, self._samples, _take_histogram, len(self._le) + 2)
 
     def _samples(self, labels: list[Labels], copied: _HistogramCopy) -> list[Sample]:
         counts, totals, exemplars = copied
@@ -369,3 +520,8 @@ def _histogram_copy(states: list[Buckets]) -> _HistogramCopy:
     """Counts as one 2-D array, sums, and the exemplars (only buckets that have one)."""
     counts = np.stack([s.counts for s in states]) if states else np.zeros((0, 0), dtype=np.int64)
     return counts, [s.total for s in states], [dict(s.exemplars) if s.exemplars else {} for s in states]
+
+
+def _take_histogram(copied: _HistogramCopy, rows: list[int]) -> _HistogramCopy:
+    counts, totals, exemplars = copied
+    return counts[rows], [totals[i] for i in rows], [exemplars[i] for i in rows]
