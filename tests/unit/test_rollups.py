@@ -17,6 +17,7 @@ import pytest
 
 from sidecar.cli.main import main
 from sidecar.ingest.events import Event
+from sidecar.query.analytics.durations import _user_rows, parse_durations, run_durations
 from sidecar.query.analytics.funnels import _rollup_groups, parse_funnel, run_funnel
 from sidecar.query.analytics.retention import parse_retention, run_retention
 from sidecar.query.analytics.rollup_reads import RollupReads
@@ -226,6 +227,28 @@ def test_funnels_from_rollups_are_the_scans(columns: EventColumns, mode: str, in
     fast, slow = run_funnel(columns, req, use_rollups=True), run_funnel(columns, req, use_rollups=False)
     assert same(fast, slow)
     assert any(lv["users"] for entry in fast["buckets"] for lv in entry["levels"][2:])
+
+
+@pytest.mark.parametrize("interval", ["day", "week", "total"])
+@pytest.mark.parametrize(
+    ("start", "end"), [("view", "pay"), ("click", "view"), ("view", "view"), ("pay", "nobody")]
+)
+def test_durations_by_user_from_rollups_are_the_scans(
+    columns: EventColumns, interval: str, start: str, end: str
+) -> None:
+    body = {
+        "start_event": start,
+        "end_event": end,
+        "correlate_by": "user_id",
+        "interval": interval,
+        "from": DAY0.isoformat(),
+        "to": (DAY0 + dt.timedelta(days=21)).isoformat(),
+    }
+    req = parse_durations(body)
+    assert _user_rows(columns, req) is not None  # the rollups answered
+    fast, slow = run_durations(columns, req), run_durations(columns, req, use_rollups=False)
+    assert same(fast, slow)
+    assert (fast["count"] > 0) == (end != "nobody")
 
 
 def test_month_user_sets_are_the_union_of_their_days(columns: EventColumns) -> None:

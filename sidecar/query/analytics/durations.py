@@ -4,6 +4,8 @@ Events are paired by ``correlate_by`` (a property such as ``recording_id``, or `
 ``session_id``): for each value, its first ``start_event`` is paired with the first ``end_event``
 at or after it. Only events in ``[from, to)`` are read; a start without such an end is left out.
 A pair counts in the bucket of its start. Percentiles interpolate linearly between closest ranks.
+Correlated by ``user_id`` over whole UTC days, the rows come from the rollups' per-day (user,
+time) rows of the two names (as funnels read them); otherwise from a scan of the column blocks.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from sidecar.query.analytics.frame import Scan, Source
 from sidecar.query.analytics.request import BadRequest, buckets_of, check_object
+from sidecar.query.analytics.rollup_reads import DAY_NS, day_aligned
 from sidecar.query.analytics.timebuckets import Buckets, rfc3339
 
 _KEYS = {"start_event", "end_event", "correlate_by", "interval", "from", "to", "timezone"}
@@ -40,6 +43,47 @@ def parse_durations(body: Any) -> DurationsRequest:
     return DurationsRequest(texts[0], texts[1], texts[2], buckets_of(body))
 
 
+Rows = tuple[np.ndarray, np.ndarray]  # (correlation ids, times) of the start or the end events
+
+
+def _user_rows(source: Source, req: DurationsRequest) -> tuple[Rows, Rows, int] | None:
+    """Start and end rows correlated by user from the rollups' per-day (user, time) rows, when
+    the buckets are whole UTC days; None otherwise (then scan)."""
+    buckets = req.buckets
+    if req.correlate_by != "user_id" or not day_aligned(buckets):
+        return None
+    first_day, end_day = buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS
+    out: list[Rows] = []
+    for name in (req.start_event, req.end_event):
+        code = source.code("n", name)
+        if code is None:
+            out.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
+        else:
+            users, times, _ = source.rollups.rows(first_day, end_day, code)
+            out.append((users, times))
+    size = 1 + max(int(ids.max(initial=0)) for ids, _ in out)
+    return out[0], out[1], size
+
+
+def _scanned(source: Source, req: DurationsRequest) -> tuple[Rows, Rows, int]:
+    """Start and end rows from a scan of the column blocks, correlated by any field or property."""
+    buckets = req.buckets
+    frame = Scan(source).load_steps(
+        buckets.from_ns,
+        buckets.to_ns,
+        [(req.start_event, []), (req.end_event, [])],
+        keep_all=False,
+        breakdown=[req.correlate_by],
+        require_user=False,
+    )
+    assert frame.matched is not None
+    ids = frame.groups[0]
+    is_start = ((frame.matched & 1) != 0) & (ids != 0)
+    is_end = ((frame.matched & 2) != 0) & (ids != 0)
+    size = len(frame.values[0].keys)
+    return (ids[is_start], frame.ts[is_start]), (ids[is_end], frame.ts[is_end]), size
+
+
 def stats(seconds: np.ndarray) -> dict[str, Any]:
     if not seconds.size:
         return {
@@ -59,25 +103,15 @@ def stats(seconds: np.ndarray) -> dict[str, Any]:
     }
 
 
-def run_durations(source: Source, req: DurationsRequest) -> dict[str, Any]:
+def run_durations(source: Source, req: DurationsRequest, use_rollups: bool = True) -> dict[str, Any]:
     buckets = req.buckets
-    frame = Scan(source).load_steps(
-        buckets.from_ns,
-        buckets.to_ns,
-        [(req.start_event, []), (req.end_event, [])],
-        keep_all=False,
-        breakdown=[req.correlate_by],
-        require_user=False,
-    )
-    assert frame.matched is not None
-    ids = frame.groups[0]
-    size = len(frame.values[0].keys)
+    found = _user_rows(source, req) if use_rollups else None
+    if found is None:
+        found = _scanned(source, req)
+    (start_ids, start_ts), (end_ids, end_ts), size = found
     first_start = np.full(size, _NO_END, dtype=np.int64)
-    is_start = ((frame.matched & 1) != 0) & (ids != 0)
-    np.minimum.at(first_start, ids[is_start], frame.ts[is_start])
+    np.minimum.at(first_start, start_ids, start_ts)
     first_end = np.full(size, _NO_END, dtype=np.int64)
-    is_end = ((frame.matched & 2) != 0) & (ids != 0)
-    end_ids, end_ts = ids[is_end], frame.ts[is_end]
     after = end_ts >= first_start[end_ids]
     np.minimum.at(first_end, end_ids[after], end_ts[after])
     paired = (first_start != _NO_END) & (first_end != _NO_END)

@@ -65,6 +65,9 @@ class ValueIds:
 
     ids: dict[tuple[str, Any], int] = field(default_factory=dict)
     keys: list[tuple[str, Any] | None] = field(default_factory=lambda: [None])
+    # Per registry kind (user, service, ...): value id by code, -1 where not looked up yet; a
+    # breakdown or correlation by user_id meets each of 200k codes in thousands of blocks.
+    by_code: dict[str, np.ndarray] = field(default_factory=dict)
 
     def id(self, key: tuple[str, Any]) -> int:
         found = self.ids.get(key)
@@ -170,7 +173,7 @@ class Scan:
             if measure is not None:
                 measures.append(self._numbers(block, column_of(measure))[mask])
             for i, b in enumerate(breakdown):
-                groups[i].append(self._value_ids(block, column_of(b), values[i])[mask])
+                groups[i].append(self._value_ids(block, column_of(b), values[i], mask))
             for i, n in enumerate(numbers):
                 extra[i].append(self._numbers(block, column_of(n))[mask])
         ts, name, user = _joined(parts, 3)
@@ -238,7 +241,7 @@ class Scan:
                 continue
             parts.append((ts[keep], name[keep], user[keep], matched[keep]))
             for i, b in enumerate(breakdown):
-                groups[i].append(self._value_ids(block, column_of(b), values[i])[keep])
+                groups[i].append(self._value_ids(block, column_of(b), values[i], keep))
         seen = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, dtype=np.int64)
         ts, name, user, matched = _joined(parts, 4)
         return Frame(
@@ -311,21 +314,35 @@ class Scan:
         table = np.array([math.nan, *numbers], dtype=np.float64)
         return table[col.values]
 
-    def _value_ids(self, block: Block, column: str, ids: ValueIds) -> np.ndarray:
+    def _value_ids(self, block: Block, column: str, ids: ValueIds, rows: np.ndarray) -> np.ndarray:
+        """The value ids of ``column`` on the block's ``rows`` (a mask): only those are looked up."""
         col = block.columns.get(column)
         if col is None:
-            return np.zeros(block.rows, dtype=np.int64)
+            return np.zeros(int(np.count_nonzero(rows)), dtype=np.int64)
+        values = col.values[rows]
         if column in _KIND:
-            unique, inverse = np.unique(col.values, return_inverse=True)
-            kind = _KIND[column]
-            found = [0 if c == 0 else ids.id(("s", self._text_of(kind, c))) for c in unique.tolist()]
-            table = np.array(found, dtype=np.int64)
-            return table[inverse]
+            return self._coded_ids(_KIND[column], values, ids)
         if col.kind == DICT:
             assert col.entries is not None
             table = np.array([0, *(ids.id(_key(e)) for e in col.entries)], dtype=np.int64)
-            return table[col.values]
-        values = col.values
+            return table[values]
         unique, inverse = np.unique(values, return_inverse=True)
         table = np.array([0 if math.isnan(v) else ids.id(("n", v)) for v in unique.tolist()], dtype=np.int64)
         return table[inverse]
+
+    def _coded_ids(self, kind: str, codes: np.ndarray, ids: ValueIds) -> np.ndarray:
+        """Value ids of registry codes through a table by code: each code's text is looked up
+        once per question, not once per block it appears in."""
+        table = ids.by_code.get(kind)
+        top = int(codes.max(initial=0))
+        if table is None or table.size <= top:
+            grown = np.full(max(top + 1, 2 * (0 if table is None else table.size)), -1, dtype=np.int64)
+            grown[0] = 0  # code 0: no value
+            if table is not None:
+                grown[: table.size] = table
+            table = ids.by_code[kind] = grown
+        unique = np.unique(codes)
+        new = unique[table[unique] < 0]
+        for code in new.tolist():
+            table[code] = ids.id(("s", self._text_of(kind, code)))
+        return table[codes]
