@@ -80,15 +80,27 @@ def run_retention(source: Source, req: RetentionRequest, use_rollups: bool = Tru
         cohort = buckets.index(first)
         size = np.bincount(cohort, minlength=n)
         r_user, r_ts = _events_of(source, req, req.return_event, use_rollups)
-        at = np.searchsorted(users, r_user)
-        known = (at < users.size) & (users[np.minimum(at, users.size - 1)] == r_user)
+        # Each return event's cohort user by a table over user codes (not a search per event).
+        top = max(int(users.max()), int(r_user.max(initial=0)))
+        index_of = np.full(top + 1, -1, dtype=np.int64)
+        index_of[users] = np.arange(users.size)
+        at = index_of[r_user]
+        known = at >= 0
         at, r_ts = at[known], r_ts[known]
         after = r_ts >= first[at]
         at, r_ts = at[after], r_ts[after]
         k = buckets.index(r_ts) - cohort[at]
         inside = k < req.periods
-        pairs = np.unique(at[inside].astype(np.int64) * MAX_PERIODS + k[inside])
-        who, offset = pairs // MAX_PERIODS, pairs % MAX_PERIODS
+        # Distinct (user, period) pairs: marked on a bitmap (no sort of millions of pairs) unless
+        # the bitmap would be larger than the sort's memory.
+        codes = at[inside] * req.periods + k[inside]
+        if users.size * req.periods <= max(16 * codes.size, 1 << 24):
+            mark = np.zeros(users.size * req.periods, dtype=bool)
+            mark[codes] = True
+            pairs = np.flatnonzero(mark)
+        else:
+            pairs = np.unique(codes)
+        who, offset = pairs // req.periods, pairs % req.periods
         np.add.at(returned, (cohort[who], offset), 1)
     labels = buckets.labels()
     return {
