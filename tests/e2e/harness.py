@@ -45,13 +45,13 @@ JSON = "application/json"
 
 # Plain urllib without proxies: a developer's http_proxy must never capture localhost traffic.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_LIVE: set[subprocess.Popen[bytes]] = set()
+LIVE: set[subprocess.Popen[bytes]] = set()  # every process a test started, killed at exit if left
 
 
 @atexit.register
 def _kill_leftovers() -> None:
     """Last line of defence; fixtures normally stop every process they start."""
-    for proc in list(_LIVE):
+    for proc in list(LIVE):
         with contextlib.suppress(OSError):
             proc.kill()
 
@@ -224,7 +224,7 @@ class Sidecar:
                 env=subprocess_env(self.env),
                 cwd=self.log_dir,
             )
-        _LIVE.add(self.proc)
+        LIVE.add(self.proc)
         try:
             self.wait_ready(timeout)
         except BaseException:
@@ -268,7 +268,7 @@ class Sidecar:
             self.kill()
             raise
         finally:
-            _LIVE.discard(self.proc)
+            LIVE.discard(self.proc)
         return code, time.monotonic() - started
 
     def kill(self) -> None:
@@ -279,7 +279,7 @@ class Sidecar:
             self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
-        _LIVE.discard(self.proc)
+        LIVE.discard(self.proc)
 
     def restart(self, sig: int = signal.SIGTERM, timeout: float = READY_TIMEOUT_S) -> Sidecar:
         """Stop (if running) and start again on the same data dir; ports are picked afresh."""

@@ -7,7 +7,6 @@ every second as a fleet's Prometheus would (it negotiates OpenMetrics by default
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import shutil
@@ -20,18 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import HOST, free_ports, http_request, subprocess_env
+from tests.e2e.harness import HOST, LIVE, free_ports, http_request, subprocess_env
 
 READY_TIMEOUT_S = 60.0
-_LIVE: set[subprocess.Popen[bytes]] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """Last line of defence; the fixture normally stops the server it starts."""
-    for proc in list(_LIVE):
-        with contextlib.suppress(OSError):
-            proc.kill()
 
 
 def prometheus_binary() -> str:
@@ -98,7 +88,7 @@ class PrometheusServer:
                     env=subprocess_env(),
                     cwd=self.workdir,
                 )
-            _LIVE.add(self.proc)
+            LIVE.add(self.proc)
             if self._wait_ready():
                 return self
             self.close()
@@ -130,7 +120,7 @@ class PrometheusServer:
                 self.proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(10)
-        _LIVE.discard(self.proc)
+        LIVE.discard(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
