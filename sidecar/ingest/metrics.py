@@ -4,9 +4,11 @@ Both receivers call :func:`prepare_metrics` with protobuf bytes (OTLP-JSON is co
 exemplar IDs included). A point that breaks the data model is dropped and named in
 ``partial_success`` (``rejected_data_points``), the rest of the request is kept: a missing
 metric name, a sum or histogram without an aggregation temporality, a number point without a
-value, a histogram whose bucket counts do not match its bounds or its count, an exponential
-histogram with a scale outside -10..20 or counts that do not add up, a summary quantile outside
-0..1, an exemplar ID of the wrong length. What Prometheus makes of a valid point is the
+value, a monotonic sum below 0 or NaN (a counter cannot be one, a negative delta would make it go
+down, and OpenMetrics refuses the whole scrape over either), a histogram whose bucket counts do
+not match its bounds or its count or with an infinite bound, an exponential histogram with a scale
+outside -10..20 or counts that do not add up, a summary quantile outside 0..1 or with a negative
+value (OpenMetrics again), an exemplar ID of the wrong length. What Prometheus makes of a valid point is the
 consumer's business (``sidecar.metrics.otlp_state``).
 """
 
@@ -57,6 +59,23 @@ def _number_problem(point: Any) -> str | None:
     return _exemplar_problem(point)
 
 
+def _counter_problem(point: Any) -> str | None:
+    """A monotonic sum is a Prometheus counter, which can be neither negative nor NaN (OpenMetrics
+    refuses the whole scrape otherwise); a negative delta would also make the total go down."""
+    problem = _number_problem(point)
+    if problem is not None:
+        return problem
+    value = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+    if not value >= 0:  # also catches NaN
+        field = "asDouble" if point.WhichOneof("value") == "as_double" else "asInt"
+        return f"{field} is {_shown(value)}; a monotonic sum (a counter) must be a number >= 0"
+    return None
+
+
+def _shown(value: float) -> str:
+    return "NaN" if value != value else repr(value).replace("inf", "Inf")
+
+
 def _histogram_problem(point: Any) -> str | None:
     counts, bounds = point.bucket_counts, point.explicit_bounds
     if counts:
@@ -70,8 +89,8 @@ def _histogram_problem(point: Any) -> str | None:
             return f"count {point.count} is not the sum of bucketCounts ({total})"
     previous = -math.inf
     for bound in bounds:
-        if not bound > previous:  # also catches NaN
-            return "explicitBounds must be increasing numbers"
+        if not bound > previous or math.isinf(bound):  # also catches NaN
+            return "explicitBounds must be increasing finite numbers (+Inf is the last bucket's)"
         previous = bound
     return _exemplar_problem(point)
 
@@ -91,6 +110,8 @@ def _summary_problem(point: Any) -> str | None:
     for i, quantile in enumerate(point.quantile_values):
         if not 0 <= quantile.quantile <= 1:
             return f"quantileValues[{i}].quantile must be 0..1, got {quantile.quantile}"
+        if quantile.value < 0:  # OpenMetrics refuses the whole scrape over a negative quantile value
+            return f"quantileValues[{i}].value must be >= 0, got {_shown(quantile.value)}"
     return None
 
 
@@ -126,7 +147,7 @@ def _metric(metric: Any, path: str, batch: PreparedMetrics) -> MetricIn | None:
             batch.rejected += len(points)
             batch.note(len(points), f"{path}: {problem}")
         return None
-    check = _PROBLEMS[kind]
+    check = _counter_problem if kind == SUM and data.is_monotonic else _PROBLEMS[kind]
     kept = []
     for index, point in enumerate(points):
         bad = None if point.flags & NO_RECORDED_VALUE else check(point)

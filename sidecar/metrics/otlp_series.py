@@ -263,16 +263,20 @@ def histogram_samples(metric: Metric, labels: dict[str, str], held: Classic | Ex
         metric.add_sample(name + "_bucket", sample_labels, running, None, exemplars.get(index))
     inf_labels = {**labels, "le": "+Inf"}
     metric.add_sample(name + "_bucket", inf_labels, held.count, None, exemplars.get(len(bounds)))
-    metric.add_sample(name + "_count", labels, held.count)
-    if held.total is not None:
-        metric.add_sample(name + "_sum", labels, held.total)
+    # The specification writes _sum only when it is a counter (no negative bucket, not negative);
+    # OpenMetrics wants _count exactly with _sum. Without them the +Inf bucket still holds the count.
+    total = held.total
+    if total is not None and total >= 0 and not (bounds and bounds[0] < 0):  # NaN fails >= 0
+        metric.add_sample(name + "_count", labels, held.count)
+        metric.add_sample(name + "_sum", labels, total)
 
 
 def summary_samples(metric: Metric, labels: dict[str, str], held: Quantiles) -> None:
     name = metric.name
     for quantile, value in sorted(held.quantiles):
         metric.add_sample(name, {**labels, "quantile": floatToGoString(quantile)}, value)
-    metric.add_sample(name + "_sum", labels, held.total)
+    if held.total >= 0:  # a negative or NaN _sum is no counter: OpenMetrics refuses it
+        metric.add_sample(name + "_sum", labels, held.total)
     metric.add_sample(name + "_count", labels, held.count)
 
 

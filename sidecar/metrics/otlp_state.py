@@ -11,10 +11,11 @@ Collector's exporter (names in ``otlp_names.py``, values in ``otlp_series.py``):
 - labels are the point's attributes, ``otel_scope_name``/``otel_scope_version`` (and the scope's
   attributes as ``otel_scope_<key>``), ``job`` (``service.namespace/service.name``) and
   ``instance`` (``service.instance.id``); the other resource attributes go to one ``target_info``
-  gauge (value 1) per job and instance. An attribute whose label name is one of those (or ``le``
-  on a histogram, ``quantile`` on a summary) is renamed ``exported_<name>``, as Prometheus renames
-  clashing target labels; attributes that map to one label name have their values joined with
-  ``;`` in the order of their keys; a label with an empty value is no label, as in Prometheus;
+  gauge (value 1) per job and instance. An attribute whose label name is one of those (or ``le``,
+  ``quantile`` or ``otel_metric_overflow``, on every type) is renamed ``exported_<name>``, as
+  Prometheus renames clashing target labels; attributes that map to one label name have their
+  values joined with ``;`` in the order of their keys; a label with an empty value is no label,
+  as in Prometheus;
 - cumulative points replace the series' value (an older point than the one held is ignored);
   delta points are added to it, starting from the first delta seen; a delta point that starts
   before the series' latest point (a resend, or two writers) is refused;
@@ -109,8 +110,14 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
     "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
     "info": ("_info",),
 }
-_BASE_LABELS = ("job", "instance", "otel_scope_name", "otel_scope_version")
-_TYPE_LABELS = {"histogram": ("le",), "summary": ("quantile",)}
+# Label names the exposition reserves, whatever the metric's type: an attribute that would take
+# one is renamed exported_<name> (``le`` on a gauge fails promtool and Prometheus' own checks,
+# ``otel_metric_overflow`` would pass for the overflow series). ``__*`` cannot occur: label_name
+# makes a leading ``_`` ``key_``.
+RESERVED_LABELS = (
+    *("job", "instance", "otel_scope_name", "otel_scope_version"),
+    *("le", "quantile", OVERFLOW_LABEL),
+)
 _WHY = {
     "type_conflict": "a Prometheus name already exposed with another type (or whose samples clash)",
     "reserved_name": "a Prometheus name the sidecar or Prometheus itself owns",
@@ -173,8 +180,9 @@ def _labels(attributes: Iterable[Any], taken: Iterable[str]) -> dict[str, str]:
     for name, _, value in found:
         if name and value:
             out[name] = f"{out[name]};{value}" if name in out else value
-    for name in set(taken).intersection(out):
-        out["exported_" + name] = out.pop(name)
+    for name in sorted(set(taken).intersection(out)):
+        value, exported = out.pop(name), "exported_" + name
+        out[exported] = f"{out[exported]};{value}" if exported in out else value
     return out
 
 
@@ -267,7 +275,7 @@ class OtlpMetrics:
         if job or instance:
             with self._targets.lock:
                 target = self._targets.series((job, instance))
-                target.labels = _labels(resource.values(), ("job", "instance"))
+                target.labels = _labels(resource.values(), RESERVED_LABELS)
                 if job:
                     target.labels["job"] = job
                 if instance:
@@ -327,7 +335,7 @@ class OtlpMetrics:
         family = self._family(metric, batch, dropped)
         if family is None:
             return
-        taken = (*base, *_BASE_LABELS, *_TYPE_LABELS.get(family.type, ()))
+        taken = (*base, *RESERVED_LABELS)
         series = family.series
         cumulative = not metric.delta and family.type != GAUGE
         ended: list[Labels] = []

@@ -606,3 +606,159 @@ def test_names_prometheus_writes_itself_are_refused(
     assert one(found, "fine_ratio", "fine_ratio", job="owned") == 1
     dropped = "sidecar_otlp_metric_points_dropped"
     assert one(found, dropped, dropped + "_total", reason="reserved_name") >= 1
+
+
+def attributed(metric: metrics_pb2.Metric, **attributes: str) -> metrics_pb2.Metric:
+    """``metric`` with ``attributes`` on each of its points."""
+    kind = metric.WhichOneof("data")
+    assert kind is not None
+    for point in getattr(metric, kind).data_points:
+        point.attributes.extend(kv(k, v) for k, v in attributes.items())
+    return metric
+
+
+def assert_valid_exposition(sidecar: Sidecar) -> dict[str, Any]:
+    """promtool on the text format and prometheus_client's strict OpenMetrics parser both accept
+    the scrape; returns the OpenMetrics families."""
+    problem = promtool_check(scrape(sidecar))
+    assert problem is None, problem
+    return families(sidecar, openmetrics=True)
+
+
+def test_reserved_label_names_are_renamed_on_every_type(sidecar_factory: SidecarFactory) -> None:
+    """An attribute ``le`` or ``quantile`` on any type (not only the histogram or summary that
+    owns it) is ``exported_le``/``exported_quantile``; so are ``job``, ``instance``,
+    ``otel_scope_*`` and ``otel_metric_overflow``; a resource attribute ``le`` in target_info too."""
+    sidecar = sidecar_factory()  # its own: promtool lints other tests' families (units in ms)
+    clash = {"le": "x", "quantile": "q", "otel_metric_overflow": "true", "job": "j"}
+    level = gauge("gle", 2.0, **clash)
+    level.unit = ""
+    hits = metrics_pb2.Metric(name="hits")
+    hits.sum.aggregation_temporality = 2
+    hits.sum.is_monotonic = True
+    hits.sum.data_points.add(as_int=3, time_unix_nano=time.time_ns())
+    latency = metrics_pb2.Metric(name="lat", unit="s")
+    latency.histogram.aggregation_temporality = 2
+    latency.histogram.data_points.add(
+        count=2, sum=1.5, bucket_counts=[1, 1], explicit_bounds=[1.0], time_unix_nano=time.time_ns()
+    )
+    quantiles = metrics_pb2.Metric(name="qs", unit="s")
+    point = quantiles.summary.data_points.add(count=4, sum=2.0, time_unix_nano=time.time_ns())
+    point.quantile_values.add(quantile=0.5, value=0.4)
+    req = request("c", level, *(attributed(m, **clash) for m in (hits, latency, quantiles)))
+    req.resource_metrics[0].resource.attributes.extend([kv("le", "r"), kv("quantile", "rq")])
+    response = post_proto(sidecar, req)
+    assert not response.HasField("partial_success"), response
+    found = assert_valid_exposition(sidecar)
+    exported = {"exported_le": "x", "exported_quantile": "q", "exported_otel_metric_overflow": "true"}
+    exported["exported_job"] = "j"
+    [sample] = samples_of(found, "gle", job="c", **exported)
+    assert sample.value == 2.0 and "le" not in sample.labels and "quantile" not in sample.labels
+    assert one(found, "hits", "hits_total", job="c", **exported) == 3
+    buckets = samples_of(found, "lat_seconds", job="c", **exported)
+    assert [s.labels["le"] for s in buckets if s.name.endswith("_bucket")] == ["1.0", "+Inf"]
+    assert one(found, "lat_seconds", "lat_seconds_sum", job="c", **exported) == 1.5
+    assert one(found, "qs_seconds", "qs_seconds", job="c", quantile="0.5", **exported) == 0.4
+    assert one(found, "target_info", "target_info", job="c", exported_le="r", exported_quantile="rq") == 1
+    assert not [s for f in found.values() for s in f.samples if s.labels.get("otel_metric_overflow")]
+
+
+def test_points_openmetrics_cannot_expose_are_refused_or_left_out(sidecar_factory: SidecarFactory) -> None:
+    """A counter (monotonic sum) below zero or NaN is refused and named in partial_success, also a
+    negative delta that would make the total go down, an infinite histogram bound and a negative
+    quantile value; a histogram whose sum is no counter (negative observations) keeps its buckets
+    without _sum and _count (the specification writes _sum only when it is a counter, OpenMetrics
+    _count only with _sum). The scrape stays valid for promtool and the OpenMetrics parser."""
+    sidecar = sidecar_factory()
+    now = time.time_ns()
+
+    def counter(name: str, temporality: int, *values: float) -> metrics_pb2.Metric:
+        metric = metrics_pb2.Metric(name=name)
+        metric.sum.aggregation_temporality = temporality
+        metric.sum.is_monotonic = True
+        for i, value in enumerate(values):
+            metric.sum.data_points.add(
+                as_double=value, start_time_unix_nano=now + i, time_unix_nano=now + i + 1
+            )
+        return metric
+
+    negative = counter("c.neg", 2, -5.0)
+    nan = counter("c.nan", 2, float("nan"))
+    ints = metrics_pb2.Metric(name="c.int")
+    ints.sum.aggregation_temporality = 2
+    ints.sum.is_monotonic = True
+    ints.sum.data_points.add(as_int=-3, time_unix_nano=now)
+    deltas = counter("c.delta", 1, 4.0, -1.0, 2.0)
+    updown = metrics_pb2.Metric(name="c.updown")  # not monotonic: a gauge, negative is fine
+    updown.sum.aggregation_temporality = 2
+    updown.sum.data_points.add(as_double=-5.0, time_unix_nano=now)
+    infinite = metrics_pb2.Metric(name="h.inf")
+    infinite.histogram.aggregation_temporality = 2
+    infinite.histogram.data_points.add(
+        count=2, sum=3.0, bucket_counts=[1, 1, 0], explicit_bounds=[1.0, float("inf")], time_unix_nano=now
+    )
+    below = metrics_pb2.Metric(name="h.below")  # negative bounds and a negative sum
+    below.histogram.aggregation_temporality = 2
+    below.histogram.data_points.add(
+        count=3, sum=-4.0, bucket_counts=[2, 1, 0], explicit_bounds=[-1.0, 0.0], time_unix_nano=now
+    )
+    low_sum = metrics_pb2.Metric(name="h.lowsum")  # no negative bound, negative observations
+    low_sum.histogram.aggregation_temporality = 2
+    low_sum.histogram.data_points.add(
+        count=2, sum=-1.5, bucket_counts=[2, 0], explicit_bounds=[0.0], time_unix_nano=now
+    )
+    no_sum = metrics_pb2.Metric(name="h.nosum")
+    no_sum.histogram.aggregation_temporality = 2
+    no_sum.histogram.data_points.add(count=2, bucket_counts=[1, 1], explicit_bounds=[1.0], time_unix_nano=now)
+    fine = metrics_pb2.Metric(name="h.fine")
+    fine.histogram.aggregation_temporality = 2
+    fine.histogram.data_points.add(
+        count=2, sum=2.5, bucket_counts=[1, 1], explicit_bounds=[1.0], time_unix_nano=now
+    )
+    exp = metrics_pb2.Metric(name="e.signed")
+    point = exp.exponential_histogram.data_points.add(count=3, sum=-1.0, scale=0, time_unix_nano=now)
+    exp.exponential_histogram.aggregation_temporality = 2
+    point.positive.bucket_counts.extend([1])
+    point.negative.bucket_counts.extend([2])
+    cold = metrics_pb2.Metric(name="temp.q")
+    summary_point = cold.summary.data_points.add(count=2, sum=-3.0, time_unix_nano=now)
+    summary_point.quantile_values.add(quantile=0.5, value=0.0)
+    colder = metrics_pb2.Metric(name="temp.neg")
+    summary_point = colder.summary.data_points.add(count=2, sum=-3.0, time_unix_nano=now)
+    summary_point.quantile_values.add(quantile=0.5, value=-1.5)
+    metrics = (negative, nan, ints, deltas, updown, infinite, below, low_sum, no_sum, fine, exp, cold, colder)
+    req = request("careless", *metrics)
+    response = post_proto(sidecar, req)
+    assert response.partial_success.rejected_data_points == 6
+    message = response.partial_success.error_message
+    assert message.startswith("6 data point(s) rejected: "), message
+    expected = [
+        "metrics[0].sum.dataPoints[0]: asDouble is -5.0; a monotonic sum (a counter) must be a number >= 0",
+        "metrics[1].sum.dataPoints[0]: asDouble is NaN; a monotonic sum (a counter) must be a number >= 0",
+        "metrics[2].sum.dataPoints[0]: asInt is -3; a monotonic sum (a counter) must be a number >= 0",
+        "metrics[3].sum.dataPoints[1]: asDouble is -1.0; a monotonic sum (a counter) must be a number >= 0",
+        "metrics[5].histogram.dataPoints[0]: explicitBounds must be increasing finite numbers",
+    ]
+    for part in expected:
+        assert part in message, (part, message)
+    assert "and 1 more" in message  # the summary's negative quantile value, past the 5 messages shown
+    one_more = request("careless", colder)
+    answer = post_proto(sidecar, one_more).partial_success.error_message
+    assert "metrics[0].summary.dataPoints[0]: quantileValues[0].value must be >= 0, got -1.5" in answer
+
+    found = assert_valid_exposition(sidecar)
+    job = {"job": "careless"}
+    for refused in ("c_neg", "c_nan", "c_int", "h_inf", "temp_neg"):
+        assert refused not in found, refused
+    assert one(found, "c_delta", "c_delta_total", **job) == 6  # 4 + 2, the -1 refused
+    assert one(found, "c_updown", "c_updown", **job) == -5
+    for name in ("h_below", "h_lowsum", "h_nosum", "e_signed"):
+        names = {s.name for s in found[name].samples}
+        assert names == {name + "_bucket"}, (name, names)
+    assert one(found, "h_below", "h_below_bucket", le="-1.0", **job) == 2
+    assert one(found, "h_below", "h_below_bucket", le="+Inf", **job) == 3
+    assert one(found, "h_fine", "h_fine_sum", **job) == 2.5
+    assert one(found, "h_fine", "h_fine_count", **job) == 2
+    assert one(found, "e_signed", "e_signed_bucket", le="+Inf", **job) == 3
+    assert {s.name for s in found["temp_q"].samples} == {"temp_q", "temp_q_count"}
+    assert one(found, "temp_q", "temp_q_count", **job) == 2

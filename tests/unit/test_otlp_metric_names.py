@@ -11,6 +11,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from sidecar.config.model import MetricsConfig
 from sidecar.metrics.otlp_names import label_name, label_value, metric_name, prometheus_type
 from sidecar.metrics.otlp_series import MAX_BUCKETS, add_exponential, exponential, exponential_buckets
+from sidecar.metrics.otlp_state import RESERVED_LABELS, _labels
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,8 @@ def test_metric_names(name: str, unit: str, kind: str, monotonic: bool, expected
         ("2fa", "key_2fa"),
         ("_private", "key_private"),
         ("__reserved", "key_reserved"),
+        ("__name__", "key_name_"),  # no label name starts with __ (Prometheus' own)
+        ("._x", "key_x"),
         ("a..b", "a_b"),
         ("ünïcode", "key_n_code"),
         ("", ""),
@@ -59,6 +62,20 @@ def test_metric_names(name: str, unit: str, kind: str, monotonic: bool, expected
 )
 def test_label_names(key: str, expected: str) -> None:
     assert label_name(key) == expected
+
+
+def test_reserved_label_names_are_exported_whatever_the_type() -> None:
+    keys = {"le": "1", "quantile": "q", "job": "j", "otel_scope_name": "s", "exported_le": "e", "ok": "v"}
+    attributes = [KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in keys.items()]
+    labels = _labels(attributes, RESERVED_LABELS)
+    assert labels == {
+        "exported_le": "e;1",  # joined with the attribute already called exported_le
+        "exported_quantile": "q",
+        "exported_job": "j",
+        "exported_otel_scope_name": "s",
+        "ok": "v",
+    }
+    assert {"instance", "otel_scope_version", "otel_metric_overflow"} <= set(RESERVED_LABELS)
 
 
 def test_label_values_follow_the_attribute_rules() -> None:
