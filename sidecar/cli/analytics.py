@@ -2,43 +2,39 @@
 
 Each command builds the route's JSON request from flags (or takes a whole request with
 ``--request FILE``, ``-`` for stdin), posts it and prints a table on a terminal, the API's JSON
-with ``--json`` or its CSV with ``--csv``. Times: ``--since 30d`` (until now) or ``--from``/``--to``.
+with ``--json`` or its CSV with ``--csv``. Times: ``--since 30d`` (until now) or ``--from``/``--to``;
+a ``--since`` range starts at the start of its first bucket (as PostHog's relative ranges do), so
+the first point is a whole day, week or month rather than its tail labelled as the whole.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sidecar.cli import argtypes
-from sidecar.cli.client import ApiError, CliError, api_base, call, fetch_json, print_json, query_options
+from sidecar.cli.client import (
+    API_URL_ENV,
+    DEFAULT_API_URL,
+    ApiError,
+    CliError,
+    api_base,
+    api_url,
+    call,
+    fetch_json,
+    print_json,
+)
 from sidecar.cli.output import printable, render_table
 
 DEFAULT_SINCE = "7d"
-_OPS = (">=", "<=", "!=", ">", "<", "~", "=")  # longest first: '>=' before '>'
-_OP_NAMES = {"~": "regex"}
-
-
-def filter_arg(text: str) -> dict[str, Any]:
-    """``KEY=VALUE``, ``KEY!=VALUE``, ``KEY>N`` (``>=``, ``<``, ``<=``), ``KEY~REGEX``, ``KEY?``
-    (exists) or ``!KEY`` (does not exist), as an API filter; numbers in VALUE stay text (the server
-    compares a numeric text with numbers by value)."""
-    if text.endswith("?") and len(text) > 1:
-        return {"property": text[:-1], "op": "exists"}
-    if text.startswith("!") and len(text) > 1 and not any(op in text for op in _OPS):
-        return {"property": text[1:], "op": "not_exists"}
-    for op in _OPS:
-        key, sep, value = text.partition(op)
-        if sep and key:
-            return {"property": key, "op": _OP_NAMES.get(op, op), "value": value}
-    raise argparse.ArgumentTypeError(
-        f"expected KEY=VALUE, KEY!=VALUE, KEY>N, KEY~REGEX, KEY? or !KEY, got {text!r}"
-    )
+filter_arg = argtypes.analytics_filter
 
 
 def _time(ns: int) -> str:
@@ -46,14 +42,36 @@ def _time(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (f".{rest:09d}Z" if rest else "Z")
 
 
-def time_range(args: argparse.Namespace) -> dict[str, str]:
-    """``from``/``to`` of the request: ``--from``/``--to``, else ``--since`` (default 7d) until now."""
+def _snap(ns: int, interval: str | None, timezone: str) -> int:
+    """The start of the bucket of ``interval`` holding ``ns``, on the calendar of ``timezone``, as
+    sidecar.query.analytics.timebuckets lays buckets out; ``ns`` itself for ``total`` or none."""
+    if interval not in ("minute", "hour", "day", "week", "month"):
+        return ns
+    seconds = ns // 10**9
+    local = dt.datetime.fromtimestamp(seconds, zoneinfo.ZoneInfo(timezone))
+    if interval in ("minute", "hour"):
+        step = 60 if interval == "minute" else 3600
+        offset = int(local.utcoffset().total_seconds()) if local.utcoffset() else 0  # type: ignore[union-attr]
+        return ((seconds + offset) // step * step - offset) * 10**9
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval == "week":
+        start -= dt.timedelta(days=start.weekday())
+    elif interval == "month":
+        start = start.replace(day=1)
+    return int(start.timestamp()) * 10**9
+
+
+def time_range(
+    args: argparse.Namespace, interval: str | None = None, timezone: str = "UTC"
+) -> dict[str, str]:
+    """``from``/``to`` of the request: ``--from``/``--to``, else ``--since`` (default 7d) until now,
+    its start moved back to the start of its ``interval`` in ``timezone`` (not for ``total``)."""
     now = time.time_ns()
     end = args.end if args.end is not None else now
     if args.start is not None:
         start = args.start
     else:
-        start = end - argtypes.day_window_ns(args.since or DEFAULT_SINCE)
+        start = _snap(end - argtypes.day_window_ns(args.since or DEFAULT_SINCE), interval, timezone)
     if start >= end:
         raise CliError("--from must be before --to", code=2)
     return {"from": _time(start), "to": _time(end)}
@@ -62,8 +80,17 @@ def time_range(args: argparse.Namespace) -> dict[str, str]:
 def _request(
     args: argparse.Namespace, build: Callable[[argparse.Namespace], dict[str, Any]]
 ) -> dict[str, Any]:
+    fields: dict[str, tuple[str, Any]] = args.fields
     if args.request is None:
+        for dest, (_, default) in fields.items():
+            if getattr(args, dest) is None:
+                setattr(args, dest, default)
         return build(args)
+    given = [flag for dest, (flag, _) in fields.items() if getattr(args, dest) not in (None, [])]
+    if given:
+        raise CliError(
+            f"--request gives the whole request; drop {', '.join(given)} (or leave out --request)", code=2
+        )
     try:
         text = sys.stdin.read() if args.request == "-" else Path(args.request).read_text(encoding="utf-8")
         body = json.loads(text)
@@ -110,6 +137,8 @@ def _num(value: object) -> str:
 
 # -- trends ----------------------------------------------------------------------------------------
 def _trends_body(args: argparse.Namespace) -> dict[str, Any]:
+    if args.measure in argtypes.VALUE_MEASURES and not args.property:
+        raise CliError(f"--measure {args.measure} needs --property, the numeric property to measure", code=2)
     series = {"event": args.event, "measure": args.measure, "filters": args.filters or []}
     if args.property:
         series["property"] = args.property
@@ -117,7 +146,27 @@ def _trends_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.breakdown:
         body["breakdown"] = args.breakdown
         body["breakdown_limit"] = args.breakdown_limit
-    return body | time_range(args)
+    return body | time_range(args, args.interval, args.timezone)
+
+
+def _local(t: str, timezone: str) -> str:
+    """A bucket start (RFC 3339 UTC, as the API gives it) on the request's clock:
+    ``2026-11-27T23:00:00Z`` in Europe/Warsaw is ``2026-11-28T00:00:00+01:00``, the day it starts."""
+    if timezone in ("UTC", "Etc/UTC"):
+        return t
+    try:
+        return dt.datetime.fromisoformat(t).astimezone(zoneinfo.ZoneInfo(timezone)).isoformat()
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return t
+
+
+def _value(value: object) -> str:
+    """A breakdown value: ``null`` for events without the property, as the API writes it."""
+    return "null" if value is None else str(value)
+
+
+def _breakdown(values: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={_value(v)}" for k, v in values.items())
 
 
 def trends_table(answer: Mapping[str, Any]) -> str:
@@ -130,10 +179,12 @@ def trends_table(answer: Mapping[str, Any]) -> str:
         if s.get("property"):
             label += f"({s['property']})"
         if s.get("breakdown"):
-            label += " " + ",".join(f"{k}={v}" for k, v in s["breakdown"].items())
+            label += " " + _breakdown(s["breakdown"])
         headers.append(label)
+    zone = answer.get("timezone") or "UTC"
     rows = [
-        [p["t"], *(_num(s["points"][i]["value"]) for s in series)] for i, p in enumerate(series[0]["points"])
+        [_local(p["t"], zone), *(_num(s["points"][i]["value"]) for s in series)]
+        for i, p in enumerate(series[0]["points"])
     ]
     return render_table(headers, rows, right=frozenset(range(1, len(headers))))
 
@@ -151,7 +202,7 @@ def _funnel_body(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.breakdown:
         body["breakdown"] = args.breakdown
-    return body | time_range(args)
+    return body | time_range(args, args.interval, args.timezone)
 
 
 def funnel_table(answer: Mapping[str, Any]) -> str:
@@ -162,11 +213,12 @@ def funnel_table(answer: Mapping[str, Any]) -> str:
     headers = ["T", *(["BREAKDOWN"] if "breakdown" in entries[0] else []), "LEVEL 0"]
     for k, step in enumerate(steps, 1):
         headers += [f"{k}:{step['event'] or 'any'}", "CONV", "MEDIAN S"]
+    zone = answer.get("timezone") or "UTC"
     rows = []
     for e in entries:
-        row = [e["t"]]
+        row = [_local(e["t"], zone)]
         if "breakdown" in e:
-            row.append(",".join(f"{k}={v}" for k, v in e["breakdown"].items()))
+            row.append(_breakdown(e["breakdown"]))
         row.append(str(e["levels"][0]["users"]))
         for step in e["steps"]:
             conv = step["conversion_from_first"]
@@ -181,15 +233,20 @@ def _retention_body(args: argparse.Namespace) -> dict[str, Any]:
     check_required(args, ["start_event", "return_event"])
     body = {"start_event": args.start_event, "return_event": args.return_event}
     body |= {"period": args.period, "periods": args.periods, "timezone": args.timezone}
-    return body | time_range(args)
+    return body | time_range(args, args.period, args.timezone)
 
 
 def retention_table(answer: Mapping[str, Any]) -> str:
     cohorts = answer.get("cohorts") or []
     width = max((len(c["returned"]) for c in cohorts), default=0)
     headers = ["COHORT", "SIZE", *(f"+{k}" for k in range(width))]
+    zone = answer.get("timezone") or "UTC"
     rows = [
-        [c["t"], str(c["size"]), *(f"{n / c['size']:.0%}" if c["size"] else "-" for n in c["returned"])]
+        [
+            _local(c["t"], zone),
+            str(c["size"]),
+            *(f"{n / c['size']:.0%}" if c["size"] else "-" for n in c["returned"]),
+        ]
         for c in cohorts
     ]
     return render_table(headers, rows, right=frozenset(range(1, len(headers))))
@@ -203,12 +260,13 @@ def _durations_body(args: argparse.Namespace) -> dict[str, Any]:
     check_required(args, ["start_event", "end_event", "correlate_by"])
     body = {"start_event": args.start_event, "end_event": args.end_event, "correlate_by": args.correlate_by}
     body |= {"interval": args.interval, "timezone": args.timezone}
-    return body | time_range(args)
+    return body | time_range(args, args.interval, args.timezone)
 
 
 def durations_table(answer: Mapping[str, Any]) -> str:
     headers = ["T", "COUNT", "AVG S", "P50 S", "P95 S", "P99 S"]
-    rows = [[p["t"], *(_num(p[k]) for k in _STATS)] for p in answer.get("points") or []]
+    zone = answer.get("timezone") or "UTC"
+    rows = [[_local(p["t"], zone), *(_num(p[k]) for k in _STATS)] for p in answer.get("points") or []]
     rows.append(["all", *(_num(answer.get(k)) for k in _STATS)])
     return render_table(headers, rows, right=frozenset(range(1, 6)))
 
@@ -247,15 +305,25 @@ def _summary_params(args: argparse.Namespace) -> dict[str, str]:
 
 
 # -- argparse --------------------------------------------------------------------------------------
-def _common() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False, parents=[query_options()])
-    p.add_argument("--csv", action="store_true", help="print the API's CSV instead of a table")
+def _output_and_range(request_fields: bool) -> argparse.ArgumentParser:
+    """``--api``, ``--json`` or ``--csv``, and the range; with ``request_fields`` also ``--timezone``
+    and ``--request``. ``summary`` has neither: its route takes no zone and no body."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--api",
+        type=api_url,
+        metavar="URL",
+        help=f"query API base URL (default: ${API_URL_ENV}, else {DEFAULT_API_URL})",
+    )
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+    output.add_argument("--csv", action="store_true", help="print the API's CSV instead of a table")
     window = p.add_mutually_exclusive_group()
     window.add_argument(
         "--since",
         type=argtypes.day_window,
         metavar="DURATION",
-        help=f"range ending now (default {DEFAULT_SINCE})",
+        help=f"range ending now (default {DEFAULT_SINCE}), from the start of its first bucket",
     )
     window.add_argument(
         "--from", dest="start", type=argtypes.time_ns, metavar="TIME", help="start (RFC 3339 or Unix s)"
@@ -263,95 +331,119 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument(
         "--to", dest="end", type=argtypes.time_ns, metavar="TIME", help="end, exclusive (default now)"
     )
-    p.add_argument(
-        "--timezone", default="UTC", metavar="TZ", help="IANA zone of the calendar buckets (default UTC)"
-    )
-    p.add_argument("--request", metavar="FILE", help="send this JSON request as it is ('-': stdin)")
+    if request_fields:
+        p.add_argument(
+            "--timezone",
+            type=argtypes.timezone,
+            metavar="TZ",
+            help="IANA zone of the calendar buckets (default UTC)",
+        )
+        p.add_argument(
+            "--request", metavar="FILE", help="send this JSON request as it is ('-': stdin); no field flags"
+        )
     return p
+
+
+class _Fields:
+    """The flags that set request fields, with their defaults: argparse leaves them None, so that a
+    flag given alongside ``--request`` (which it would not change) is refused, not ignored."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+        self.fields: dict[str, tuple[str, Any]] = {
+            "since": ("--since", None),
+            "start": ("--from", None),
+            "end": ("--to", None),
+            "timezone": ("--timezone", "UTC"),
+        }
+        parser.set_defaults(fields=self.fields)
+
+    def add(self, flag: str, default: Any = None, **kwargs: Any) -> None:
+        action = self.parser.add_argument(flag, **kwargs)
+        self.fields[action.dest] = (flag, default)
 
 
 def add_analytics_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the analytics commands under ``sidecar events``."""
-    common = _common()
+    common = _output_and_range(request_fields=True)
     intervals = ("minute", "hour", "day", "week", "month", "total")
 
-    def command(
-        name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
-    ) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> _Fields:
         parser = commands.add_parser(name, parents=[common], help=help_text, description=help_text + ".")
         parser.set_defaults(handler=handler)
-        return parser
+        return _Fields(parser)
 
     t = command(
         "trends",
         "counts, distinct users, DAU/WAU/MAU or a property's sum/avg/percentiles per bucket",
         lambda a: _run(a, "/api/events/trends", _trends_body, trends_table),
     )
-    t.add_argument("--event", metavar="NAME", help="event name (default: every event)")
-    t.add_argument(
+    t.add("--event", metavar="NAME", help="event name (default: every event)")
+    t.add(
         "--measure",
-        default="count",
+        "count",
+        type=argtypes.measure,
         metavar="M",
-        help="count, unique_users, dau, wau, mau, sum, avg, min, max, p50, p90, p95, p99, "
-        "per_user_avg, per_user_p50, per_user_p90 (default count)",
+        help=", ".join(argtypes.MEASURES) + " (default count)",
     )
-    t.add_argument("--property", metavar="P", help="the numeric property of sum/avg/min/max/pNN")
-    t.add_argument(
+    t.add("--property", metavar="P", help="the numeric property of sum/avg/min/max/pNN")
+    t.add(
         "--filter",
         dest="filters",
         action="append",
-        type=filter_arg,
+        type=argtypes.analytics_filter,
         metavar="F",
         help="KEY=VALUE, KEY!=VALUE, KEY>N, KEY<=N, KEY~REGEX, KEY? or !KEY; repeatable",
     )
-    t.add_argument("--interval", default="day", choices=intervals)
-    t.add_argument("--breakdown", action="append", metavar="P", help="split by this property (up to 3)")
-    t.add_argument("--breakdown-limit", type=argtypes.limit, default=10, metavar="N")
+    t.add("--interval", "day", choices=intervals, help="default day")
+    t.add("--breakdown", action="append", metavar="P", help="split by this property (up to 3)")
+    t.add("--breakdown-limit", 10, type=argtypes.limit, metavar="N", help="default 10")
 
     f = command(
         "funnel",
         "users per level of a funnel of steps",
         lambda a: _run(a, "/api/events/funnels", _funnel_body, funnel_table),
     )
-    f.add_argument(
-        "--step",
-        action="append",
-        required=False,
-        default=[],
-        metavar="EVENT",
-        help="a step, in order (2 or more)",
+    f.add("--step", [], action="append", metavar="EVENT", help="a step, in order (2 or more)")
+    f.add(
+        "--window",
+        "1d",
+        type=argtypes.funnel_window,
+        metavar="D",
+        help="time from step 1 to the last step: 1h, 90m, 7d, 1d12h or seconds (default 1d)",
     )
-    f.add_argument(
-        "--window", default="1d", metavar="D", help="time from step 1 to the last step (default 1d)"
-    )
-    f.add_argument("--mode", default="ordered", choices=("ordered", "strict", "unordered"))
-    f.add_argument("--interval", default="total", choices=intervals)
-    f.add_argument("--breakdown", metavar="P", help="split users by this property of their step-1 event")
+    f.add("--mode", "ordered", choices=("ordered", "strict", "unordered"), help="default ordered")
+    f.add("--interval", "total", choices=intervals, help="default total")
+    f.add("--breakdown", metavar="P", help="split users by this property of their step-1 event")
 
     r = command(
         "retention",
         "cohorts by first start event and their return per period",
         lambda a: _run(a, "/api/events/retention", _retention_body, retention_table),
     )
-    r.add_argument("--start-event", required=False, metavar="NAME")
-    r.add_argument("--return-event", required=False, metavar="NAME")
-    r.add_argument("--period", default="week", choices=("day", "week", "month"))
-    r.add_argument("--periods", type=argtypes.limit, default=8, metavar="N")
+    r.add("--start-event", metavar="NAME")
+    r.add("--return-event", metavar="NAME")
+    r.add("--period", "week", choices=("day", "week", "month"), help="default week")
+    r.add("--periods", 8, type=argtypes.limit, metavar="N", help="default 8")
 
     d = command(
         "durations",
         "seconds from a start event to the next end event of the same thing",
         lambda a: _run(a, "/api/events/durations", _durations_body, durations_table),
     )
-    d.add_argument("--start-event", required=False, metavar="NAME")
-    d.add_argument("--end-event", required=False, metavar="NAME")
-    d.add_argument(
-        "--correlate-by", required=False, metavar="P", help="property shared by the pair (or user_id)"
-    )
-    d.add_argument("--interval", default="day", choices=intervals)
+    d.add("--start-event", metavar="NAME")
+    d.add("--end-event", metavar="NAME")
+    d.add("--correlate-by", metavar="P", help="property shared by the pair (or user_id)")
+    d.add("--interval", "day", choices=intervals, help="default day")
 
-    s = command("summary", "events per name and distinct users (default: the last hour)", cmd_summary)
-    del s
+    help_text = "events per name and distinct users (default: the last hour)"
+    summary = commands.add_parser(
+        "summary",
+        parents=[_output_and_range(request_fields=False)],
+        help=help_text,
+        description=help_text + ".",
+    )
+    summary.set_defaults(handler=cmd_summary)
 
 
 def check_required(args: argparse.Namespace, needed: Sequence[str]) -> None:

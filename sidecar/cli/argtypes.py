@@ -170,3 +170,91 @@ def regex(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+# -- event analytics -------------------------------------------------------------------------------
+# sidecar.query.analytics.measures.MEASURES and VALUE_MEASURES (a unit test keeps them equal); not
+# imported, as that module pulls in numpy.
+MEASURES = (
+    *("count", "unique_users", "dau", "wau", "mau"),
+    *("sum", "avg", "min", "max", "p50", "p90", "p95", "p99"),
+    *("per_user_avg", "per_user_p50", "per_user_p90"),
+)
+VALUE_MEASURES = ("sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
+_WHOLE_DAYS = re.compile(r"\s*(\d+)d(.*)")
+
+
+def measure(text: str) -> str:
+    if text not in MEASURES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(MEASURES)}, got {text!r}")
+    return text
+
+
+def timezone(text: str) -> str:
+    """An IANA zone name, as the server's ``zoneinfo`` knows it."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected an IANA time zone name such as UTC or Europe/Warsaw, got {text!r}"
+        ) from None
+    return text
+
+
+def funnel_window(text: str) -> str | int | float:
+    """A funnel's window as ``sidecar.query.analytics.request.seconds_of`` takes it: whole days then
+    a Go duration (``7d``, ``1d12h``, ``90m``), or seconds (sent as a number)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if not 0 < seconds < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be longer than zero, got {text!r}")
+        return int(seconds) if seconds.is_integer() else seconds
+    match = _WHOLE_DAYS.fullmatch(text)
+    rest = match.group(2).strip() if match else text.strip()
+    try:
+        ns = (int(match.group(1)) * _NS_PER_DAY if match else 0) + (parse_go_duration(rest) if rest else 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected a duration such as 1h, 90m, 7d or 1d12h (units ns, us, ms, s, m, h, and whole "
+            f"days d = 24h first) or seconds, got {text!r}"
+        ) from None
+    if ns <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than zero, got {text!r}")
+    return text
+
+
+_FILTER_OPS = (">=", "<=", "!=", ">", "<", "~", "=")  # longest first: '>=' before '>'
+_OP_NAMES = {"~": "regex"}
+
+
+def analytics_filter(text: str) -> dict[str, str]:
+    """``KEY=VALUE``, ``KEY!=VALUE``, ``KEY>N`` (``>=``, ``<``, ``<=``), ``KEY~REGEX``, ``KEY?``
+    (exists) or ``!KEY`` (does not exist), as an API filter. Values stay text (the server compares a
+    numeric text with numbers by value), but a comparison needs a number and a regex must compile,
+    as the server would refuse them."""
+    if text.endswith("?") and len(text) > 1:
+        return {"property": text[:-1], "op": "exists"}
+    if text.startswith("!") and len(text) > 1 and not any(op in text for op in _FILTER_OPS):
+        return {"property": text[1:], "op": "not_exists"}
+    for op in _FILTER_OPS:
+        key, sep, value = text.partition(op)
+        if not sep or not key:
+            continue
+        if op in (">=", "<=", ">", "<"):
+            try:
+                float(value)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{key}{op} compares numbers; expected a number after {op!r}, got {value!r}"
+                ) from None
+        if op == "~":
+            regex(value)
+        return {"property": key, "op": _OP_NAMES.get(op, op), "value": value}
+    raise argparse.ArgumentTypeError(
+        f"expected KEY=VALUE, KEY!=VALUE, KEY>N, KEY~REGEX, KEY? or !KEY, got {text!r}"
+    )
