@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from sidecar.core._wire import WireError, span_problems
 from sidecar.ingest.peers import DATABASE, peer_of
 from sidecar.otlp.conventions import NO_SERVICE_NAME, UNKNOWN_SERVICE
 from sidecar.otlp.shadow import (
@@ -32,8 +33,6 @@ from sidecar.otlp.shadow import (
 )
 from sidecar.storage.prepared import PreparedTraces, ResourceInfo, ScopeColumns, ScopeInfo, TracePart
 
-_ZERO_TRACE = bytes(16)
-_ZERO_SPAN = bytes(8)
 _MAX_ERROR_MESSAGES = 5
 _SERVER_KINDS = frozenset({2, 5})  # SERVER, CONSUMER: the callee side of an edge
 _CLIENT_KINDS = frozenset({3, 4})  # CLIENT, PRODUCER: the caller side
@@ -107,73 +106,31 @@ def scope_info(raw: bytes, seen: dict[bytes, ScopeInfo]) -> ScopeInfo:
     return found
 
 
-def _span_problem(tid: bytes, sid: bytes, start: int, end: int) -> str:
-    if not tid:
-        return "trace_id is missing"
-    if len(tid) != 16:
-        return f"trace_id must be 16 bytes, got {len(tid)}"
-    if tid == _ZERO_TRACE:
-        return "trace_id must not be all zeros"
-    if not sid:
-        return "span_id is missing"
-    if len(sid) != 8:
-        return f"span_id must be 8 bytes, got {len(sid)}"
-    if sid == _ZERO_SPAN:
-        return "span_id must not be all zeros"
-    if not start:
-        return "start_time_unix_nano is missing"
-    if not end:
-        return "end_time_unix_nano is missing"
-    return f"end_time_unix_nano {end} is before start_time_unix_nano {start}"
-
-
 def _scope_parts(
     spans: Sequence[Any],
     raw: list[bytes],
+    rejected: list[int],
     resource: ResourceInfo,
     scope: ScopeInfo,
     term_list: Callable[[bytes], list[bytes]],
     out: list[TracePart],
     group_message: Any,
     columns: list[ScopeColumns],
-) -> tuple[int, list[tuple[int, str]]]:
-    """Split one ScopeSpans into per-trace parts, column by column.
+) -> int:
+    """Split one ScopeSpans into per-trace parts, column by column, leaving out ``rejected`` spans.
 
     Per-span work is a handful of list comprehensions and C-level map() calls; the Python loop runs
-    per trace, not per span. Returns (spans kept, [(index, problem)] for rejected spans).
+    per trace, not per span. Returns the number of spans kept.
     """
+    if rejected:
+        dropped = set(rejected)
+        keep = [i for i in range(len(spans)) if i not in dropped]
+        spans = [spans[i] for i in keep]
+        raw = [raw[i] for i in keep]
     tids = [s.trace_id for s in spans]
     sids = [s.span_id for s in spans]
     starts = [s.start_time_unix_nano for s in spans]
-    ends = [s.end_time_unix_nano for s in spans]
-    durations = list(map(sub, ends, starts))
-    problems: list[tuple[int, str]] = []
-    all_valid = (
-        _ZERO_TRACE not in tids
-        and _ZERO_SPAN not in sids
-        and 0 not in starts
-        and set(map(len, tids)) <= {16}
-        and set(map(len, sids)) <= {8}
-        and (not durations or min(durations) >= 0)
-    )
-    if not all_valid:
-        keep = []
-        for i, (tid, sid, start, end) in enumerate(zip(tids, sids, starts, ends, strict=True)):
-            if (
-                len(tid) != 16
-                or tid == _ZERO_TRACE
-                or len(sid) != 8
-                or sid == _ZERO_SPAN
-                or not start
-                or end < start
-            ):
-                problems.append((i, _span_problem(tid, sid, start, end)))
-            else:
-                keep.append(i)
-        spans = [spans[i] for i in keep]
-        raw, tids, sids, starts, durations = (
-            [column[i] for i in keep] for column in (raw, tids, sids, starts, durations)
-        )
+    durations = list(map(sub, [s.end_time_unix_nano for s in spans], starts))
     names = [s.name for s in spans]
     kinds = [s.kind for s in spans]
     parents = [s.parent_span_id for s in spans]
@@ -252,13 +209,14 @@ def _scope_parts(
             part.clients = [sids[i] for i in ix if kinds[i] in _CLIENT_KINDS]
             part.servers = [parents[i] for i in ix if kinds[i] in _SERVER_KINDS and parents[i]]
         out.append(part)
-    return len(tids), problems
+    return len(tids)
 
 
 def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
     """Decode, validate and group one ExportTraceServiceRequest.
 
-    Invalid spans are dropped and described (partial success); the rest are kept. Raises
+    Invalid spans (found by the compiled core, ``sidecar.core._wire``) are dropped and described
+    (partial success); the rest are kept. Raises
     RequestDecodeError when the bytes are not a valid OTLP request. The shadow schemas leave
     nested messages undecoded, so unless the caller built the bytes itself (``well_formed``) the
     official schema checks them once: stored bytes must always decode again (no corrupt nested
@@ -269,17 +227,26 @@ def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
             ExportTraceServiceRequest.FromString(body)
         request = TraceRequest.FromString(body)
         raw_request = RawTraceRequest.FromString(body)
-    except DecodeError as exc:
+        # The compiled core checks every span's IDs and times in one pass over the bytes.
+        problems = span_problems(body)
+    except (DecodeError, WireError) as exc:
         raise RequestDecodeError(f"cannot decode ExportTraceServiceRequest: {exc}") from exc
 
+    rejected_at: defaultdict[tuple[int, int], list[int]] = defaultdict(list)  # (resource, scope) -> spans
+    for rs_index, ss_index, span_index, _ in problems:
+        rejected_at[rs_index, ss_index].append(span_index)
+    messages = [
+        f"resourceSpans[{rs_index}].scopeSpans[{ss_index}].spans[{span_index}]: {problem}"
+        for rs_index, ss_index, span_index, problem in problems[:_MAX_ERROR_MESSAGES]
+    ]
     parts: list[TracePart] = []
-    messages: list[str] = []
-    accepted = rejected = 0
+    accepted = 0
     resources: dict[bytes, ResourceInfo] = {}
     scopes: dict[bytes, ScopeInfo] = {}
     terms: dict[str, defaultdict[bytes, list[bytes]]] = {}
     group_message = ChunkGroup()
     columns: list[ScopeColumns] = []
+    no_rejects: list[int] = []
     for rs_index, (rs, raw_rs) in enumerate(
         zip(request.resource_spans, raw_request.resource_spans, strict=True)
     ):
@@ -290,17 +257,17 @@ def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
         term_list = service_terms.__getitem__
         for ss_index, (ss, raw_ss) in enumerate(zip(rs.scope_spans, raw_rs.scope_spans, strict=True)):
             scope = scope_info(ss.scope, scopes)
-            kept, problems = _scope_parts(
-                list(ss.spans), list(raw_ss.spans), resource, scope, term_list, parts, group_message, columns
+            accepted += _scope_parts(
+                list(ss.spans),
+                list(raw_ss.spans),
+                rejected_at.get((rs_index, ss_index), no_rejects),
+                resource,
+                scope,
+                term_list,
+                parts,
+                group_message,
+                columns,
             )
-            accepted += kept
-            if problems:
-                rejected += len(problems)
-                for index, problem in problems:
-                    if len(messages) < _MAX_ERROR_MESSAGES:
-                        messages.append(
-                            f"resourceSpans[{rs_index}].scopeSpans[{ss_index}].spans[{index}]: {problem}"
-                        )
     # A resource whose spans were all rejected has an empty term map: it names no stored trace.
     terms = {service: lists for service, lists in terms.items() if lists}
-    return PreparedTraces(parts, terms, accepted, rejected, messages, columns)
+    return PreparedTraces(parts, terms, accepted, len(problems), messages, columns)
