@@ -4,7 +4,8 @@
 The reader follows upb (the protobuf runtime the official classes use) on every rule that decides
 whether bytes are a message at all, so the core never refuses a request those classes accept:
 
-- a tag is at most 5 bytes and fits 32 bits, its field number is not 0, its wire type is 0-5;
+- a tag is at most 5 bytes and fits 32 bits, its wire type is 0-5, and its field number is not 0
+  (except inside a group, where upb lets 0 pass);
 - a varint is at most 10 bytes (bits past the 64th are dropped, as upb drops them);
 - a length is at most 5 bytes and must fit in what is left of the enclosing message;
 - groups (wire types 3/4) are skipped as upb skips unknown groups: each START_GROUP needs the
@@ -94,7 +95,9 @@ cdef inline bint read_varint(Scan* s, const uint8_t** p, const uint8_t* end, uin
     return fail(s, E_LONG_VARINT, p[0])
 
 
-cdef inline bint read_tag(Scan* s, const uint8_t** p, const uint8_t* end, uint32_t* field, int* wire) noexcept nogil:
+cdef inline bint read_tag(Scan* s, const uint8_t** p, const uint8_t* end, uint32_t* field, int* wire,
+                          bint in_group=False) noexcept nogil:
+    """A tag; upb refuses field number 0 in a message but not inside an unknown group."""
     cdef const uint8_t* q = p[0]
     cdef uint64_t value = 0
     cdef uint8_t b
@@ -108,7 +111,7 @@ cdef inline bint read_tag(Scan* s, const uint8_t** p, const uint8_t* end, uint32
         if b < 0x80:
             if value >> 32:
                 return fail(s, E_LONG_TAG, p[0])
-            if value >> 3 == 0:
+            if value >> 3 == 0 and not in_group:
                 return fail(s, E_FIELD_ZERO, p[0])
             wire[0] = <int>(value & 7)
             if wire[0] > 5:
@@ -153,7 +156,7 @@ cdef bint skip_group(Scan* s, const uint8_t** p, const uint8_t* end, uint32_t fi
     while open_count:
         if p[0] >= end:
             return fail(s, E_OPEN_GROUP, p[0])
-        if not read_tag(s, p, end, &f, &wire):
+        if not read_tag(s, p, end, &f, &wire, True):
             return False
         if wire == 4:
             if f != open_fields[open_count - 1]:

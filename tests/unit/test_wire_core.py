@@ -235,8 +235,12 @@ def in_span(extra: bytes) -> bytes:
     return field(1, field(2, field(2, GOOD_SPAN + extra)))
 
 
+def groups_of(number: int, depth: int) -> bytes:
+    return tag(number, 3) * depth + tag(number, 4) * depth
+
+
 def groups(depth: int) -> bytes:
-    return tag(99, 3) * depth + tag(99, 4) * depth
+    return groups_of(99, depth)
 
 
 CORNERS = {
@@ -250,6 +254,9 @@ CORNERS = {
     "groups nested 98 deep in a span (depth 101)": in_span(groups(98)),
     "groups nested 100 deep at the top": groups(100),
     "groups nested 101 deep at the top": groups(101),
+    "field number 0 inside a group": in_span(tag(99, 3) + b"\x00\x00" + tag(0, 3) + tag(0, 4) + tag(99, 4)),
+    "field number 0 groups nested to depth 100": in_span(tag(99, 3) + groups_of(0, 96) + tag(99, 4)),
+    "field number 0 groups nested to depth 101": in_span(tag(99, 3) + groups_of(0, 97) + tag(99, 4)),
     "group holding a truncated length": in_span(tag(9, 3) + b"\x1a\x05ab" + tag(9, 4)),
     "trace_id sent as a varint": field(1, field(2, field(2, b"\x08\x05" + GOOD_SPAN[18:]))),
     "start time sent length-delimited": in_span(field(7, bytes(8))),

@@ -1,0 +1,100 @@
+"""Coverage-guided fuzzing of the compiled core (atheris): no crash, and the official classes' verdict.
+
+Run with ``make fuzz`` (FUZZ_SECONDS, default 600; it runs ``python -m fuzz.fuzz_wire`` from the
+repository root). Each input is a request body; the core must not crash, must refuse only bytes
+the official classes refuse, and on bytes they decode must reject exactly the spans the
+partial-success rules reject, with the same texts. Where clang is installed, ``make fuzz`` builds
+the core with AddressSanitizer and libFuzzer's coverage counters so the fuzzer sees the C code's
+branches; otherwise it sees the Python side only, and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import atheris
+
+import sidecar.core
+
+# make fuzz points this at a copy of the core built with clang, AddressSanitizer and libFuzzer's
+# coverage counters; it is searched before the package's own build.
+if os.environ.get("SIDECAR_FUZZ_CORE"):
+    sidecar.core.__path__.insert(0, os.environ["SIDECAR_FUZZ_CORE"])
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from sidecar.core._wire import WireError, span_problems
+
+
+def expected_problem(tid: bytes, sid: bytes, start: int, end: int) -> str | None:
+    """The partial-success rules as ingest applied them in Python before the compiled core."""
+    if not tid:
+        return "trace_id is missing"
+    if len(tid) != 16:
+        return f"trace_id must be 16 bytes, got {len(tid)}"
+    if tid == bytes(16):
+        return "trace_id must not be all zeros"
+    if not sid:
+        return "span_id is missing"
+    if len(sid) != 8:
+        return f"span_id must be 8 bytes, got {len(sid)}"
+    if sid == bytes(8):
+        return "span_id must not be all zeros"
+    if not start:
+        return "start_time_unix_nano is missing"
+    if end >= start:
+        return None
+    if not end:
+        return "end_time_unix_nano is missing"
+    return f"end_time_unix_nano {end} is before start_time_unix_nano {start}"
+
+
+@atheris.instrument_func
+def test_one_input(data: bytes) -> None:
+    try:
+        got = span_problems(data)
+    except WireError:
+        got = None
+    try:
+        request = ExportTraceServiceRequest.FromString(data)
+    except DecodeError:
+        return  # the core may accept what it skips as bytes (attributes, UTF-8): ingest checks that first
+    if got is None:
+        raise AssertionError("the core refused bytes the official classes decode")
+    expected = [
+        (i, j, k, problem)
+        for i, rs in enumerate(request.resource_spans)
+        for j, ss in enumerate(rs.scope_spans)
+        for k, s in enumerate(ss.spans)
+        if (problem := expected_problem(s.trace_id, s.span_id, s.start_time_unix_nano, s.end_time_unix_nano))
+    ]
+    if got != expected:
+        raise AssertionError(f"core {got!r} != official {expected!r}")
+
+
+def write_seeds(directory: str) -> None:
+    """Seed inputs: two bench requests (512 spans each) and the tests' wire-format corner cases."""
+    from bench.workload import build_workload
+    from tests.unit.test_wire_core import CORNERS
+
+    for name, body in [
+        *((f"bench-{i}", r) for i, r in enumerate(build_workload(2, seed=1).requests)),
+        *((f"corner-{i}", b) for i, b in enumerate(CORNERS.values())),
+    ]:
+        with open(os.path.join(directory, name), "wb") as out:
+            out.write(body)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--seed"]:
+        write_seeds(sys.argv[2])
+        return
+    print(f"fuzzing {sidecar.core._wire.__file__}", file=sys.stderr)
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
