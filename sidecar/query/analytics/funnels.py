@@ -26,7 +26,6 @@ With a breakdown, a user is counted under the value on their first step-1 event 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +45,7 @@ from sidecar.query.analytics.request import (
 )
 from sidecar.query.analytics.rollup_reads import DAY_NS, day_aligned
 from sidecar.query.analytics.timebuckets import Buckets, rfc3339
+from sidecar.storage.rocks.events.rollups import month_end, month_start
 
 MODES = ("ordered", "strict", "unordered")
 MAX_STEPS = 32
@@ -54,6 +54,7 @@ _TOP_KEYS = {"steps", "window", "mode", "interval", "from", "to", "timezone", "b
 _STEP_KEYS = {"event", "filters"}
 _NO_TIME = -1
 _INT64_MAX = 2**63 - 1
+_STEP_BITS = (MAX_STEPS + 1).bit_length()  # a packed row's step + 1, 0..MAX_STEPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,12 +312,9 @@ def _day_groups(
     # An event named in several steps takes part as each.
     times = np.concatenate([np.zeros(0, dtype=np.int64), *(t for (_, t, _), ks in reads for _ in ks)])
     times -= first_day * DAY_NS
-    unit = max(int(np.gcd.reduce(times)), 1) if times.size else 1
-    if unit > 1:
-        times //= unit
-    step_bits = (MAX_STEPS + 1).bit_length()
+    unit, time_bits = _in_common_unit(times)
+    step_bits = _STEP_BITS
     bucket_bits = int(bucket_of_day[-1]).bit_length()
-    time_bits = int(times.max(initial=0)).bit_length()
     user_bits = max((int(u.max(initial=0)).bit_length() for (u, _, _), _ in reads), default=0)
     if user_bits + bucket_bits + time_bits + step_bits > 63:
         return None
@@ -369,10 +367,9 @@ def _active_users(source: Source, buckets: Buckets, days: range, of_day: list[in
 
 
 def _is_utc_month(days: list[int]) -> bool:
-    """Whether consecutive UTC ``days`` are exactly one calendar month."""
-    first = dt.date(1970, 1, 1) + dt.timedelta(days=days[0])
-    after = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return first.day == 1 and days[-1] - days[0] + 1 == (after - first).days == len(days)
+    """Whether consecutive UTC ``days`` are exactly one calendar month, as the month user sets
+    are keyed (the writer's own month arithmetic)."""
+    return month_start(np.array(days[:1]))[0] == days[0] and month_end(days[0]) == days[0] + len(days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,18 +451,22 @@ def _by_user_time_step(user: np.ndarray, time: np.ndarray, step: np.ndarray, sta
     since buckets follow time."""
     if not time.size:
         return np.zeros(0, dtype=np.int64)
-    low = int(time.min())
-    rel = time - low
-    unit = int(np.gcd.reduce(rel))
-    if unit > 1:
-        rel = rel // unit
-    time_bits = int(rel.max()).bit_length()
+    rel = time - int(time.min())
+    _, time_bits = _in_common_unit(rel)
     user_bits = int(user.max()).bit_length()
-    step_bits = (MAX_STEPS + 1).bit_length()  # step + 1 is 0..MAX_STEPS
-    if user_bits + time_bits + step_bits > 63 or int(user.min()) < 0:
+    if user_bits + time_bits + _STEP_BITS > 63 or int(user.min()) < 0:
         return np.lexsort((step, time, user))
-    key = user << (time_bits + step_bits) | rel << step_bits | (step + 1)
+    key = user << (time_bits + _STEP_BITS) | rel << _STEP_BITS | (step + 1)
     return np.argsort(key, kind="stable" if stable else "quicksort")
+
+
+def _in_common_unit(rel: np.ndarray) -> tuple[int, int]:
+    """Divide ``rel`` (times from a start, >= 0; changed in place) by the largest unit that divides
+    them all, so whole milliseconds pack in 34 bits over 180 days; returns (unit, bits needed)."""
+    unit = max(int(np.gcd.reduce(rel)), 1) if rel.size else 1
+    if unit > 1:
+        rel //= unit
+    return unit, int(rel.max(initial=0)).bit_length()
 
 
 def _per_user(groups: Groups) -> dict[tuple[int, int], tuple[list[int], int]]:

@@ -472,6 +472,7 @@ class Rollups:
 
     def __init__(self, store: RocksStore) -> None:
         self._store = store
+        self._rows_cache = rows_cache(store)  # the writer's too: it invalidates what changed
 
     def _part(self, day: int) -> Partition | None:
         return self._store.partition(day, EVENTS)
@@ -545,7 +546,7 @@ class Rollups:
         users: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
         times: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
         per_day = np.zeros(max(end_day - first_day, 0), dtype=np.int64)
-        cache = rows_cache(self._store)
+        cache = self._rows_cache
         for day in range(first_day, end_day):
             part = self._part(day)
             if part is None:  # dropped by retention: whatever the cache holds is gone
