@@ -77,12 +77,14 @@ cdef inline bint fail(Scan* s, int error, const uint8_t* at) noexcept nogil:
     return False
 
 
-cdef inline bint read_varint(Scan* s, const uint8_t** p, const uint8_t* end, uint64_t* out) noexcept nogil:
+cdef inline bint read_varint_of(Scan* s, const uint8_t** p, const uint8_t* end, int max_bytes,
+                                int too_long, uint64_t* out) noexcept nogil:
+    """A varint of at most ``max_bytes`` bytes; ``p`` moves past it only when it is whole."""
     cdef const uint8_t* q = p[0]
     cdef uint64_t value = 0
     cdef uint8_t b
     cdef int i
-    for i in range(10):
+    for i in range(max_bytes):
         if q >= end:
             return fail(s, E_TRUNCATED_VARINT, p[0])
         b = q[0]
@@ -92,56 +94,42 @@ cdef inline bint read_varint(Scan* s, const uint8_t** p, const uint8_t* end, uin
             p[0] = q
             out[0] = value
             return True
-    return fail(s, E_LONG_VARINT, p[0])
+    return fail(s, too_long, p[0])
+
+
+cdef inline bint read_varint(Scan* s, const uint8_t** p, const uint8_t* end, uint64_t* out) noexcept nogil:
+    return read_varint_of(s, p, end, 10, E_LONG_VARINT, out)
 
 
 cdef inline bint read_tag(Scan* s, const uint8_t** p, const uint8_t* end, uint32_t* field, int* wire,
                           bint in_group=False) noexcept nogil:
-    """A tag; upb refuses field number 0 in a message but not inside an unknown group."""
-    cdef const uint8_t* q = p[0]
-    cdef uint64_t value = 0
-    cdef uint8_t b
-    cdef int i
-    for i in range(5):
-        if q >= end:
-            return fail(s, E_TRUNCATED_VARINT, p[0])
-        b = q[0]
-        q += 1
-        value |= (<uint64_t>(b & 0x7F)) << (7 * i)
-        if b < 0x80:
-            if value >> 32:
-                return fail(s, E_LONG_TAG, p[0])
-            if value >> 3 == 0 and not in_group:
-                return fail(s, E_FIELD_ZERO, p[0])
-            wire[0] = <int>(value & 7)
-            if wire[0] > 5:
-                return fail(s, E_WIRE_TYPE, p[0])
-            field[0] = <uint32_t>(value >> 3)
-            p[0] = q
-            return True
-    return fail(s, E_LONG_TAG, p[0])
+    """A tag (at most 5 bytes, as upb reads it); upb refuses field number 0 in a message but not
+    inside an unknown group."""
+    cdef const uint8_t* start = p[0]
+    cdef uint64_t value
+    if not read_varint_of(s, p, end, 5, E_LONG_TAG, &value):
+        return False
+    if value >> 32:
+        return fail(s, E_LONG_TAG, start)
+    if value >> 3 == 0 and not in_group:
+        return fail(s, E_FIELD_ZERO, start)
+    if (value & 7) > 5:
+        return fail(s, E_WIRE_TYPE, start)
+    wire[0] = <int>(value & 7)
+    field[0] = <uint32_t>(value >> 3)
+    return True
 
 
 cdef inline bint read_length(Scan* s, const uint8_t** p, const uint8_t* end, Py_ssize_t* out) noexcept nogil:
     """A length prefix (at most 5 bytes, as upb reads it) that must fit in what is left."""
     cdef const uint8_t* start = p[0]
-    cdef const uint8_t* q = p[0]
-    cdef uint64_t value = 0
-    cdef uint8_t b
-    cdef int i
-    for i in range(5):
-        if q >= end:
-            return fail(s, E_TRUNCATED_VARINT, start)
-        b = q[0]
-        q += 1
-        value |= (<uint64_t>(b & 0x7F)) << (7 * i)
-        if b < 0x80:
-            if value > <uint64_t>(end - q):
-                return fail(s, E_LENGTH, start)
-            p[0] = q
-            out[0] = <Py_ssize_t>value
-            return True
-    return fail(s, E_LONG_LENGTH, start)
+    cdef uint64_t value
+    if not read_varint_of(s, p, end, 5, E_LONG_LENGTH, &value):
+        return False
+    if value > <uint64_t>(end - p[0]):
+        return fail(s, E_LENGTH, start)
+    out[0] = <Py_ssize_t>value
+    return True
 
 
 cdef bint skip_group(Scan* s, const uint8_t** p, const uint8_t* end, uint32_t field, int depth) noexcept nogil:
@@ -298,63 +286,33 @@ cdef bint scan_span(Scan* s, const uint8_t* p, const uint8_t* end,
     return True
 
 
-cdef bint scan_scope_spans(Scan* s, const uint8_t* p, const uint8_t* end,
-                           Py_ssize_t resource, Py_ssize_t scope) noexcept nogil:
-    """ScopeSpans{spans=2}."""
+cdef bint scan_level(Scan* s, const uint8_t* p, const uint8_t* end, int depth,
+                     Py_ssize_t resource, Py_ssize_t scope) noexcept nogil:
+    """The messages above the spans, each a list of its children: depth 0 is
+    ExportTraceServiceRequest{resource_spans=1}, 1 ResourceSpans{scope_spans=2}, 2
+    ScopeSpans{spans=2}. A child's position among its kind is its index in the rejected paths."""
     cdef Py_ssize_t index = 0, length
+    cdef uint32_t child = 1 if depth == 0 else 2
     cdef uint32_t field
     cdef int wire
+    cdef bint ok
     while p < end:
         if not read_tag(s, &p, end, &field, &wire):
             return False
-        if field == 2 and wire == 2:
+        if field == child and wire == 2:
             if not read_length(s, &p, end, &length):
                 return False
-            if not scan_span(s, p, p + length, resource, scope, index):
+            if depth == 0:
+                ok = scan_level(s, p, p + length, 1, index, 0)
+            elif depth == 1:
+                ok = scan_level(s, p, p + length, 2, resource, index)
+            else:
+                ok = scan_span(s, p, p + length, resource, scope, index)
+            if not ok:
                 return False
             index += 1
             p += length
-        elif not skip_field(s, &p, end, field, wire, 2):
-            return False
-    return True
-
-
-cdef bint scan_resource_spans(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t resource) noexcept nogil:
-    """ResourceSpans{scope_spans=2}."""
-    cdef Py_ssize_t scope = 0, length
-    cdef uint32_t field
-    cdef int wire
-    while p < end:
-        if not read_tag(s, &p, end, &field, &wire):
-            return False
-        if field == 2 and wire == 2:
-            if not read_length(s, &p, end, &length):
-                return False
-            if not scan_scope_spans(s, p, p + length, resource, scope):
-                return False
-            scope += 1
-            p += length
-        elif not skip_field(s, &p, end, field, wire, 1):
-            return False
-    return True
-
-
-cdef bint scan_request(Scan* s, const uint8_t* p, const uint8_t* end) noexcept nogil:
-    """ExportTraceServiceRequest{resource_spans=1}."""
-    cdef Py_ssize_t resource = 0, length
-    cdef uint32_t field
-    cdef int wire
-    while p < end:
-        if not read_tag(s, &p, end, &field, &wire):
-            return False
-        if field == 1 and wire == 2:
-            if not read_length(s, &p, end, &length):
-                return False
-            if not scan_resource_spans(s, p, p + length, resource):
-                return False
-            resource += 1
-            p += length
-        elif not skip_field(s, &p, end, field, wire, 0):
+        elif not skip_field(s, &p, end, field, wire, depth):
             return False
     return True
 
@@ -418,7 +376,7 @@ def span_problems(bytes body not None):
     s.capacity = 0
     try:
         with nogil:
-            ok = scan_request(&s, data, data + size)
+            ok = scan_level(&s, data, data + size, 0, 0, 0)
         if not ok:
             if s.error == E_MEMORY:
                 raise MemoryError()
