@@ -22,33 +22,8 @@ import sidecar.core
 if os.environ.get("SIDECAR_FUZZ_CORE"):
     sidecar.core.__path__.insert(0, os.environ["SIDECAR_FUZZ_CORE"])
 
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from sidecar.core._wire import WireError, span_problems
-
-
-def expected_problem(tid: bytes, sid: bytes, start: int, end: int) -> str | None:
-    """The partial-success rules as ingest applied them in Python before the compiled core."""
-    if not tid:
-        return "trace_id is missing"
-    if len(tid) != 16:
-        return f"trace_id must be 16 bytes, got {len(tid)}"
-    if tid == bytes(16):
-        return "trace_id must not be all zeros"
-    if not sid:
-        return "span_id is missing"
-    if len(sid) != 8:
-        return f"span_id must be 8 bytes, got {len(sid)}"
-    if sid == bytes(8):
-        return "span_id must not be all zeros"
-    if not start:
-        return "start_time_unix_nano is missing"
-    if end >= start:
-        return None
-    if not end:
-        return "end_time_unix_nano is missing"
-    return f"end_time_unix_nano {end} is before start_time_unix_nano {start}"
+from tests.unit.test_wire_core import CORNERS, official_verdict  # the differential test's oracle
 
 
 @atheris.instrument_func
@@ -57,19 +32,12 @@ def test_one_input(data: bytes) -> None:
         got = span_problems(data)
     except WireError:
         got = None
-    try:
-        request = ExportTraceServiceRequest.FromString(data)
-    except DecodeError:
+    verdict = official_verdict(data)
+    if verdict is None:
         return  # the core may accept what it skips as bytes (attributes, UTF-8): ingest checks that first
     if got is None:
         raise AssertionError("the core refused bytes the official classes decode")
-    expected = [
-        (i, j, k, problem)
-        for i, rs in enumerate(request.resource_spans)
-        for j, ss in enumerate(rs.scope_spans)
-        for k, s in enumerate(ss.spans)
-        if (problem := expected_problem(s.trace_id, s.span_id, s.start_time_unix_nano, s.end_time_unix_nano))
-    ]
+    expected, _ = verdict
     if got != expected:
         raise AssertionError(f"core {got!r} != official {expected!r}")
 
@@ -77,7 +45,6 @@ def test_one_input(data: bytes) -> None:
 def write_seeds(directory: str) -> None:
     """Seed inputs: two bench requests (512 spans each) and the tests' wire-format corner cases."""
     from bench.workload import build_workload
-    from tests.unit.test_wire_core import CORNERS
 
     for name, body in [
         *((f"bench-{i}", r) for i, r in enumerate(build_workload(2, seed=1).requests)),
