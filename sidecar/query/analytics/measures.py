@@ -17,7 +17,8 @@ MEASURES = (*COUNTS, *ROLLING, *VALUE_MEASURES, *PER_USER)
 
 
 def grouped(bucket: np.ndarray, values: np.ndarray, n: int, q: float | None, average: bool) -> list[Any]:
-    """Per bucket: the average (q None) or the q-th percentile of ``values``; None when empty."""
+    """Per bucket: the q-th percentile of ``values``, or with q None their average (``average``)
+    or sum; None when the bucket is empty."""
     if q is not None:
         return percentiles(bucket, values, n, q)
     present = np.bincount(bucket, minlength=n) > 0
@@ -52,13 +53,9 @@ def percentiles(bucket: np.ndarray, values: np.ndarray, n: int, q: float) -> lis
 def value_points(measure: str, bucket: np.ndarray, values: np.ndarray, n: int) -> list[Any]:
     if measure in PERCENTILES:
         return grouped(bucket, values, n, PERCENTILES[measure], average=True)
-    present = np.bincount(bucket, minlength=n) > 0
     if measure in ("sum", "avg"):
-        sums = np.bincount(bucket, weights=values, minlength=n)
-        if measure == "avg":
-            counts = np.bincount(bucket, minlength=n)
-            sums = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
-        return [float(v) if p else None for v, p in zip(sums.tolist(), present.tolist(), strict=True)]
+        return grouped(bucket, values, n, None, average=measure == "avg")
+    present = np.bincount(bucket, minlength=n) > 0
     extreme = np.full(n, np.inf if measure == "min" else -np.inf)
     (np.minimum if measure == "min" else np.maximum).at(extreme, bucket, values)
     return [float(v) if p else None for v, p in zip(extreme.tolist(), present.tolist(), strict=True)]
