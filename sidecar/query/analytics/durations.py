@@ -17,7 +17,7 @@ import numpy as np
 
 from sidecar.query.analytics.frame import Scan, Source
 from sidecar.query.analytics.request import BadRequest, buckets_of, check_object
-from sidecar.query.analytics.rollup_reads import DAY_NS, day_aligned
+from sidecar.query.analytics.rollup_reads import day_aligned, user_rows
 from sidecar.query.analytics.timebuckets import Buckets, rfc3339
 
 _KEYS = {"start_event", "end_event", "correlate_by", "interval", "from", "to", "timezone"}
@@ -52,15 +52,8 @@ def _user_rows(source: Source, req: DurationsRequest) -> tuple[Rows, Rows, int] 
     buckets = req.buckets
     if req.correlate_by != "user_id" or not day_aligned(buckets):
         return None
-    first_day, end_day = buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS
-    out: list[Rows] = []
-    for name in (req.start_event, req.end_event):
-        code = source.code("n", name)
-        if code is None:
-            out.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
-        else:
-            users, times, _ = source.rollups.rows(first_day, end_day, code)
-            out.append((users, times))
+    names = (req.start_event, req.end_event)
+    out = [user_rows(source.rollups, source.code("n", name), buckets) for name in names]
     size = 1 + max(int(ids.max(initial=0)) for ids, _ in out)
     return out[0], out[1], size
 

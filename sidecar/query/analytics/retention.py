@@ -16,7 +16,7 @@ import numpy as np
 from sidecar.query.analytics.filters import Filter
 from sidecar.query.analytics.frame import Scan, Source
 from sidecar.query.analytics.request import BadRequest, buckets_of, check_object, filters_of
-from sidecar.query.analytics.rollup_reads import DAY_NS, day_aligned
+from sidecar.query.analytics.rollup_reads import day_aligned, user_rows
 from sidecar.query.analytics.timebuckets import Buckets, rfc3339
 
 PERIODS = ("day", "week", "month")
@@ -59,11 +59,7 @@ def _events_of(
     buckets = req.buckets
     filters = req.filters if name == req.start_event else []
     if use_rollups and not filters and day_aligned(buckets):
-        code = source.code("n", name)
-        if code is None:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        users, times, _ = source.rollups.rows(buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS, code)
-        return users, times
+        return user_rows(source.rollups, source.code("n", name), buckets)
     frame = Scan(source).load(buckets.from_ns, buckets.to_ns, [name], filters)
     with_user = frame.user != 0
     return frame.user[with_user].astype(np.int64), frame.ts[with_user]

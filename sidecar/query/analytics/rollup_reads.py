@@ -36,6 +36,15 @@ class RollupSource(Protocol):
     def day_values(self, day: int, name: int, prop: str) -> np.ndarray: ...
 
 
+def user_rows(rollups: RollupSource, code: int | None, buckets: Buckets) -> tuple[np.ndarray, np.ndarray]:
+    """(users, times) of the events of name ``code`` that have a user, on the UTC days of
+    ``buckets`` (whole days), from the per-day rows; empty for a name never stored (None)."""
+    if code is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    users, times, _ = rollups.rows(buckets.from_ns // DAY_NS, buckets.to_ns // DAY_NS, code)
+    return users, times
+
+
 def day_aligned(buckets: Buckets) -> bool:
     """Whether every bucket is made of whole UTC days (UTC, or a zone whose days are UTC's)."""
     return _aligned(buckets, DAY_NS)
