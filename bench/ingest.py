@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import profile
 from bench.senders import DriveResult, drive
-from bench.server import Sidecar
+from bench.server import CURRENT, Launcher, Sidecar
 from bench.stream import RequestStream
 from bench.workload import build_workload
 
@@ -92,33 +92,45 @@ def dir_sizes(path: Path) -> dict[str, int]:
 
 
 def measure_disk(
-    path: Path, items: int, unit: str = "span", count: Callable[[Any], dict[str, Any]] | None = None
+    path: Path,
+    items: int,
+    unit: str = "span",
+    count: Callable[[Any], dict[str, Any]] | None = None,
+    launcher: Launcher = CURRENT,
 ) -> dict[str, Any]:
     """Reopen the stopped server's data dir, flush and compact it, and size it per stored ``unit``.
 
     ``count``, if given, reads the reopened store first (say, how many items it really holds); what it
-    returns is under ``"counted"``.
+    returns is under ``"counted"``. A store written by another checkout (``launcher``) is compacted by
+    that checkout's own code in its interpreter (our store code may not open it the same way), so
+    ``count`` cannot be used with it.
     """
-    from sidecar.storage.rocks.db import RocksStore, StoreOptions  # deferred: rocksdict is heavy
-
     after_stop = dir_sizes(path)
-    t0 = time.perf_counter()
-    store = RocksStore(str(path), StoreOptions())
     counted: dict[str, Any] | None = None
-    try:
+    if launcher.cwd is not None:
         if count is not None:
-            counted = count(store)
-            t0 = time.perf_counter()
-        store.flush()
-        store.compact()
-    finally:
-        store.close()
+            raise ValueError("count reads the store in-process: not possible for another checkout's store")
+        compact_s = launcher.compact(path)
+    else:
+        from sidecar.storage.rocks.db import RocksStore, StoreOptions  # deferred: rocksdict is heavy
+
+        t0 = time.perf_counter()
+        store = RocksStore(str(path), StoreOptions())
+        try:
+            if count is not None:
+                counted = count(store)
+                t0 = time.perf_counter()
+            store.flush()
+            store.compact()
+        finally:
+            store.close()
+        compact_s = time.perf_counter() - t0
     compacted = dir_sizes(path)
     per = 1 / items if items else 0.0
     out: dict[str, Any] = {
         "after_stop": after_stop,
         "compacted": compacted,
-        "compact_s": round(time.perf_counter() - t0, 2),
+        "compact_s": round(compact_s, 2),
         f"bytes_per_{unit}": round(compacted["bytes"] * per, 1),
         f"sst_bytes_per_{unit}": round(compacted["sst_bytes"] * per, 1),
         f"after_stop_bytes_per_{unit}": round(after_stop["bytes"] * per, 1),
@@ -136,12 +148,18 @@ def start(
     duration: float,
     senders: int,
     with_profile: bool = False,
+    launcher: Launcher = CURRENT,
+    tag: str = "",
 ) -> tuple[IngestReport, Sidecar]:
-    """Run the measured ingest against a fresh server and return it still running."""
-    server = Sidecar(data_dir, out_dir / f"sidecar-{transport}.log")
+    """Run the measured ingest against a fresh server and return it still running.
+
+    ``launcher`` picks the checkout that serves (see ``bench.server.Launcher``); ``tag`` is appended
+    to the names of its log and profile files, so that runs of two checkouts keep theirs apart.
+    """
+    server = Sidecar(data_dir, out_dir / f"sidecar-{transport}{tag}.log", launcher=launcher)
     try:
         ready = server.wait_ready()
-        raw = out_dir / f"profile-{transport}.txt"
+        raw = out_dir / f"profile-{transport}{tag}.txt"
         spy = []
 
         def on_start() -> None:
@@ -161,8 +179,9 @@ def start(
         for p in spy:
             p.wait(60)
             stacks = profile.read_stacks(raw)
-            svg = out_dir / f"profile-{transport}.svg"
-            profile.flame_svg(stacks, svg, f"sidecar serve, OTLP/{transport} ingest")
+            svg = out_dir / f"profile-{transport}{tag}.svg"
+            title = f"sidecar serve, OTLP/{transport} ingest" + (f" ({launcher.name})" if tag else "")
+            profile.flame_svg(stacks, svg, title)
             top = profile.summarize(stacks, profile.RATE * duration, top=40)
             report.profile = {"raw": str(raw), "svg": str(svg), **top}
     except BaseException:
@@ -175,7 +194,7 @@ def finish(report: IngestReport, server: Sidecar) -> IngestReport:
     """Stop the server (SIGTERM: it drains and flushes), then compact its data dir and size it."""
     report.lifetime_peak_rss_mib = server.peak_rss_mib()
     report.stop = server.stop()
-    report.disk = measure_disk(server.data_dir, report.stored_spans)
+    report.disk = measure_disk(server.data_dir, report.stored_spans, launcher=server.launcher)
     return report
 
 

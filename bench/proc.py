@@ -62,7 +62,10 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def spawn(
-    argv: Sequence[str], stdout: IO[bytes] | int | None = None, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    stdout: IO[bytes] | int | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a child that is killed at exit (atexit) and, via PDEATHSIG, even if we are SIGKILLed."""
     proc = subprocess.Popen(
@@ -70,6 +73,7 @@ def spawn(
         stdout=stdout,
         stderr=subprocess.STDOUT if stdout is not None else None,
         env=env,
+        cwd=cwd,
         preexec_fn=_die_with_parent,
     )
     _children.append(proc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 
@@ -51,9 +52,86 @@ def ingest_table(results: dict[str, Any]) -> list[str]:
             lambda r: f"{r['disk'].get('bytes_per_span', 0) / r['otlp_bytes_per_span']:.3f}",
         ),
     ]
-    lines = [_row("ingest", [f"OTLP/{n}" for n in names]), "  " + "-" * (34 + 16 * len(names))]
+    title = "ingest"
+    if results.get("ingest_pairs"):  # a --baseline run: this table is ours; the baseline's is below
+        title = "ingest, current" + (" (last run)" if results["config"].get("pairs", 1) > 1 else "")
+    lines = [_row(title, [f"OTLP/{n}" for n in names]), "  " + "-" * (34 + 16 * len(names))]
     for label, fmt in rows:
         lines.append(_row(label, [fmt(ingest[n]) for n in names]))
+    return lines
+
+
+def pair_median(pairs: list[dict[str, Any]], side: str, key: str) -> float:
+    """Median of one ingest figure over one checkout's runs (``side``: "baseline" or "current")."""
+    return float(statistics.median(p[side][key] for p in pairs))
+
+
+def pair_ratio(pairs: list[dict[str, Any]], key: str) -> float:
+    """Median over the pairs of current / baseline for one figure.
+
+    The two runs of a pair ran back to back, so they share the machine's load and drift; their
+    ratio is steadier than the ratio of two medians taken over the whole run.
+    """
+    return float(statistics.median(p["current"][key] / p["baseline"][key] for p in pairs))
+
+
+def _checkout(c: dict[str, Any]) -> str:
+    return f"{c.get('dir')} @ {c.get('commit') or '?'}" + (
+        " + uncommitted changes" if c.get("uncommitted_changes") else ""
+    )
+
+
+def baseline_table(results: dict[str, Any]) -> list[str]:
+    """Before/after per transport from ``ingest_pairs`` (a ``--baseline`` run): medians over pairs."""
+    by_transport: dict[str, list[dict[str, Any]]] = results["ingest_pairs"]
+    n = len(next(iter(by_transport.values())))
+    limit = results["limit"]["spans_per_s"] or 1
+    limit_cpu = results["limit"]["cpu_s_per_100k_spans"]
+    checkouts = results.get("checkouts") or {}
+    lines = [
+        f"Before/after: baseline {_checkout(checkouts.get('baseline', {}))}",
+        f"          vs current {_checkout(checkouts.get('current', {}))}",
+        "  "
+        + (
+            "one pair of runs, baseline first"
+            if n == 1
+            else f"medians of {n} pairs of runs (baseline first in each); "
+            "current/baseline is the median of the per-pair ratios"
+        ),
+    ]
+    figures = [
+        ("spans/s, median of 1 s windows", "spans_per_s_median_1s", _n),
+        ("spans/s, overall", "spans_per_s_overall", _n),
+        ("server CPU-s per 100k spans", "server_cpu_s_per_100k_spans", lambda x: f"{x:.2f}"),
+        ("peak RSS MiB (phase)", "peak_rss_mib", lambda x: f"{x:.0f}"),
+    ]
+    for transport, pairs in by_transport.items():
+        lines += ["", _row(f"OTLP/{transport}", ["baseline", "current", "current/baseline"], 18)]
+        lines.append("  " + "-" * (34 + 18 * 3))
+        for label, key, fmt in figures:
+            b, c = pair_median(pairs, "baseline", key), pair_median(pairs, "current", key)
+            lines.append(_row(label, [fmt(b), fmt(c), f"{pair_ratio(pairs, key):.3f}"], 18))
+        sps = [pair_median(pairs, side, "spans_per_s_median_1s") for side in ("baseline", "current")]
+        cpu = [pair_median(pairs, side, "server_cpu_s_per_100k_spans") for side in ("baseline", "current")]
+        lines.append(_row("sidecar / limit, spans/s (median)", [f"{x / limit:.3f}" for x in sps], 18))
+        lines.append(_row("sidecar / limit, CPU per span", [f"{limit_cpu / x:.3f}" for x in cpu], 18))
+        lines.append(
+            _row(
+                "client errors / dropped (all runs)",
+                [
+                    f"{sum(sum(p[side]['client_errors'].values()) for p in pairs)} / "
+                    f"{sum(p[side]['dropped_requests'] for p in pairs)}"
+                    for side in ("baseline", "current")
+                ],
+                18,
+            )
+        )
+        if n > 1:
+            each = ", ".join(
+                f"{p['current']['spans_per_s_median_1s'] / p['baseline']['spans_per_s_median_1s']:.2f}"
+                for p in pairs
+            )
+            lines.append(f"  {'current/baseline spans/s, each pair':<34}  {each}")
     return lines
 
 
@@ -125,8 +203,11 @@ def render(results: dict[str, Any]) -> str:
         "",
         *ingest_table(results),
     ]
+    if results.get("ingest_pairs"):
+        out += ["", *baseline_table(results)]
     if results["config"].get("profile"):
-        out.append("  (the gRPC phase ran under py-spy: its numbers include the sampling overhead)")
+        which = "first gRPC run of each checkout" if results.get("ingest_pairs") else "gRPC phase"
+        out.append(f"  (the {which} ran under py-spy: its numbers include the sampling overhead)")
     if results.get("query"):
         out += ["", *query_table(results["query"])]
     for name, p in (results.get("profiles") or {}).items():
