@@ -14,9 +14,10 @@ whether bytes are a message at all, so the core never refuses a request those cl
 - a known field with another wire type than its own is an unknown field, skipped.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, realloc
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
 
 
 class WireError(ValueError):
@@ -52,22 +53,62 @@ cdef enum Problem:
     END_MISSING
     END_BEFORE_START
 
-cdef struct Rejected:
-    Py_ssize_t resource
-    Py_ssize_t scope
-    Py_ssize_t span
-    int problem
-    Py_ssize_t length  # the offending ID's length, for the "got N" texts
+# -- what the scan collects: records pointing into the request's bytes ---------------------------
+
+cdef struct Slice:
+    const uint8_t* p
+    Py_ssize_t n
+
+cdef struct SpanRec:
+    Slice raw  # the Span message's own bytes, stored as they came
+    Slice tid
+    Slice sid
+    Slice parent
+    Slice name
+    Slice status
+    int32_t kind
+    int error  # Status.code == ERROR
     uint64_t start
     uint64_t end
+    Py_ssize_t attrs  # first of its span attributes in Scan.attrs
+    Py_ssize_t n_attrs
+    Py_ssize_t extras  # first of its event and link attributes in Scan.extras
+    Py_ssize_t n_extras
+    Py_ssize_t scope  # its ScopeSpans in Scan.scopes
+    Py_ssize_t index  # its position among that ScopeSpans' spans
+    int problem  # the rule it breaks (0: kept)
+    Py_ssize_t next  # the next kept span of the same trace in its ScopeSpans (-1: last)
+
+cdef struct ScopeRec:
+    Py_ssize_t resource  # index of its ResourceSpans
+    Py_ssize_t index  # its position among that ResourceSpans' scope_spans
+    Slice raw  # InstrumentationScope bytes (the last occurrence, as the shadow schema reads it)
+    Py_ssize_t first_span
+    Py_ssize_t n_spans
+    Py_ssize_t first_part  # its trace parts in Shape.parts (set by group_traces)
+    Py_ssize_t n_parts
 
 cdef struct Scan:
     const uint8_t* base
     int error
     Py_ssize_t error_at
-    Rejected* rejected
-    Py_ssize_t count
-    Py_ssize_t capacity
+    SpanRec* spans
+    Py_ssize_t n_spans
+    Py_ssize_t cap_spans
+    Slice* attrs
+    Py_ssize_t n_attrs
+    Py_ssize_t cap_attrs
+    Slice* extras
+    Py_ssize_t n_extras
+    Py_ssize_t cap_extras
+    ScopeRec* scopes
+    Py_ssize_t n_scopes
+    Py_ssize_t cap_scopes
+    Slice* resources
+    Py_ssize_t n_resources
+    Py_ssize_t cap_resources
+    Py_ssize_t rejected
+
 
 
 cdef inline bint fail(Scan* s, int error, const uint8_t* at) noexcept nogil:
@@ -230,91 +271,213 @@ cdef int span_problem(Py_ssize_t tid_len, const uint8_t* tid, Py_ssize_t sid_len
     return 0
 
 
-cdef bint add_rejected(Scan* s, Py_ssize_t resource, Py_ssize_t scope, Py_ssize_t span, int problem,
-                       Py_ssize_t length, uint64_t start, uint64_t end, const uint8_t* at) noexcept nogil:
-    cdef Rejected* grown
+cdef bint grow(Scan* s, void** items, Py_ssize_t* cap, Py_ssize_t count, size_t size,
+               const uint8_t* at) noexcept nogil:
+    """Room for one more item in a growable array (doubling)."""
     cdef Py_ssize_t capacity
-    if s.count == s.capacity:
-        capacity = s.capacity * 2 if s.capacity else 16
-        grown = <Rejected*>realloc(s.rejected, capacity * sizeof(Rejected))
-        if grown == NULL:
-            return fail(s, E_MEMORY, at)
-        s.rejected = grown
-        s.capacity = capacity
-    s.rejected[s.count] = Rejected(resource, scope, span, problem, length, start, end)
-    s.count += 1
+    cdef void* grown
+    if count < cap[0]:
+        return True
+    capacity = cap[0] * 2 if cap[0] else 64
+    grown = realloc(items[0], capacity * size)
+    if grown == NULL:
+        return fail(s, E_MEMORY, at)
+    items[0] = grown
+    cap[0] = capacity
     return True
 
 
-cdef bint scan_span(Scan* s, const uint8_t* p, const uint8_t* end,
-                    Py_ssize_t resource, Py_ssize_t scope, Py_ssize_t index) noexcept nogil:
-    """Span{trace_id=1, span_id=2, start_time_unix_nano=7, end_time_unix_nano=8}; the last of a field wins."""
-    cdef const uint8_t* tid = NULL
-    cdef const uint8_t* sid = NULL
-    cdef Py_ssize_t tid_len = 0, sid_len = 0, length
-    cdef uint64_t start = 0, stop = 0
+cdef inline bint add_slice(Scan* s, Slice** items, Py_ssize_t* count, Py_ssize_t* cap,
+                           const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    if not grow(s, <void**>items, cap, count[0], sizeof(Slice), p):
+        return False
+    items[0][count[0]] = Slice(p, n)
+    count[0] += 1
+    return True
+
+
+cdef bint scan_attributes_of(Scan* s, const uint8_t* p, const uint8_t* end, uint32_t number) noexcept nogil:
+    """An Event's (field 3) or a Link's (field 4) attributes, appended to Scan.extras."""
     cdef uint32_t field
-    cdef int wire, problem
-    cdef const uint8_t* at = p
+    cdef int wire
+    cdef Py_ssize_t length
     while p < end:
         if not read_tag(s, &p, end, &field, &wire):
             return False
-        if wire == 2 and (field == 1 or field == 2):
+        if field == number and wire == 2:
+            if not read_length(s, &p, end, &length):
+                return False
+            if not add_slice(s, &s.extras, &s.n_extras, &s.cap_extras, p, length):
+                return False
+            p += length
+        elif not skip_field(s, &p, end, field, wire, 4):
+            return False
+    return True
+
+
+cdef int status_is_error(const uint8_t* p, const uint8_t* end) noexcept nogil:
+    """Status{code=3} == ERROR (2); the last code wins. The bytes were checked by the span's scan."""
+    cdef Scan quiet  # a Status the official classes accepted cannot fail here; if it did, not an error
+    cdef uint32_t field
+    cdef int wire
+    cdef uint64_t value
+    cdef uint64_t code = 0
+    quiet.base = p
+    quiet.error = OK
+    while p < end:
+        if not read_tag(&quiet, &p, end, &field, &wire):
+            return 0
+        if field == 3 and wire == 0:
+            if not read_varint(&quiet, &p, end, &value):
+                return 0
+            code = value
+        elif not skip_field(&quiet, &p, end, field, wire, 5):
+            return 0
+    return <uint32_t>code == 2
+
+
+cdef bint scan_span(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t scope, Py_ssize_t index) noexcept nogil:
+    """One Span into Scan.spans. Singular fields: the last occurrence wins (as upb reads them);
+    attributes (9), events (11) and links (13) are collected in order."""
+    cdef SpanRec* r
+    cdef Py_ssize_t length
+    cdef uint64_t value
+    cdef uint32_t field
+    cdef int wire
+    if not grow(s, <void**>&s.spans, &s.cap_spans, s.n_spans, sizeof(SpanRec), p):
+        return False
+    r = &s.spans[s.n_spans]
+    memset(r, 0, sizeof(SpanRec))
+    r.raw = Slice(p, end - p)
+    r.attrs = s.n_attrs
+    r.extras = s.n_extras
+    r.scope = scope
+    r.index = index
+    r.next = -1
+    s.n_spans += 1
+    while p < end:
+        if not read_tag(s, &p, end, &field, &wire):
+            return False
+        if wire == 2 and (field == 1 or field == 2 or field == 4 or field == 5 or field == 9
+                          or field == 11 or field == 13 or field == 15):
             if not read_length(s, &p, end, &length):
                 return False
             if field == 1:
-                tid = p
-                tid_len = length
+                r.tid = Slice(p, length)
+            elif field == 2:
+                r.sid = Slice(p, length)
+            elif field == 4:
+                r.parent = Slice(p, length)
+            elif field == 5:
+                r.name = Slice(p, length)
+            elif field == 9:
+                if not add_slice(s, &s.attrs, &s.n_attrs, &s.cap_attrs, p, length):
+                    return False
+            elif field == 11:
+                if not scan_attributes_of(s, p, p + length, 3):
+                    return False
+            elif field == 13:
+                if not scan_attributes_of(s, p, p + length, 4):
+                    return False
             else:
-                sid = p
-                sid_len = length
+                r.status = Slice(p, length)
             p += length
         elif wire == 1 and (field == 7 or field == 8):
             if end - p < 8:
                 return fail(s, E_FIXED, p)
             if field == 7:
-                start = load_le64(p)
+                r.start = load_le64(p)
             else:
-                stop = load_le64(p)
+                r.end = load_le64(p)
             p += 8
+        elif wire == 0 and field == 6:
+            if not read_varint(s, &p, end, &value):
+                return False
+            r.kind = <int32_t><uint32_t>value
         elif not skip_field(s, &p, end, field, wire, 3):
             return False
-    problem = span_problem(tid_len, tid, sid_len, sid, start, stop)
-    if problem:
-        return add_rejected(s, resource, scope, index, problem,
-                            tid_len if problem == TRACE_LENGTH else sid_len, start, stop, at)
+    # The attribute arrays may have moved (realloc) but r points into s.spans, which did not grow.
+    r.n_attrs = s.n_attrs - r.attrs
+    r.n_extras = s.n_extras - r.extras
+    r.problem = span_problem(r.tid.n, r.tid.p, r.sid.n, r.sid.p, r.start, r.end)
+    if r.problem:
+        s.rejected += 1
+    elif r.status.n:
+        r.error = status_is_error(r.status.p, r.status.p + r.status.n)
     return True
 
 
-cdef bint scan_level(Scan* s, const uint8_t* p, const uint8_t* end, int depth,
-                     Py_ssize_t resource, Py_ssize_t scope) noexcept nogil:
-    """The messages above the spans, each a list of its children: depth 0 is
-    ExportTraceServiceRequest{resource_spans=1}, 1 ResourceSpans{scope_spans=2}, 2
-    ScopeSpans{spans=2}. A child's position among its kind is its index in the rejected paths."""
-    cdef Py_ssize_t index = 0, length
+cdef bint scan_level(Scan* s, const uint8_t* p, const uint8_t* end, int depth, Py_ssize_t index) noexcept nogil:
+    """The messages above the spans: depth 0 is ExportTraceServiceRequest{resource_spans=1}, 1
+    ResourceSpans{resource=1, scope_spans=2}, 2 ScopeSpans{scope=1, spans=2}. ``index`` is the
+    message's position among its kind, the index in the rejected spans' paths."""
+    cdef Py_ssize_t count = 0, length, me = -1
     cdef uint32_t child = 1 if depth == 0 else 2
     cdef uint32_t field
     cdef int wire
     cdef bint ok
+    if depth == 1:
+        if not add_slice(s, &s.resources, &s.n_resources, &s.cap_resources, p, 0):
+            return False
+        me = s.n_resources - 1
+        s.resources[me].p = NULL
+    elif depth == 2:
+        if not grow(s, <void**>&s.scopes, &s.cap_scopes, s.n_scopes, sizeof(ScopeRec), p):
+            return False
+        me = s.n_scopes
+        s.scopes[me] = ScopeRec(s.n_resources - 1, index, Slice(NULL, 0), s.n_spans, 0, 0, 0)
+        s.n_scopes += 1
     while p < end:
         if not read_tag(s, &p, end, &field, &wire):
             return False
         if field == child and wire == 2:
             if not read_length(s, &p, end, &length):
                 return False
-            if depth == 0:
-                ok = scan_level(s, p, p + length, 1, index, 0)
-            elif depth == 1:
-                ok = scan_level(s, p, p + length, 2, resource, index)
+            if depth == 2:
+                ok = scan_span(s, p, p + length, me, count)
             else:
-                ok = scan_span(s, p, p + length, resource, scope, index)
+                ok = scan_level(s, p, p + length, depth + 1, count)
             if not ok:
                 return False
-            index += 1
+            count += 1
+            p += length
+        elif depth > 0 and field == 1 and wire == 2:  # ResourceSpans.resource, ScopeSpans.scope
+            if not read_length(s, &p, end, &length):
+                return False
+            if depth == 1:
+                s.resources[me] = Slice(p, length)
+            else:
+                s.scopes[me].raw = Slice(p, length)
             p += length
         elif not skip_field(s, &p, end, field, wire, depth):
             return False
+    if depth == 2:
+        s.scopes[me].n_spans = s.n_spans - s.scopes[me].first_span
     return True
+
+
+cdef void scan_free(Scan* s) noexcept:
+    free(s.spans)
+    free(s.attrs)
+    free(s.extras)
+    free(s.scopes)
+    free(s.resources)
+
+
+cdef scan_request(Scan* s, bytes body):
+    """Scan ``body`` into ``s`` without the GIL; raises WireError when it is not a protobuf message.
+    The caller frees ``s`` (scan_free) whatever happens."""
+    cdef const uint8_t* data = <const uint8_t*>PyBytes_AS_STRING(body)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
+    cdef bint ok
+    memset(s, 0, sizeof(Scan))
+    s.base = data
+    with nogil:
+        ok = scan_level(s, data, data + size, 0, 0)
+    if not ok:
+        if s.error == E_MEMORY:
+            raise MemoryError()
+        raise WireError(f"{_ERRORS[s.error]} (at byte {s.error_at})")
 
 
 _ERRORS = {
@@ -332,18 +495,241 @@ _ERRORS = {
 }
 
 
-cdef str problem_text(const Rejected* r):
+# -- grouping spans by trace and attributes by term, in C --------------------------------------
+
+cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
+    """A 64-bit finaliser (murmur3's): good spread of the table slots from any input bits."""
+    x ^= x >> 33
+    x *= <uint64_t>0xff51afd7ed558ccd
+    x ^= x >> 33
+    x *= <uint64_t>0xc4ceb9fe1a85ec53
+    x ^= x >> 33
+    return x
+
+
+cdef inline uint64_t hash_bytes(const uint8_t* p, Py_ssize_t n, uint64_t seed) noexcept nogil:
+    """FNV-1a over the bytes, then mixed: terms are short (tens of bytes)."""
+    cdef uint64_t h = <uint64_t>0xcbf29ce484222325 ^ mix64(seed + 1)
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ p[i]) * <uint64_t>0x100000001b3
+    return mix64(h)
+
+
+cdef inline Py_ssize_t table_size(Py_ssize_t items) noexcept nogil:
+    """A power of two at least twice ``items``: open addressing stays short."""
+    cdef Py_ssize_t size = 16
+    while size < 2 * items:
+        size *= 2
+    return size
+
+
+cdef struct PartRec:
+    Py_ssize_t first  # first span of the part (request order), linked by SpanRec.next
+    Py_ssize_t last
+    Py_ssize_t count
+
+cdef struct TermRec:
+    Py_ssize_t service  # the request's service slot
+    Slice kv  # the encoded KeyValue
+    uint64_t hash
+    Py_ssize_t count  # trace entries (consecutive repeats of one part merged)
+    Py_ssize_t last_part
+
+cdef struct Shape:
+    PartRec* parts
+    Py_ssize_t n_parts
+    Py_ssize_t* part_of  # per span: its part (-1: rejected)
+    TermRec* terms
+    Py_ssize_t n_terms
+    Py_ssize_t* term_hits  # pairs (term, part), in order
+    Py_ssize_t n_hits
+    Py_ssize_t* slots  # hash table (trace grouping, then terms)
+    Py_ssize_t* service_of  # per resource: its service slot
+
+
+cdef void shape_free(Shape* g) noexcept:
+    free(g.parts)
+    free(g.part_of)
+    free(g.terms)
+    free(g.term_hits)
+    free(g.slots)
+    free(g.service_of)
+
+
+cdef bint group_traces(Scan* s, Shape* g) noexcept nogil:
+    """Per ScopeSpans, its kept spans into parts by trace id, in order of first appearance; the
+    spans of a part stay in request order (linked by SpanRec.next)."""
+    cdef Py_ssize_t sc, i, k, size, mask, slot, largest = 0
+    cdef SpanRec* r
+    cdef PartRec* part
+    cdef uint64_t h
+    for sc in range(s.n_scopes):
+        if s.scopes[sc].n_spans > largest:
+            largest = s.scopes[sc].n_spans
+    size = table_size(largest)
+    mask = size - 1
+    g.slots = <Py_ssize_t*>malloc(size * sizeof(Py_ssize_t))
+    g.parts = <PartRec*>malloc((s.n_spans + 1) * sizeof(PartRec))
+    g.part_of = <Py_ssize_t*>malloc((s.n_spans + 1) * sizeof(Py_ssize_t))
+    if g.slots == NULL or g.parts == NULL or g.part_of == NULL:
+        return False
+    for sc in range(s.n_scopes):
+        memset(g.slots, 0xFF, size * sizeof(Py_ssize_t))  # all -1
+        s.scopes[sc].first_part = g.n_parts
+        for i in range(s.scopes[sc].first_span, s.scopes[sc].first_span + s.scopes[sc].n_spans):
+            r = &s.spans[i]
+            if r.problem:
+                g.part_of[i] = -1
+                continue
+            h = mix64(load_le64(r.tid.p) ^ load_le64(r.tid.p + 8))
+            slot = <Py_ssize_t>(h & <uint64_t>mask)
+            while True:
+                k = g.slots[slot]
+                if k < 0:
+                    k = g.slots[slot] = g.n_parts
+                    g.parts[k] = PartRec(i, i, 1)
+                    g.n_parts += 1
+                    break
+                if memcmp(s.spans[g.parts[k].first].tid.p, r.tid.p, 16) == 0:
+                    part = &g.parts[k]
+                    s.spans[part.last].next = i
+                    part.last = i
+                    part.count += 1
+                    break
+                slot = (slot + 1) & mask
+            g.part_of[i] = k
+        s.scopes[sc].n_parts = g.n_parts - s.scopes[sc].first_part
+    return True
+
+
+cdef bint add_hit(Scan* s, Shape* g, Py_ssize_t* cap_terms, Py_ssize_t* cap_hits, Py_ssize_t mask,
+                  Py_ssize_t service, Slice kv, Py_ssize_t part) noexcept nogil:
+    cdef uint64_t h = hash_bytes(kv.p, kv.n, <uint64_t>service)
+    cdef Py_ssize_t slot = <Py_ssize_t>(h & <uint64_t>mask)
+    cdef Py_ssize_t t
+    cdef TermRec* term
+    while True:
+        t = g.slots[slot]
+        if t < 0:
+            if not grow(s, <void**>&g.terms, cap_terms, g.n_terms, sizeof(TermRec), kv.p):
+                return False
+            t = g.slots[slot] = g.n_terms
+            g.terms[t] = TermRec(service, kv, h, 0, -1)
+            g.n_terms += 1
+            break
+        term = &g.terms[t]
+        if term.hash == h and term.service == service and term.kv.n == kv.n and memcmp(term.kv.p, kv.p, kv.n) == 0:
+            break
+        slot = (slot + 1) & mask
+    term = &g.terms[t]
+    if term.last_part == part:
+        return True
+    term.last_part = part
+    term.count += 1
+    if not grow(s, <void**>&g.term_hits, cap_hits, g.n_hits, 2 * sizeof(Py_ssize_t), kv.p):
+        return False
+    g.term_hits[2 * g.n_hits] = t
+    g.term_hits[2 * g.n_hits + 1] = part
+    g.n_hits += 1
+    return True
+
+
+cdef bint group_terms(Scan* s, Shape* g) noexcept nogil:
+    """Every kept span's attributes, and its events' and links' (Jaeger's tag search matches those
+    too), as distinct (service, term) entries with the parts (traces) that carry them."""
+    cdef Py_ssize_t size = table_size(s.n_attrs + s.n_extras)
+    cdef Py_ssize_t mask = size - 1, cap_terms = 0, cap_hits = 0, i, j, service
+    cdef SpanRec* r
+    free(g.slots)
+    g.slots = <Py_ssize_t*>malloc(size * sizeof(Py_ssize_t))
+    if g.slots == NULL:
+        return False
+    memset(g.slots, 0xFF, size * sizeof(Py_ssize_t))
+    for i in range(s.n_spans):
+        if g.part_of[i] < 0:
+            continue
+        r = &s.spans[i]
+        service = g.service_of[s.scopes[r.scope].resource]
+        for j in range(r.attrs, r.attrs + r.n_attrs):
+            if not add_hit(s, g, &cap_terms, &cap_hits, mask, service, s.attrs[j], g.part_of[i]):
+                return False
+        for j in range(r.extras, r.extras + r.n_extras):
+            if not add_hit(s, g, &cap_terms, &cap_hits, mask, service, s.extras[j], g.part_of[i]):
+                return False
+    return True
+
+
+cdef inline bytes slice_bytes(Slice x):
+    return PyBytes_FromStringAndSize(<const char*>x.p, x.n) if x.n else b""
+
+
+cdef inline Py_ssize_t varint_size(uint64_t n) noexcept nogil:
+    cdef Py_ssize_t size = 1
+    while n >= 0x80:
+        n >>= 7
+        size += 1
+    return size
+
+
+cdef inline char* put_varint(char* out, uint64_t n) noexcept nogil:
+    while n >= 0x80:
+        out[0] = <char>((n & 0x7F) | 0x80)
+        out += 1
+        n >>= 7
+    out[0] = <char>n
+    return out + 1
+
+
+cdef bytes chunk_group(Scan* s, PartRec* part, bytes resource_ref, bytes scope_ref):
+    """Field 1 of a storage Chunk: ChunkGroup{resource_ref=1, scope_ref=2, spans=3 (the spans'
+    original bytes, in request order)}, so a trace's groups concatenate into one Chunk."""
+    cdef Py_ssize_t group = 0, i = part.first, n_res = len(resource_ref), n_scope = len(scope_ref)
+    cdef bytes out
+    cdef char* w
+    if n_res:
+        group += 1 + varint_size(n_res) + n_res
+    if n_scope:
+        group += 1 + varint_size(n_scope) + n_scope
+    while i >= 0:
+        group += 1 + varint_size(s.spans[i].raw.n) + s.spans[i].raw.n
+        i = s.spans[i].next
+    out = PyBytes_FromStringAndSize(NULL, 1 + varint_size(group) + group)
+    w = PyBytes_AS_STRING(out)
+    w[0] = 0x0A
+    w = put_varint(w + 1, group)
+    if n_res:
+        w[0] = 0x0A
+        w = put_varint(w + 1, n_res)
+        memcpy(w, PyBytes_AS_STRING(resource_ref), n_res)
+        w += n_res
+    if n_scope:
+        w[0] = 0x12
+        w = put_varint(w + 1, n_scope)
+        memcpy(w, PyBytes_AS_STRING(scope_ref), n_scope)
+        w += n_scope
+    i = part.first
+    while i >= 0:
+        w[0] = 0x1A
+        w = put_varint(w + 1, s.spans[i].raw.n)
+        memcpy(w, s.spans[i].raw.p, s.spans[i].raw.n)
+        w += s.spans[i].raw.n
+        i = s.spans[i].next
+    return out
+
+
+cdef str problem_text(const SpanRec* r):
     """The partial-success text for a span that breaks a rule."""
     if r.problem == TRACE_MISSING:
         return "trace_id is missing"
     if r.problem == TRACE_LENGTH:
-        return f"trace_id must be 16 bytes, got {r.length}"
+        return f"trace_id must be 16 bytes, got {r.tid.n}"
     if r.problem == TRACE_ZERO:
         return "trace_id must not be all zeros"
     if r.problem == SPAN_MISSING:
         return "span_id is missing"
     if r.problem == SPAN_LENGTH:
-        return f"span_id must be 8 bytes, got {r.length}"
+        return f"span_id must be 8 bytes, got {r.sid.n}"
     if r.problem == SPAN_ZERO:
         return "span_id must not be all zeros"
     if r.problem == START_MISSING:
@@ -351,6 +737,14 @@ cdef str problem_text(const Rejected* r):
     if r.problem == END_MISSING:
         return "end_time_unix_nano is missing"
     return f"end_time_unix_nano {r.end} is before start_time_unix_nano {r.start}"
+
+
+cdef list problems_of(Scan* s):
+    return [
+        (s.scopes[s.spans[i].scope].resource, s.scopes[s.spans[i].scope].index, s.spans[i].index,
+         problem_text(&s.spans[i]))
+        for i in range(s.n_spans) if s.spans[i].problem
+    ]
 
 
 def span_problems(bytes body not None):
@@ -364,26 +758,255 @@ def span_problems(bytes body not None):
     Raises WireError when the bytes are not a protobuf message. The scan runs without the GIL.
     """
     cdef Scan s
-    cdef const uint8_t* data = <const uint8_t*>PyBytes_AS_STRING(body)
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
-    cdef bint ok
-    cdef Py_ssize_t i
-    s.base = data
-    s.error = OK
-    s.error_at = 0
-    s.rejected = NULL
-    s.count = 0
-    s.capacity = 0
     try:
-        with nogil:
-            ok = scan_level(&s, data, data + size, 0, 0, 0)
-        if not ok:
-            if s.error == E_MEMORY:
-                raise MemoryError()
-            raise WireError(f"{_ERRORS[s.error]} (at byte {s.error_at})")
-        return [
-            (s.rejected[i].resource, s.rejected[i].scope, s.rejected[i].span, problem_text(&s.rejected[i]))
-            for i in range(s.count)
-        ]
+        scan_request(&s, body)
+        return problems_of(&s)
     finally:
-        free(s.rejected)
+        scan_free(&s)
+
+
+cdef bint has_prefix(Slice kv, tuple prefixes):
+    cdef bytes prefix
+    cdef Py_ssize_t n
+    for prefix in prefixes:
+        n = len(prefix)
+        if kv.n >= n and memcmp(kv.p, PyBytes_AS_STRING(prefix), n) == 0:
+            return True
+    return False
+
+
+cdef class TraceShaper:
+    """Turns an export's bytes into what the trace store writes, with ingest's own types and rules.
+
+    Ingest builds one at import and hands it its callables, so the core holds no storage types and
+    no semantic conventions: ``resource_info(raw, seen)`` and ``scope_info(raw, seen)`` describe a
+    Resource / InstrumentationScope once per distinct bytes (``.service`` and ``.ref`` are read
+    here), ``part(...)`` and ``columns(...)`` build TracePart and ScopeColumns, and
+    ``peer_of(hits, kind)`` names a client span's virtual peer from its attributes that start with
+    one of ``peer_prefixes``; ``database`` is the connection type of database calls.
+    """
+
+    cdef object resource_info, scope_info, make_part, make_columns, peer_of, database
+    cdef tuple peer_prefixes
+
+    def __init__(self, resource_info, scope_info, part, columns, tuple peer_prefixes, peer_of, str database):
+        self.resource_info = resource_info
+        self.scope_info = scope_info
+        self.make_part = part
+        self.make_columns = columns
+        self.peer_prefixes = peer_prefixes
+        self.peer_of = peer_of
+        self.database = database
+
+    def shape(self, bytes body not None):
+        """One ExportTraceServiceRequest: ``(problems, parts, terms, columns, accepted)``.
+
+        ``problems`` is span_problems' list; ``parts`` one TracePart per (ScopeSpans, trace) with
+        its chunk bytes and summary figures, in request order; ``terms`` maps a service name to
+        {encoded attribute: trace ids carrying it}; ``columns`` one ScopeColumns per ScopeSpans
+        (kept spans only); ``accepted`` the number of kept spans. Raises WireError when the bytes
+        are not a protobuf message. Scanning and grouping run without the GIL.
+        """
+        cdef Scan s
+        cdef Shape g
+        cdef bint ok
+        memset(&g, 0, sizeof(Shape))
+        try:
+            scan_request(&s, body)
+            return self._build(&s, &g, body)
+        finally:
+            scan_free(&s)
+            shape_free(&g)
+
+    cdef tuple _build(self, Scan* s, Shape* g, bytes body):
+        cdef Py_ssize_t i, k, sc, j, n_kept, col_index
+        cdef SpanRec* r
+        cdef PartRec* part
+        cdef bint ok
+        resources_seen: dict = {}
+        scopes_seen: dict = {}
+        services: dict = {}
+        resources = []
+        g.service_of = <Py_ssize_t*>malloc((s.n_resources + 1) * sizeof(Py_ssize_t))
+        if g.service_of == NULL:
+            raise MemoryError()
+        for i in range(s.n_resources):
+            info = self.resource_info(slice_bytes(s.resources[i]), resources_seen)
+            resources.append(info)
+            g.service_of[i] = services.setdefault(info.service, len(services))
+        with nogil:
+            ok = group_traces(s, g) and group_terms(s, g)
+        if not ok:
+            raise MemoryError()
+
+        tids = [None] * g.n_parts
+        names = [None] * s.n_spans  # per span, shared by columns and operations
+        sids = [None] * s.n_spans
+        parts = []
+        columns = []
+        empty = b""
+        for sc in range(s.n_scopes):
+            resource = resources[s.scopes[sc].resource]
+            scope = self.scope_info(slice_bytes(s.scopes[sc].raw), scopes_seen)
+            col_names = []
+            col_kinds = []
+            col_statuses = []
+            col_starts = []
+            col_durations = []
+            col_tids = []
+            col_sids = []
+            col_parents = []
+            col_peers = {}
+            offsets = []
+            any_edges = False
+            for i in range(s.scopes[sc].first_span, s.scopes[sc].first_span + s.scopes[sc].n_spans):
+                r = &s.spans[i]
+                k = g.part_of[i]
+                if k < 0:
+                    continue
+                tid = tids[k]
+                if tid is None:
+                    tid = tids[k] = slice_bytes(r.tid)
+                name = names[i] = slice_bytes(r.name)
+                sid = sids[i] = slice_bytes(r.sid)
+                col_index = len(col_names)
+                col_names.append(name)
+                col_kinds.append(r.kind)
+                col_statuses.append(slice_bytes(r.status) if r.status.n else empty)
+                col_starts.append(r.start)
+                col_durations.append(r.end - r.start)
+                col_tids.append(tid)
+                col_sids.append(sid)
+                col_parents.append(slice_bytes(r.parent) if r.parent.n else empty)
+                offsets.append(r.raw.p - s.base)
+                offsets.append(r.raw.p - s.base + r.raw.n)
+                if 2 <= r.kind <= 5:
+                    any_edges = True
+                    if r.kind == 3 or r.kind == 4:
+                        hits = tuple([
+                            slice_bytes(s.attrs[j]) for j in range(r.attrs, r.attrs + r.n_attrs)
+                            if has_prefix(s.attrs[j], self.peer_prefixes)
+                        ])
+                        if hits:
+                            peer = self.peer_of(hits, r.kind)
+                            if peer is not None:
+                                col_peers[col_index] = peer
+            columns.append(self.make_columns(
+                resource, body, offsets, col_names, col_kinds, col_statuses, col_starts, col_durations,
+                col_tids, col_sids, col_parents, col_peers,
+            ))
+            self._scope_parts(s, g, sc, resource, scope, tids, names, sids, any_edges, col_peers, parts)
+        terms = self._terms(s, g, services, tids)
+        problems = problems_of(s) if s.rejected else []
+        return problems, parts, terms, columns, s.n_spans - s.rejected
+
+    cdef void _scope_parts(self, Scan* s, Shape* g, Py_ssize_t sc, resource, scope, list tids,
+                           list names, list sids, bint any_edges, dict col_peers, list out) except *:
+        """The parts of one ScopeSpans, each with its summary figures and edge halves."""
+        cdef Py_ssize_t k, i, j, root, col = 0, first = s.scopes[sc].first_span
+        cdef Py_ssize_t last = first + s.scopes[sc].n_spans
+        cdef SpanRec* r
+        cdef PartRec* part
+        cdef uint64_t start, end, min_d, max_d, d
+        cdef Py_ssize_t errors
+        cdef bint has_peers = len(col_peers) > 0
+        resource_ref = resource.ref
+        scope_ref = scope.ref
+        database = self.database
+        # Column index of every kept span of this scope (peers are keyed by it).
+        column_of = {}
+        if has_peers:
+            for i in range(first, last):
+                if g.part_of[i] >= 0:
+                    column_of[i] = col
+                    col += 1
+        for k in range(s.scopes[sc].first_part, s.scopes[sc].first_part + s.scopes[sc].n_parts):
+            part = &g.parts[k]
+            j = part.first
+            r = &s.spans[j]
+            start = r.start
+            end = r.end
+            min_d = max_d = r.end - r.start
+            errors = r.error
+            root = -1 if r.parent.n else j
+            if part.count == 1:
+                operations = {(names[j], r.kind)}
+                span_ids = [sids[j]]
+                root = j
+            else:
+                operations = set()
+                span_ids = []
+                j = part.first
+                while j >= 0:
+                    r = &s.spans[j]
+                    operations.add((names[j], r.kind))
+                    span_ids.append(sids[j])
+                    if j != part.first:
+                        d = r.end - r.start
+                        if r.start < start:
+                            start = r.start
+                        if r.end > end:
+                            end = r.end
+                        if d < min_d:
+                            min_d = d
+                        if d > max_d:
+                            max_d = d
+                        errors += r.error
+                        if not r.parent.n and (root < 0 or r.start < s.spans[root].start):
+                            root = j
+                    j = r.next
+                if root < 0:  # no span without a parent: the earliest
+                    root = part.first
+                    j = part.first
+                    while j >= 0:
+                        if s.spans[j].start < s.spans[root].start:
+                            root = j
+                        j = s.spans[j].next
+            made = self.make_part(
+                tids[k], resource, scope, chunk_group(s, part, resource_ref, scope_ref), part.count,
+                start, end, min_d, max_d, errors, None, operations, span_ids,
+            )
+            r = &s.spans[root]
+            made.root = (r.parent.n > 0, r.start, names[root])
+            if has_peers or any_edges:
+                clients = []
+                servers = []
+                peers = []
+                databases = []
+                j = part.first
+                while j >= 0:
+                    r = &s.spans[j]
+                    if r.kind == 3 or r.kind == 4:
+                        peer = col_peers.get(column_of[j]) if has_peers else None
+                        if peer is not None and peer[1] == database:
+                            databases.append(peer[0])
+                        else:
+                            clients.append(sids[j])
+                            peers.append(peer[0] if peer is not None else "")
+                    elif (r.kind == 2 or r.kind == 5) and r.parent.n:
+                        servers.append(slice_bytes(r.parent))
+                    j = r.next
+                made.clients = clients
+                made.servers = servers
+                if has_peers:
+                    made.peers = peers
+                    made.databases = databases
+            out.append(made)
+
+    cdef dict _terms(self, Scan* s, Shape* g, dict services, list tids):
+        """service name -> {encoded attribute: trace ids carrying it (in order, with repeats)}."""
+        cdef Py_ssize_t t, h, filled
+        cdef TermRec* term
+        by_slot = [{} for _ in range(len(services))]
+        lists = [None] * g.n_terms
+        fill = [0] * g.n_terms
+        for t in range(g.n_terms):
+            term = &g.terms[t]
+            lists[t] = [None] * term.count
+            by_slot[term.service][slice_bytes(term.kv)] = lists[t]
+        for h in range(g.n_hits):
+            t = g.term_hits[2 * h]
+            filled = fill[t]
+            lists[t][filled] = tids[g.term_hits[2 * h + 1]]
+            fill[t] = filled + 1
+        return {service: by_slot[slot] for service, slot in services.items() if by_slot[slot]}

@@ -39,7 +39,10 @@ def attribute_prefix(key: str) -> bytes:
     return b"\x0a" + bytes((len(raw),)) + raw + b"\x12"
 
 
-_has_peer_key = methodcaller("startswith", tuple(attribute_prefix(k) for k in _PEER_KEYS))
+# How an attribute that can name a peer starts; the compiled core matches client spans' attributes
+# against these and hands the hits to peer_of_hits.
+PEER_PREFIXES = tuple(attribute_prefix(k) for k in _PEER_KEYS)
+_has_peer_key = methodcaller("startswith", PEER_PREFIXES)
 
 
 _CACHE = 10_000
@@ -51,7 +54,11 @@ def peer_of(attributes: Sequence[bytes], kind: int) -> tuple[str, str] | None:
 
     The match runs in C; the few matching attributes repeat from span to span (a service calls few
     peers), so their answer is remembered by their bytes and decoded once."""
-    hits = tuple(filter(_has_peer_key, attributes))
+    return peer_of_hits(tuple(filter(_has_peer_key, attributes)), kind)
+
+
+def peer_of_hits(hits: tuple[bytes, ...], kind: int) -> tuple[str, str] | None:
+    """peer_of for a span's attributes that start with one of PEER_PREFIXES, in span order."""
     if not hits:
         return None
     key = (kind, hits)

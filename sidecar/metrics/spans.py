@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from itertools import count, repeat
-from operator import attrgetter, methodcaller
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,6 @@ KIND_NAMES = (
 STATUS_NAMES = ("STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR")
 TEMPO_BUCKETS = [0.002 * 2**n for n in range(14)]  # Tempo metrics-generator's default, seconds
 _DECODED_CACHE = 10_000
-_attributes = attrgetter("attributes")
 
 
 def status_codes(statuses: list[bytes]) -> Sequence[int]:
@@ -203,7 +202,7 @@ class SpanMetrics:
             )
             if len(self._resource_dims) > _DECODED_CACHE:
                 self._resource_dims.clear()
-        hits = list(map(list, map(partial(filter, self._has_dim), map(_attributes, col.spans))))
+        hits = list(map(list, map(partial(filter, self._has_dim), col.span_attributes())))
         if not any(hits):
             return [base] * len(hits)
         return [self._lookup(found, base) if found else base for found in hits]

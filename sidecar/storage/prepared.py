@@ -6,10 +6,10 @@ way Jaeger's model package sits below both its collector and its span stores.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from sidecar.otlp.shadow import ShadowSpan
 
 
 @dataclass(slots=True)
@@ -60,12 +60,13 @@ class ScopeColumns:
     """One ScopeSpans' kept spans as the columns ingest built anyway, for the metrics taps.
 
     References, not copies: handing them on costs one object per scope. Names and statuses are the
-    raw bytes (UTF-8 text, encoded Status); times are ns. ``spans`` are the decoded shadow spans,
-    read only when a tap needs span attributes (span metric dimensions).
+    raw bytes (UTF-8 text, encoded Status); times are ns. Span attributes are decoded only when a
+    tap asks (span metric dimensions): ``offsets`` hold each span's (start, end) in ``body``.
     """
 
     resource: ResourceInfo
-    spans: Sequence[Any]
+    body: bytes
+    offsets: list[int]
     names: list[bytes]
     kinds: list[int]
     statuses: list[bytes]
@@ -76,12 +77,18 @@ class ScopeColumns:
     parents: list[bytes]
     peers: dict[int, tuple[str, str]]  # client span index -> (peer name, connection type)
 
+    def span_attributes(self) -> list[list[bytes]]:
+        """Each span's encoded attributes (KeyValue bytes), in column order."""
+        offsets, body = self.offsets, self.body
+        pairs = zip(offsets[::2], offsets[1::2], strict=True)
+        return [list(ShadowSpan.FromString(body[a:b]).attributes) for a, b in pairs]
+
 
 @dataclass(slots=True)
 class PreparedTraces:
     parts: list[TracePart]
     # service name -> encoded span attribute (KeyValue) -> trace ids carrying it (with repeats)
-    terms: dict[str, defaultdict[bytes, list[bytes]]]
+    terms: dict[str, dict[bytes, list[bytes]]]
     accepted: int
     rejected: int
     messages: list[str]
