@@ -1,6 +1,6 @@
 """Types of the compiled core (sidecar/core/_wire.pyx); docstrings there."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 Problems = list[tuple[int, int, int, str]]
@@ -22,3 +22,17 @@ class TraceShaper:
         database: str,
     ) -> None: ...
     def shape(self, body: bytes) -> tuple[Problems, list[Any], Terms, list[Any], int]: ...
+
+class SlotTable:
+    def __init__(self, trace_ids: Iterable[bytes]) -> None: ...
+    def slots(self, trace_ids: list[bytes]) -> bytes: ...
+    def put_terms(
+        self,
+        batch: Any,
+        prefix: bytes,
+        term_maps: list[dict[bytes, list[bytes]]],
+        rev: bytes,
+        max_term: int,
+        long_prefix: Callable[[bytes], bytes],
+        known_keys: set[bytes],
+    ) -> list[bytes]: ...

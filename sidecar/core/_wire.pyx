@@ -15,8 +15,8 @@ whether bytes are a message at all, so the core never refuses a request those cl
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
 
@@ -1010,3 +1010,110 @@ cdef class TraceShaper:
             lists[t][filled] = tids[g.term_hits[2 * h + 1]]
             fill[t] = filled + 1
         return {service: by_slot[slot] for service, slot in services.items() if by_slot[slot]}
+
+
+# -- postings: one write's trace lists as u16 slots into its trace table --------------------------
+
+cdef class SlotTable:
+    """A write's trace table (trace id -> slot, at most 65,535) and the posting values built on it.
+
+    A posting value is the distinct slots of its traces, as u16 in native order (array("H")), in
+    order of first appearance: the layout ``storage/rocks/traces/merge.py`` documents.
+    """
+
+    cdef dict slot_of
+    cdef uint32_t* stamp  # per slot: the posting that last took it (dedupe without a set)
+    cdef uint32_t posting
+    cdef uint16_t* buffer
+    cdef Py_ssize_t capacity
+
+    def __cinit__(self, trace_ids):
+        self.slot_of = {}
+        for tid in trace_ids:
+            if tid not in self.slot_of:
+                self.slot_of[tid] = len(self.slot_of)
+        if len(self.slot_of) > 65535:
+            raise ValueError("a write holds at most 65,535 traces")
+        self.stamp = <uint32_t*>calloc(len(self.slot_of) + 1, sizeof(uint32_t))
+        self.capacity = 1024
+        self.buffer = <uint16_t*>malloc(self.capacity * sizeof(uint16_t))
+        if self.stamp == NULL or self.buffer == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.stamp)
+        free(self.buffer)
+
+    cdef Py_ssize_t _add(self, list trace_ids, Py_ssize_t n) except -1:
+        """Append the new slots of ``trace_ids`` to the buffer (of ``n`` so far); returns the count."""
+        cdef Py_ssize_t slot
+        cdef uint16_t* grown
+        for tid in trace_ids:
+            slot = self.slot_of[tid]
+            if self.stamp[slot] == self.posting:
+                continue
+            self.stamp[slot] = self.posting
+            if n == self.capacity:
+                grown = <uint16_t*>realloc(self.buffer, 2 * self.capacity * sizeof(uint16_t))
+                if grown == NULL:
+                    raise MemoryError()
+                self.buffer = grown
+                self.capacity *= 2
+            self.buffer[n] = <uint16_t>slot
+            n += 1
+        return n
+
+    cdef inline bytes _value(self, Py_ssize_t n):
+        return PyBytes_FromStringAndSize(<const char*>self.buffer, n * sizeof(uint16_t))
+
+    def slots(self, list trace_ids not None):
+        """The posting value of ``trace_ids`` (repeats and any order)."""
+        self.posting += 1
+        return self._value(self._add(trace_ids, 0))
+
+    def put_terms(self, batch, bytes prefix not None, list term_maps not None, bytes rev not None,
+                  Py_ssize_t max_term, long_prefix, set known_keys not None):
+        """One posting per distinct term of ``term_maps`` ({encoded KeyValue: trace ids}, merged):
+        ``batch.put(prefix | len(2, big-endian) | term | rev, slots)``, or, for a term longer than
+        ``max_term`` bytes, ``long_prefix(term) + rev`` as the key. Returns the attribute key names
+        (bytes) not in ``known_keys`` yet, which are added to it."""
+        cdef Py_ssize_t n, size, at
+        cdef dict merged
+        cdef bytes key, name
+        cdef char* w
+        cdef const uint8_t* kvp
+        new_keys = []
+        if len(term_maps) == 1:
+            merged = term_maps[0]
+        else:
+            merged = {}
+            for term_map in term_maps:
+                for kv, tids in (<dict>term_map).items():
+                    found = merged.get(kv)
+                    if found is None:
+                        merged[kv] = tids
+                    else:
+                        merged[kv] = found + tids
+        for kv, tids in merged.items():
+            self.posting += 1
+            n = self._add(<list>tids, 0)
+            size = len(<bytes>kv)
+            if size <= max_term:
+                key = PyBytes_FromStringAndSize(NULL, len(prefix) + 2 + size + len(rev))
+                w = PyBytes_AS_STRING(key)
+                memcpy(w, PyBytes_AS_STRING(prefix), len(prefix))
+                w += len(prefix)
+                w[0] = <char>(size >> 8)
+                w[1] = <char>(size & 0xFF)
+                memcpy(w + 2, PyBytes_AS_STRING(<bytes>kv), size)
+                memcpy(w + 2 + size, PyBytes_AS_STRING(rev), len(rev))
+            else:
+                key = long_prefix(kv) + rev
+            batch.put(key, self._value(n))
+            kvp = <const uint8_t*>PyBytes_AS_STRING(<bytes>kv)
+            if size >= 2 and kvp[0] == 0x0A and kvp[1] < 0x80 and 2 + kvp[1] <= size:
+                name = PyBytes_FromStringAndSize(<const char*>kvp + 2, kvp[1])
+                if name not in known_keys:
+                    known_keys.add(name)
+                    new_keys.append(name)
+        return new_keys

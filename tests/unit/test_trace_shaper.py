@@ -9,6 +9,7 @@ whose spans call peers and databases, and whose ids, times and statuses break th
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from typing import Any
 
@@ -17,10 +18,12 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from sidecar.core._wire import SlotTable
 from sidecar.ingest.peers import DATABASE, peer_of
 from sidecar.ingest.traces import content_ref, prepare_traces
 from sidecar.otlp.conventions import NO_SERVICE_NAME, UNKNOWN_SERVICE
 from sidecar.otlp.shadow import Chunk
+from sidecar.storage.rocks import keys
 from tests.unit.test_storage import kv
 from tests.unit.test_wire_core import FAST, oracle_problem
 
@@ -241,3 +244,41 @@ def test_a_trace_split_over_scopes_and_resources_makes_one_part_each() -> None:
     got = shaped(body)
     assert got == expected(body)
     assert [p["trace_id"] for p in got["parts"]] == [TRACES[0]] * 4
+
+
+@FAST
+@given(
+    st.lists(st.sampled_from(TRACES), min_size=1),
+    st.lists(
+        st.dictionaries(st.binary(min_size=0, max_size=6), st.lists(st.sampled_from(TRACES))), max_size=3
+    ),
+)
+def test_slot_table_values_are_the_documented_posting_layout(table: list[bytes], maps: list[Any]) -> None:
+    """Slots (u16, native order) of distinct traces in order of first appearance; terms merged."""
+    slots = SlotTable(table)
+    slot_of = dict(zip(dict.fromkeys(table), range(len(table)), strict=False))
+    for tids in maps[0].values() if maps else ():
+        tids = [t for t in tids if t in slot_of]
+        assert slots.slots(tids) == array("H", dict.fromkeys(map(slot_of.__getitem__, tids))).tobytes()
+    maps = [{term: [t for t in tids if t in slot_of] for term, tids in m.items()} for m in maps]
+    put: list[tuple[bytes, bytes]] = []
+
+    class Batch:
+        def put(self, key: bytes, value: bytes) -> None:
+            put.append((key, value))
+
+    known: set[bytes] = {b"k"}
+    new = slots.put_terms(Batch(), b"A\x00\x00\x00\x07", maps, b"R" * 8, 4, lambda term: b"#" + term, known)
+    merged: dict[bytes, list[bytes]] = {}
+    for m in maps:
+        for term, tids in m.items():
+            merged.setdefault(term, []).extend(tids)
+    assert put == [
+        (
+            (keys.attribute_posting_prefix(7, term) if len(term) <= 4 else b"#" + term) + b"R" * 8,
+            array("H", dict.fromkeys(map(slot_of.__getitem__, tids))).tobytes(),
+        )
+        for term, tids in merged.items()
+    ]
+    names = {t[2 : 2 + t[1]] for t in merged if len(t) >= 2 and t[0] == 0x0A and 2 + t[1] <= len(t)}
+    assert set(new) == names - {b"k"} and len(new) == len(set(new)) and known >= names

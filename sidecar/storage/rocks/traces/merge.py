@@ -29,14 +29,14 @@ nothing is half-indexed after a kill.
 
 from __future__ import annotations
 
-import struct
-from array import array
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from itertools import count, repeat
+from functools import partial
+from itertools import repeat
 
 from rocksdict import WriteBatch
 
+from sidecar.core._wire import SlotTable
 from sidecar.otlp.shadow import Chunk, RawTraceRequest
 from sidecar.storage.prepared import PreparedTraces, TracePart
 from sidecar.storage.rocks import keys
@@ -51,16 +51,8 @@ MAX_TRACES_PER_WRITE = 65_535  # posting slots are u16
 _SEARCHED_IDS_BYTES = 2_048  # up to 256 known spans a trace, new ids are found by substring search
 
 
-_U16 = struct.Struct(">H").pack
-_U16LE = struct.Struct("=H").pack  # same layout as array("H")
-_LENGTH = [_U16(n) for n in range(keys.MAX_TERM_BYTES + 1)]
-
-
-def _slots(trace_ids: list[bytes], slot_of: Callable[[bytes], int]) -> bytes:
-    """A posting value: the distinct trace-table slots of ``trace_ids`` as u16."""
-    if len(trace_ids) == 1:
-        return _U16LE(slot_of(trace_ids[0]))
-    return array("H", dict.fromkeys(map(slot_of, trace_ids))).tobytes()
+def _long_term_prefix(service: int, kv: bytes) -> bytes:
+    return keys.attribute_posting_prefix(service, keys.term(kv))
 
 
 class TraceMerge:
@@ -111,12 +103,13 @@ class TraceMerge:
             self._graph.add({}, {}, ns, part, batch)
             return
         # Postings name traces by their slot in this write's trace table (2 bytes, not 16).
-        slot_of = dict(zip(trace_ids, count())).__getitem__
+        table = SlotTable(trace_ids)
         self._store_blobs(prepared, part, batch)
         chunks: dict[bytes, list[bytes]] = {}
         by_service: dict[int, list[bytes]] = {}
         by_operation: dict[int, list[bytes]] = {}
-        by_term: dict[int, defaultdict[bytes, list[bytes]]] = {}
+        # service -> its term maps ({encoded attribute: trace ids}), merged by the posting writer
+        by_term: dict[int, list[dict[bytes, list[bytes]]]] = {}
         services: dict[str, int] = {}
         clients: dict[bytes, int] = {}  # trace id + span id -> service, for dependency pairing
         servers: dict[bytes, int] = {}  # trace id + parent span id -> service
@@ -131,7 +124,7 @@ class TraceMerge:
             svc = services.get(svc_name)
             if svc is None:
                 svc = services[svc_name] = registry.service_id(svc_name, batch, default_cf)
-                by_term[svc] = defaultdict(list)
+                by_term[svc] = []
                 by_service[svc] = []
             groups = chunks.get(tid)
             if groups is None:
@@ -171,17 +164,12 @@ class TraceMerge:
                 servers.update(zip(map(tid.__add__, p.servers), repeat(svc)))
 
         for (svc, _, _), (attributes, tids) in first_seen.items():
-            target = by_term[svc]
-            for kv in attributes:
-                target[kv].extend(tids)
+            by_term[svc].append(dict.fromkeys(attributes, tids))
         for prep in prepared:
             for svc_name, term_lists in prep.terms.items():
                 svc = services.get(svc_name)
-                if svc is None:
-                    continue  # every span of that service in the request was a resend
-                target = by_term[svc]
-                for kv, tids in term_lists.items():
-                    target[kv].extend(tids)
+                if svc is not None:  # else every span of that service in the request was a resend
+                    by_term[svc].append(term_lists)
 
         self._note_lateness(ns - min(p.start for p in parts), part, batch)
         rev = keys.rev(ns)
@@ -192,25 +180,18 @@ class TraceMerge:
         for tid, summary in summaries.items():
             batch.put(keys.SUMMARY + tid, summary.encode())
         for svc, tids in by_service.items():
-            batch.put(keys.service_posting_prefix(svc) + rev, _slots(tids, slot_of))
+            batch.put(keys.service_posting_prefix(svc) + rev, table.slots(tids))
         for op, tids in by_operation.items():
-            batch.put(keys.operation_posting_prefix(op) + rev, _slots(tids, slot_of))
+            batch.put(keys.operation_posting_prefix(op) + rev, table.slots(tids))
         known_keys = self._attribute_key_bytes
-        for svc, postings in by_term.items():
+        for svc, term_maps in by_term.items():
+            long_prefix = partial(_long_term_prefix, svc)
             prefix = keys.ATTRIBUTE_POSTING + keys.u32(svc)
-            for kv, tids in postings.items():
-                size = len(kv)
-                if size <= keys.MAX_TERM_BYTES:
-                    # keys.attribute_posting_prefix inlined for the hot path; a storage test checks they agree
-                    key = b"".join((prefix, _LENGTH[size], kv, rev))
-                else:
-                    key = keys.attribute_posting_prefix(svc, keys.term(kv)) + rev
-                batch.put(key, _slots(tids, slot_of))
-                if kv[0] == 0x0A and kv[1] < 0x80:
-                    key_name = kv[2 : 2 + kv[1]]
-                    if key_name not in known_keys:
-                        known_keys.add(key_name)
-                        registry.note_attribute_key(key_name.decode("utf-8", "replace"), batch, default_cf)
+            # The key is keys.attribute_posting_prefix(svc, term) + rev, built in C (a storage
+            # test checks they agree).
+            limit = keys.MAX_TERM_BYTES
+            for name in table.put_terms(batch, prefix, term_maps, rev, limit, long_prefix, known_keys):
+                registry.note_attribute_key(name.decode("utf-8", "replace"), batch, default_cf)
         self._graph.add(clients, servers, ns, part, batch, peers, databases)
 
     # -- write-queue hooks -----------------------------------------------------------------
