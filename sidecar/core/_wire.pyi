@@ -1,6 +1,6 @@
 """Types of the compiled core (sidecar/core/_wire.pyx); docstrings there."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 Problems = list[tuple[int, int, int, str]]
@@ -15,13 +15,12 @@ class TraceShaper:
         self,
         resource_info: Callable[[bytes, dict[bytes, Any]], Any],
         scope_info: Callable[[bytes, dict[bytes, Any]], Any],
-        part: Callable[..., Any],
         columns: Callable[..., Any],
         peer_prefixes: tuple[bytes, ...],
         peer_of: Callable[[tuple[bytes, ...], int], tuple[str, str] | None],
         database: str,
     ) -> None: ...
-    def shape(self, body: bytes) -> tuple[Problems, list[Any], Terms, list[Any], int]: ...
+    def shape(self, body: bytes) -> tuple[Problems, list[TracePart], Terms, list[Any], int]: ...
 
 class SlotTable:
     def __init__(self, trace_ids: Iterable[bytes]) -> None: ...
@@ -36,3 +35,73 @@ class SlotTable:
         long_prefix: Callable[[bytes], bytes],
         known_keys: set[bytes],
     ) -> list[bytes]: ...
+
+class TracePart:
+    trace_id: bytes
+    resource: Any  # storage.prepared.ResourceInfo
+    scope: Any  # storage.prepared.ScopeInfo
+    chunk: bytes
+    span_count: int
+    start: int
+    end: int
+    min_duration: int
+    max_duration: int
+    errors: int
+    root: tuple[bool, int, bytes] | None
+    operations: set[tuple[bytes, int]]
+    span_ids: Sequence[bytes]
+    clients: Sequence[bytes]
+    servers: Sequence[bytes]
+    peers: Sequence[str]
+    databases: Sequence[str]
+    def __init__(
+        self,
+        trace_id: bytes,
+        resource: Any,
+        scope: Any,
+        chunk: bytes,
+        span_count: int,
+        start: int,
+        end: int,
+        min_duration: int,
+        max_duration: int,
+        errors: int,
+        root: tuple[bool, int, bytes] | None,
+        operations: set[tuple[bytes, int]],
+        span_ids: Sequence[bytes],
+        clients: Sequence[bytes] = (),
+        servers: Sequence[bytes] = (),
+        peers: Sequence[str] = (),
+        databases: Sequence[str] = (),
+    ) -> None: ...
+
+class Summary:
+    first_seen: int
+    start: int
+    end: int
+    spans: int
+    errors: int
+    min_span: int
+    max_span: int
+    root_has_parent: bool
+    root_start: int
+    root_service: int
+    root_name: bytes
+    services: dict[int, list[int]]
+    operations: set[int]
+    span_ids: bytearray
+    def __init__(self, first_seen: int) -> None: ...
+    def add(
+        self,
+        service: int,
+        spans: int,
+        errors: int,
+        start: int,
+        end: int,
+        min_span: int,
+        max_span: int,
+        root: tuple[bool, int, bytes] | None,
+    ) -> None: ...
+    def encode(self) -> bytes: ...
+    @classmethod
+    def decode(cls, data: bytes) -> Summary: ...

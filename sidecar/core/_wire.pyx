@@ -495,6 +495,232 @@ _ERRORS = {
 }
 
 
+# -- the records the trace store keeps per trace ------------------------------------------------
+
+cdef class TracePart:
+    """The spans of one trace that share a resource and a scope within one request.
+
+    ``chunk``: the spans as a storage chunk group (original span bytes, resource and scope by
+    reference), framed as field 1 of a Chunk so a trace's groups concatenate into one Chunk.
+    ``root``: the root candidate (has_parent, start, name): a span without a parent beats any other,
+    then the earliest. ``span_ids`` follow the chunk's order; ``clients`` are the span ids of
+    CLIENT/PRODUCER spans (database calls aside), ``servers`` the parent ids of SERVER/CONSUMER
+    spans, ``peers`` () or each client's virtual peer ("" for none), ``databases`` the peers of
+    database calls (edges at once, never waiting for a server).
+    """
+
+    cdef public bytes trace_id
+    cdef public object resource
+    cdef public object scope
+    cdef public bytes chunk
+    cdef public Py_ssize_t span_count
+    cdef public uint64_t start
+    cdef public uint64_t end
+    cdef public uint64_t min_duration
+    cdef public uint64_t max_duration
+    cdef public Py_ssize_t errors
+    cdef public object root
+    cdef public set operations
+    cdef public object span_ids
+    cdef public object clients
+    cdef public object servers
+    cdef public object peers
+    cdef public object databases
+
+    def __init__(self, bytes trace_id, resource, scope, bytes chunk, Py_ssize_t span_count, uint64_t start,
+                 uint64_t end, uint64_t min_duration, uint64_t max_duration, Py_ssize_t errors, root,
+                 set operations, span_ids, clients=(), servers=(), peers=(), databases=()):
+        self.trace_id = trace_id
+        self.resource = resource
+        self.scope = scope
+        self.chunk = chunk
+        self.span_count = span_count
+        self.start = start
+        self.end = end
+        self.min_duration = min_duration
+        self.max_duration = max_duration
+        self.errors = errors
+        self.root = root
+        self.operations = operations
+        self.span_ids = span_ids
+        self.clients = clients
+        self.servers = servers
+        self.peers = peers
+        self.databases = databases
+
+
+cdef uint64_t U64_MAX = 0xFFFFFFFFFFFFFFFF
+cdef uint32_t NO_SERVICE = 0xFFFFFFFF
+# first_seen, start, end, spans, errors, min_span, max_span, root_has_parent, root_start,
+# root_service, len(root_name): little-endian "<QQQIIQQBQIH", 63 bytes
+cdef enum:
+    SUMMARY_HEAD = 63
+
+
+cdef inline void put_le(char* out, uint64_t value, int size) noexcept nogil:
+    cdef int i
+    for i in range(size):
+        out[i] = <char>((value >> (8 * i)) & 0xFF)
+
+
+cdef inline uint64_t get_le(const uint8_t* p, int size) noexcept nogil:
+    cdef uint64_t value = 0
+    cdef int i
+    for i in range(size):
+        value |= (<uint64_t>p[i]) << (8 * i)
+    return value
+
+
+cdef class Summary:
+    """A trace's summary record, kept current by the writer as spans arrive; readers decode it.
+
+    Search answers and trace-duration filters come from this small record, never from span data.
+    ``services`` maps a service id to [spans, errors]; ``operations`` holds operation ids.
+    ``span_ids`` is writer-side only, never encoded: the ids of the trace's stored spans (8 bytes
+    each), so that a resent span is recognised.
+    """
+
+    cdef public uint64_t first_seen
+    cdef public uint64_t start
+    cdef public uint64_t end
+    cdef public uint32_t spans
+    cdef public uint32_t errors
+    cdef public uint64_t min_span
+    cdef public uint64_t max_span
+    cdef public bint root_has_parent
+    cdef public uint64_t root_start
+    cdef public uint32_t root_service
+    cdef public bytes root_name
+    cdef public dict services
+    cdef public set operations
+    cdef public bytearray span_ids
+
+    def __init__(self, uint64_t first_seen):
+        self.first_seen = first_seen
+        self.start = U64_MAX
+        self.end = 0
+        self.spans = 0
+        self.errors = 0
+        self.min_span = U64_MAX
+        self.max_span = 0
+        self.root_has_parent = True
+        self.root_start = U64_MAX
+        self.root_service = NO_SERVICE
+        self.root_name = b""
+        self.services = {}
+        self.operations = set()
+        self.span_ids = bytearray()
+
+    cpdef add(self, uint32_t service, uint32_t spans, uint32_t errors, uint64_t start, uint64_t end,
+              uint64_t min_span, uint64_t max_span, root):
+        """One part's figures (root: (has_parent, start, name) or None)."""
+        cdef bint has_parent
+        cdef uint64_t root_start
+        self.spans += spans
+        self.errors += errors
+        if start < self.start:
+            self.start = start
+        if end > self.end:
+            self.end = end
+        if min_span < self.min_span:
+            self.min_span = min_span
+        if max_span > self.max_span:
+            self.max_span = max_span
+        counts = self.services.get(service)
+        if counts is None:
+            self.services[service] = [spans, errors]
+        else:
+            (<list>counts)[0] += spans
+            (<list>counts)[1] += errors
+        if root is not None:
+            has_parent = root[0]
+            root_start = root[1]
+            if has_parent < self.root_has_parent or (has_parent == self.root_has_parent and root_start < self.root_start):
+                self.root_has_parent = has_parent
+                self.root_start = root_start
+                self.root_name = root[2]
+                self.root_service = service
+
+    cpdef bytes encode(self):
+        """The stored record: the 63-byte head, the root name, then u16-counted services
+        (id, spans, errors as u32) and operations (u32), all little-endian."""
+        cdef Py_ssize_t n_services = len(self.services), n_ops = len(self.operations)
+        cdef Py_ssize_t name_len = len(self.root_name)
+        cdef bytes out
+        cdef char* w
+        if n_services > 0xFFFF or n_ops > 0xFFFF or name_len > 0xFFFF:
+            raise ValueError("summary too large to encode")
+        out = PyBytes_FromStringAndSize(NULL, SUMMARY_HEAD + name_len + 2 + 12 * n_services + 2 + 4 * n_ops)
+        w = PyBytes_AS_STRING(out)
+        put_le(w, self.first_seen, 8)
+        put_le(w + 8, self.start, 8)
+        put_le(w + 16, self.end, 8)
+        put_le(w + 24, self.spans, 4)
+        put_le(w + 28, self.errors, 4)
+        put_le(w + 32, self.min_span, 8)
+        put_le(w + 40, self.max_span, 8)
+        w[48] = <char>(1 if self.root_has_parent else 0)
+        put_le(w + 49, self.root_start, 8)
+        put_le(w + 57, self.root_service, 4)
+        put_le(w + 61, name_len, 2)
+        w += SUMMARY_HEAD
+        if name_len:
+            memcpy(w, PyBytes_AS_STRING(self.root_name), name_len)
+            w += name_len
+        put_le(w, n_services, 2)
+        w += 2
+        for sid, counts in self.services.items():
+            put_le(w, <uint32_t>sid, 4)
+            put_le(w + 4, <uint32_t>(<list>counts)[0], 4)
+            put_le(w + 8, <uint32_t>(<list>counts)[1], 4)
+            w += 12
+        put_le(w, n_ops, 2)
+        w += 2
+        for op in self.operations:
+            put_le(w, <uint32_t>op, 4)
+            w += 4
+        return out
+
+    @classmethod
+    def decode(cls, bytes data not None):
+        """A stored record (encode's layout); ValueError when the bytes are cut short."""
+        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(data)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data), at, name_len, count, i
+        cdef Summary s
+        if size < SUMMARY_HEAD:
+            raise ValueError("summary record cut short")
+        s = cls(get_le(p, 8))
+        s.start = get_le(p + 8, 8)
+        s.end = get_le(p + 16, 8)
+        s.spans = <uint32_t>get_le(p + 24, 4)
+        s.errors = <uint32_t>get_le(p + 28, 4)
+        s.min_span = get_le(p + 32, 8)
+        s.max_span = get_le(p + 40, 8)
+        s.root_has_parent = p[48] != 0
+        s.root_start = get_le(p + 49, 8)
+        s.root_service = <uint32_t>get_le(p + 57, 4)
+        name_len = <Py_ssize_t>get_le(p + 61, 2)
+        at = SUMMARY_HEAD
+        if size < at + name_len + 2:
+            raise ValueError("summary record cut short")
+        s.root_name = data[at:at + name_len]
+        at += name_len
+        count = <Py_ssize_t>get_le(p + at, 2)
+        at += 2
+        if size < at + 12 * count + 2:
+            raise ValueError("summary record cut short")
+        for i in range(count):
+            s.services[<uint32_t>get_le(p + at, 4)] = [<uint32_t>get_le(p + at + 4, 4), <uint32_t>get_le(p + at + 8, 4)]
+            at += 12
+        count = <Py_ssize_t>get_le(p + at, 2)
+        at += 2
+        if size < at + 4 * count:
+            raise ValueError("summary record cut short")
+        for i in range(count):
+            s.operations.add(<uint32_t>get_le(p + at + 4 * i, 4))
+        return s
+
+
 # -- grouping spans by trace and attributes by term, in C --------------------------------------
 
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
@@ -781,18 +1007,17 @@ cdef class TraceShaper:
     Ingest builds one at import and hands it its callables, so the core holds no storage types and
     no semantic conventions: ``resource_info(raw, seen)`` and ``scope_info(raw, seen)`` describe a
     Resource / InstrumentationScope once per distinct bytes (``.service`` and ``.ref`` are read
-    here), ``part(...)`` and ``columns(...)`` build TracePart and ScopeColumns, and
+    here), ``columns(...)`` builds a ScopeColumns, and
     ``peer_of(hits, kind)`` names a client span's virtual peer from its attributes that start with
     one of ``peer_prefixes``; ``database`` is the connection type of database calls.
     """
 
-    cdef object resource_info, scope_info, make_part, make_columns, peer_of, database
+    cdef object resource_info, scope_info, make_columns, peer_of, database
     cdef tuple peer_prefixes
 
-    def __init__(self, resource_info, scope_info, part, columns, tuple peer_prefixes, peer_of, str database):
+    def __init__(self, resource_info, scope_info, columns, tuple peer_prefixes, peer_of, str database):
         self.resource_info = resource_info
         self.scope_info = scope_info
-        self.make_part = part
         self.make_columns = columns
         self.peer_prefixes = peer_prefixes
         self.peer_of = peer_of
@@ -907,6 +1132,7 @@ cdef class TraceShaper:
         cdef Py_ssize_t last = first + s.scopes[sc].n_spans
         cdef SpanRec* r
         cdef PartRec* part
+        cdef TracePart made
         cdef uint64_t start, end, min_d, max_d, d
         cdef Py_ssize_t errors
         cdef bint has_peers = len(col_peers) > 0
@@ -962,10 +1188,20 @@ cdef class TraceShaper:
                         if s.spans[j].start < s.spans[root].start:
                             root = j
                         j = s.spans[j].next
-            made = self.make_part(
-                tids[k], resource, scope, chunk_group(s, part, resource_ref, scope_ref), part.count,
-                start, end, min_d, max_d, errors, None, operations, span_ids,
-            )
+            made = TracePart.__new__(TracePart)
+            made.trace_id = tids[k]
+            made.resource = resource
+            made.scope = scope
+            made.chunk = chunk_group(s, part, resource_ref, scope_ref)
+            made.span_count = part.count
+            made.start = start
+            made.end = end
+            made.min_duration = min_d
+            made.max_duration = max_d
+            made.errors = errors
+            made.operations = operations
+            made.span_ids = span_ids
+            made.clients = made.servers = made.peers = made.databases = ()
             r = &s.spans[root]
             made.root = (r.parent.n > 0, r.start, names[root])
             if has_peers or any_edges:

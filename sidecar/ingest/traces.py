@@ -19,7 +19,7 @@ from sidecar.core._wire import TraceShaper, WireError
 from sidecar.ingest.peers import DATABASE, PEER_PREFIXES, peer_of_hits
 from sidecar.otlp.conventions import NO_SERVICE_NAME, UNKNOWN_SERVICE
 from sidecar.otlp.shadow import ShadowResource, ShadowScope
-from sidecar.storage.prepared import PreparedTraces, ResourceInfo, ScopeColumns, ScopeInfo, TracePart
+from sidecar.storage.prepared import PreparedTraces, ResourceInfo, ScopeColumns, ScopeInfo
 
 _MAX_ERROR_MESSAGES = 5
 _SERVICE_NAME_KEY = b"\x0a\x0cservice.name"
@@ -62,9 +62,7 @@ def scope_info(raw: bytes, seen: dict[bytes, ScopeInfo]) -> ScopeInfo:
     return found
 
 
-_SHAPER = TraceShaper(
-    resource_info, scope_info, TracePart, ScopeColumns, PEER_PREFIXES, peer_of_hits, DATABASE
-)
+_SHAPER = TraceShaper(resource_info, scope_info, ScopeColumns, PEER_PREFIXES, peer_of_hits, DATABASE)
 
 
 def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:

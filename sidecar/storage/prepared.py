@@ -1,15 +1,18 @@
 """What ingest hands to a SpanWriter: one request's spans, validated and grouped by trace.
 
 Defined on the storage side of the boundary (ingest imports it, storage never imports ingest), the
-way Jaeger's model package sits below both its collector and its span stores.
+way Jaeger's model package sits below both its collector and its span stores. TracePart, made once
+per trace and request, is the compiled core's type (``sidecar.core._wire``), which builds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sidecar.core._wire import TracePart
 from sidecar.otlp.shadow import ShadowSpan
+
+__all__ = ["PreparedTraces", "ResourceInfo", "ScopeColumns", "ScopeInfo", "TracePart"]
 
 
 @dataclass(slots=True)
@@ -27,32 +30,6 @@ class ScopeInfo:
     encoded: bytes
     attributes: list[bytes]
     ref: bytes
-
-
-@dataclass(slots=True)
-class TracePart:
-    """The spans of one trace that share a resource and a scope within one request."""
-
-    trace_id: bytes
-    resource: ResourceInfo
-    scope: ScopeInfo
-    # The spans as a storage chunk group (original span bytes, resource and scope by reference),
-    # already framed as field 1 of a Chunk so a trace's groups concatenate into one Chunk.
-    chunk: bytes
-    span_count: int
-    start: int
-    end: int
-    min_duration: int
-    max_duration: int
-    errors: int
-    # Root candidate: (has_parent, start, name); a span without parent beats any other, then earliest.
-    root: tuple[bool, int, bytes] | None
-    operations: set[tuple[bytes, int]]
-    span_ids: Sequence[bytes]  # in the order of the chunk's spans
-    clients: Sequence[bytes] = ()  # span ids of CLIENT/PRODUCER spans (database calls aside)
-    servers: Sequence[bytes] = ()  # parent ids of SERVER/CONSUMER spans
-    peers: Sequence[str] = ()  # () or, per client span, its virtual peer ("" for none; ingest/peers.py)
-    databases: Sequence[str] = ()  # peers of database calls: edges at once, never waiting for a server
 
 
 @dataclass(slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -275,6 +276,24 @@ def test_summary_round_trip() -> None:
     d = Summary.decode(s.encode())
     assert (d.start, d.end, d.spans, d.errors, d.root_name, d.root_service) == (5, 25, 5, 1, b"root", 3)
     assert d.services == {3: [4, 1], 4: [1, 0]} and d.operations == {7, 9}
+
+
+def test_summary_bytes_keep_the_stored_layout() -> None:
+    """Summaries written before the compiled core took them over decode the same, and vice versa:
+    the little-endian head "<QQQIIQQBQIH", the root name, then u16-counted services and operations."""
+    head = struct.pack("<QQQIIQQBQIH", 7, 5, 25, 5, 1, 1, 9, 0, 10, 3, 4)
+    operations = {7, 9}  # encoded in the set's own order, as before
+    stored = head + b"root" + struct.pack("<H6IH2I", 2, 3, 4, 1, 4, 1, 0, 2, *operations)
+    s = Summary(7)
+    s.add(3, 4, 1, 10, 20, 1, 9, (False, 10, b"root"))
+    s.add(4, 1, 0, 5, 25, 2, 3, None)
+    s.operations = operations
+    assert s.encode() == stored
+    d = Summary.decode(stored)
+    assert (d.first_seen, d.min_span, d.max_span, d.root_has_parent, d.root_start) == (7, 1, 9, False, 10)
+    assert d.encode() == stored
+    with pytest.raises(ValueError, match="cut short"):
+        Summary.decode(stored[:-1])
 
 
 def test_data_dir_is_a_real_rocksdb(db: Store) -> None:
