@@ -105,3 +105,21 @@ class Summary:
     def encode(self) -> bytes: ...
     @classmethod
     def decode(cls, data: bytes) -> Summary: ...
+
+class WriteFold:
+    services: dict[str, int]
+    chunks: dict[bytes, list[bytes]]
+    by_service: dict[int, list[bytes]]
+    by_operation: dict[int, list[bytes]]
+    first_seen: dict[tuple[int, bytes, bytes], tuple[list[bytes], list[bytes]]]
+    clients: dict[bytes, int]
+    servers: dict[bytes, int]
+    peers: dict[bytes, str]
+    databases: list[tuple[int, str]]
+    def __init__(
+        self,
+        service_id: Callable[[str], int],
+        operation_id: Callable[[int, bytes, int], int],
+        op_cache: dict[tuple[int, bytes, int], int],
+    ) -> None: ...
+    def add(self, parts: list[TracePart], summaries: dict[bytes, Summary]) -> None: ...

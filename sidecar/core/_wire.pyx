@@ -721,6 +721,93 @@ cdef class Summary:
         return s
 
 
+cdef class WriteFold:
+    """One write's parts folded per service, operation and trace: what the trace merge stores.
+
+    ``service_id(name)`` and ``operation_id(service, name, kind)`` come from the registry (they
+    add its entries to the write); ``op_cache`` maps (service, name, kind) to operation ids across
+    writes. After :meth:`add`: ``services`` name -> id; ``chunks`` trace id -> its chunk groups;
+    ``by_service`` / ``by_operation`` id -> trace ids (repeats allowed); ``first_seen``
+    (service, resource ref, scope ref) -> (their attributes, traces that met that service in this
+    write); ``clients`` trace id + span id -> service and ``servers`` trace id + parent id ->
+    service (the dependency halves); ``peers`` trace id + span id -> virtual peer; ``databases``
+    (service, peer) of database calls.
+    """
+
+    cdef object service_id, operation_id
+    cdef dict op_cache
+    cdef public dict services, chunks, by_service, by_operation, first_seen, clients, servers, peers
+    cdef public list databases
+
+    def __init__(self, service_id, operation_id, dict op_cache not None):
+        self.service_id = service_id
+        self.operation_id = operation_id
+        self.op_cache = op_cache
+        self.services = {}
+        self.chunks = {}
+        self.by_service = {}
+        self.by_operation = {}
+        self.first_seen = {}
+        self.clients = {}
+        self.servers = {}
+        self.peers = {}
+        self.databases = []
+
+    def add(self, list parts not None, dict summaries not None):
+        """Fold ``parts`` in, updating each trace's Summary (``summaries`` has one per trace)."""
+        cdef TracePart p
+        cdef Summary summary
+        cdef bytes tid
+        cdef list groups, posting
+        for p in parts:
+            tid = p.trace_id
+            svc_name = p.resource.service
+            svc = self.services.get(svc_name)
+            if svc is None:
+                svc = self.services[svc_name] = self.service_id(svc_name)
+                self.by_service[svc] = []
+            groups = self.chunks.get(tid)
+            if groups is None:
+                self.chunks[tid] = [p.chunk]
+            else:
+                groups.append(p.chunk)
+            summary = summaries[tid]
+            if svc not in summary.services:
+                # Resource and scope attributes: indexed once per trace and service, not per span.
+                group = (svc, p.resource.ref, p.scope.ref)
+                waiting = self.first_seen.get(group)
+                if waiting is None:
+                    self.first_seen[group] = ([*p.resource.attributes, *p.scope.attributes], [tid])
+                else:
+                    (<list>(<tuple>waiting)[1]).append(tid)
+            summary.add(svc, p.span_count, p.errors, p.start, p.end, p.min_duration, p.max_duration, p.root)
+            (<list>self.by_service[svc]).append(tid)
+            for operation in p.operations:
+                name, kind = <tuple>operation
+                key = (svc, name, kind)
+                op = self.op_cache.get(key)
+                if op is None:
+                    op = self.op_cache[key] = self.operation_id(svc, name, kind)
+                summary.operations.add(op)
+                posting = self.by_operation.get(op)
+                if posting is None:
+                    self.by_operation[op] = [tid]
+                else:
+                    posting.append(tid)
+            if p.clients:
+                for sid in p.clients:
+                    self.clients[tid + sid] = svc
+                if p.peers:
+                    for sid, peer in zip(p.clients, p.peers):
+                        self.peers[tid + sid] = peer
+            if p.databases:
+                for peer in p.databases:
+                    self.databases.append((svc, peer))
+            if p.servers:
+                for sid in p.servers:
+                    self.servers[tid + sid] = svc
+
+
 # -- grouping spans by trace and attributes by term, in C --------------------------------------
 
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:

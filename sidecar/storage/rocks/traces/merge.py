@@ -32,11 +32,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from functools import partial
-from itertools import repeat
 
 from rocksdict import WriteBatch
 
-from sidecar.core._wire import SlotTable
+from sidecar.core._wire import SlotTable, WriteFold
 from sidecar.otlp.shadow import Chunk, RawTraceRequest
 from sidecar.storage.prepared import PreparedTraces, TracePart
 from sidecar.storage.rocks import keys
@@ -105,83 +104,33 @@ class TraceMerge:
         # Postings name traces by their slot in this write's trace table (2 bytes, not 16).
         table = SlotTable(trace_ids)
         self._store_blobs(prepared, part, batch)
-        chunks: dict[bytes, list[bytes]] = {}
-        by_service: dict[int, list[bytes]] = {}
-        by_operation: dict[int, list[bytes]] = {}
+        fold = WriteFold(
+            partial(registry.service_id, batch=batch, default_cf=default_cf),
+            partial(registry.operation_id, batch=batch, default_cf=default_cf),
+            op_cache,
+        )
+        fold.add(parts, summaries)
         # service -> its term maps ({encoded attribute: trace ids}), merged by the posting writer
-        by_term: dict[int, list[dict[bytes, list[bytes]]]] = {}
-        services: dict[str, int] = {}
-        clients: dict[bytes, int] = {}  # trace id + span id -> service, for dependency pairing
-        servers: dict[bytes, int] = {}  # trace id + parent span id -> service
-        peers: dict[bytes, str] = {}  # trace id + span id -> virtual peer, of clients that have one
-        databases: list[tuple[int, str]] = []  # (service, peer) of database calls
-        # (service, resource, scope) -> (their attributes, traces that met this service just now)
-        first_seen: dict[tuple[int, bytes, bytes], tuple[list[bytes], list[bytes]]] = {}
-
-        for p in parts:
-            tid = p.trace_id
-            svc_name = p.resource.service
-            svc = services.get(svc_name)
-            if svc is None:
-                svc = services[svc_name] = registry.service_id(svc_name, batch, default_cf)
-                by_term[svc] = []
-                by_service[svc] = []
-            groups = chunks.get(tid)
-            if groups is None:
-                chunks[tid] = [p.chunk]
-            else:
-                groups.append(p.chunk)
-
-            summary = summaries[tid]  # every kept part's trace has one (_drop_stored_spans)
-            if svc not in summary.services:
-                # Resource and scope attributes: indexed once per trace and service, not per span.
-                group = (svc, p.resource.ref, p.scope.ref)
-                waiting = first_seen.get(group)
-                if waiting is None:
-                    first_seen[group] = ([*p.resource.attributes, *p.scope.attributes], [tid])
-                else:
-                    waiting[1].append(tid)
-            summary.add(svc, p.span_count, p.errors, p.start, p.end, p.min_duration, p.max_duration, p.root)
-            by_service[svc].append(tid)
-            for name, kind in p.operations:
-                op = op_cache.get((svc, name, kind))
-                if op is None:
-                    op = registry.operation_id(svc, name, kind, batch, default_cf)
-                    op_cache[(svc, name, kind)] = op
-                summary.operations.add(op)
-                posting = by_operation.get(op)
-                if posting is None:
-                    by_operation[op] = [tid]
-                else:
-                    posting.append(tid)
-            if p.clients:
-                clients.update(zip(map(tid.__add__, p.clients), repeat(svc)))
-                if p.peers:
-                    peers.update(zip(map(tid.__add__, p.clients), p.peers, strict=True))
-            if p.databases:
-                databases.extend(zip(repeat(svc), p.databases))
-            if p.servers:
-                servers.update(zip(map(tid.__add__, p.servers), repeat(svc)))
-
-        for (svc, _, _), (attributes, tids) in first_seen.items():
+        by_term: dict[int, list[dict[bytes, list[bytes]]]] = {svc: [] for svc in fold.services.values()}
+        for (svc, _, _), (attributes, tids) in fold.first_seen.items():
             by_term[svc].append(dict.fromkeys(attributes, tids))
         for prep in prepared:
             for svc_name, term_lists in prep.terms.items():
-                svc = services.get(svc_name)
-                if svc is not None:  # else every span of that service in the request was a resend
-                    by_term[svc].append(term_lists)
+                known = fold.services.get(svc_name)
+                if known is not None:  # else every span of that service in the request was a resend
+                    by_term[known].append(term_lists)
 
         self._note_lateness(ns - min(p.start for p in parts), part, batch)
         rev = keys.rev(ns)
         ingest = keys.u64(ns)
         batch.put(keys.TRACE_TABLE + rev, b"".join(trace_ids))
-        for tid, groups in chunks.items():
+        for tid, groups in fold.chunks.items():
             batch.put(keys.CHUNK + tid + ingest, groups[0] if len(groups) == 1 else b"".join(groups))
         for tid, summary in summaries.items():
             batch.put(keys.SUMMARY + tid, summary.encode())
-        for svc, tids in by_service.items():
+        for svc, tids in fold.by_service.items():
             batch.put(keys.service_posting_prefix(svc) + rev, table.slots(tids))
-        for op, tids in by_operation.items():
+        for op, tids in fold.by_operation.items():
             batch.put(keys.operation_posting_prefix(op) + rev, table.slots(tids))
         known_keys = self._attribute_key_bytes
         for svc, term_maps in by_term.items():
@@ -192,7 +141,7 @@ class TraceMerge:
             limit = keys.MAX_TERM_BYTES
             for name in table.put_terms(batch, prefix, term_maps, rev, limit, long_prefix, known_keys):
                 registry.note_attribute_key(name.decode("utf-8", "replace"), batch, default_cf)
-        self._graph.add(clients, servers, ns, part, batch, peers, databases)
+        self._graph.add(fold.clients, fold.servers, ns, part, batch, fold.peers, fold.databases)
 
     # -- write-queue hooks -----------------------------------------------------------------
     def after_write(self) -> None:
