@@ -123,3 +123,16 @@ class WriteFold:
         op_cache: dict[tuple[int, bytes, int], int],
     ) -> None: ...
     def add(self, parts: list[TracePart], summaries: dict[bytes, Summary]) -> None: ...
+
+class LogShaper:
+    def __init__(
+        self,
+        resource_info: Callable[[bytes, dict[bytes, Any]], Any],
+        scope_info: Callable[[bytes, dict[bytes, Any]], Any],
+        group: Callable[..., Any],
+        body_text: Callable[[bytes], str],
+        attribute_key: Callable[[bytes], bytes],
+        event: Callable[[bytes, str, int], Any],
+        digest: Callable[[bytes], bytes],
+    ) -> None: ...
+    def shape(self, body: bytes, received: int) -> tuple[list[Any], int, int, Problems, list[Any]]: ...

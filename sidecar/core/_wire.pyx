@@ -15,6 +15,7 @@ whether bytes are a message at all, so the core never refuses a request those cl
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -79,19 +80,42 @@ cdef struct SpanRec:
     int problem  # the rule it breaks (0: kept)
     Py_ssize_t next  # the next kept span of the same trace in its ScopeSpans (-1: last)
 
+cdef struct LogRec:
+    Slice raw  # the LogRecord message's own bytes, stored as they came
+    Slice tid
+    Slice sid
+    Slice body  # the AnyValue, encoded
+    Slice event_name
+    uint64_t time
+    uint64_t observed
+    int32_t severity
+    Py_ssize_t attrs  # first of its attributes in Scan.attrs
+    Py_ssize_t n_attrs
+    Py_ssize_t scope
+    Py_ssize_t index
+    int problem
+
 cdef struct ScopeRec:
-    Py_ssize_t resource  # index of its ResourceSpans
-    Py_ssize_t index  # its position among that ResourceSpans' scope_spans
+    Py_ssize_t resource  # index of its ResourceSpans / ResourceLogs
+    Py_ssize_t index  # its position among that resource's scope_spans / scope_logs
     Slice raw  # InstrumentationScope bytes (the last occurrence, as the shadow schema reads it)
-    Py_ssize_t first_span
+    Py_ssize_t first_span  # its spans or log records in Scan.spans / Scan.logs
     Py_ssize_t n_spans
     Py_ssize_t first_part  # its trace parts in Shape.parts (set by group_traces)
     Py_ssize_t n_parts
+
+ctypedef bint (*LeafScan)(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t scope,
+                          Py_ssize_t index) noexcept nogil
 
 cdef struct Scan:
     const uint8_t* base
     int error
     Py_ssize_t error_at
+    LeafScan leaf  # scan_span or scan_log: what the third level holds
+    Py_ssize_t n_leaves  # spans or log records so far
+    LogRec* logs
+    Py_ssize_t n_logs
+    Py_ssize_t cap_logs
     SpanRec* spans
     Py_ssize_t n_spans
     Py_ssize_t cap_spans
@@ -407,10 +431,81 @@ cdef bint scan_span(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t sc
     return True
 
 
+cdef enum LogProblem:
+    LOG_TRACE_LENGTH = 1
+    LOG_SPAN_LENGTH
+    LOG_SEVERITY
+
+cdef enum:
+    MAX_SEVERITY = 24  # SeverityNumber FATAL4
+
+
+cdef bint scan_log(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t scope, Py_ssize_t index) noexcept nogil:
+    """One LogRecord into Scan.logs: time_unix_nano=1, severity_number=2, body=5, attributes=6,
+    trace_id=9, span_id=10, observed_time_unix_nano=11, event_name=12; the last of a field wins."""
+    cdef LogRec* r
+    cdef Py_ssize_t length
+    cdef uint64_t value
+    cdef uint32_t field
+    cdef int wire
+    if not grow(s, <void**>&s.logs, &s.cap_logs, s.n_logs, sizeof(LogRec), p):
+        return False
+    r = &s.logs[s.n_logs]
+    memset(r, 0, sizeof(LogRec))
+    r.raw = Slice(p, end - p)
+    r.attrs = s.n_attrs
+    r.scope = scope
+    r.index = index
+    s.n_logs += 1
+    while p < end:
+        if not read_tag(s, &p, end, &field, &wire):
+            return False
+        if wire == 2 and (field == 5 or field == 6 or field == 9 or field == 10 or field == 12):
+            if not read_length(s, &p, end, &length):
+                return False
+            if field == 5:
+                r.body = Slice(p, length)
+            elif field == 6:
+                if not add_slice(s, &s.attrs, &s.n_attrs, &s.cap_attrs, p, length):
+                    return False
+            elif field == 9:
+                r.tid = Slice(p, length)
+            elif field == 10:
+                r.sid = Slice(p, length)
+            else:
+                r.event_name = Slice(p, length)
+            p += length
+        elif wire == 1 and (field == 1 or field == 11):
+            if end - p < 8:
+                return fail(s, E_FIXED, p)
+            if field == 1:
+                r.time = load_le64(p)
+            else:
+                r.observed = load_le64(p)
+            p += 8
+        elif wire == 0 and field == 2:
+            if not read_varint(s, &p, end, &value):
+                return False
+            r.severity = <int32_t><uint32_t>value
+        elif not skip_field(s, &p, end, field, wire, 3):
+            return False
+    r.n_attrs = s.n_attrs - r.attrs
+    if r.tid.n != 0 and r.tid.n != 16:
+        r.problem = LOG_TRACE_LENGTH
+    elif r.sid.n != 0 and r.sid.n != 8:
+        r.problem = LOG_SPAN_LENGTH
+    elif r.severity < 0 or r.severity > MAX_SEVERITY:
+        r.problem = LOG_SEVERITY
+    if r.problem:
+        s.rejected += 1
+    return True
+
+
 cdef bint scan_level(Scan* s, const uint8_t* p, const uint8_t* end, int depth, Py_ssize_t index) noexcept nogil:
-    """The messages above the spans: depth 0 is ExportTraceServiceRequest{resource_spans=1}, 1
-    ResourceSpans{resource=1, scope_spans=2}, 2 ScopeSpans{scope=1, spans=2}. ``index`` is the
-    message's position among its kind, the index in the rejected spans' paths."""
+    """The messages above the spans or log records, the same for both signals: depth 0 is
+    Export{Trace,Logs}ServiceRequest{resource_spans / resource_logs=1}, 1 Resource*{resource=1,
+    scope_*=2}, 2 Scope*{scope=1, spans / log_records=2} (``s.leaf`` scans each of those). ``index``
+    is the message's position among its kind, the index in the rejected items' paths."""
     cdef Py_ssize_t count = 0, length, me = -1
     cdef uint32_t child = 1 if depth == 0 else 2
     cdef uint32_t field
@@ -425,7 +520,7 @@ cdef bint scan_level(Scan* s, const uint8_t* p, const uint8_t* end, int depth, P
         if not grow(s, <void**>&s.scopes, &s.cap_scopes, s.n_scopes, sizeof(ScopeRec), p):
             return False
         me = s.n_scopes
-        s.scopes[me] = ScopeRec(s.n_resources - 1, index, Slice(NULL, 0), s.n_spans, 0, 0, 0)
+        s.scopes[me] = ScopeRec(s.n_resources - 1, index, Slice(NULL, 0), s.n_leaves, 0, 0, 0)
         s.n_scopes += 1
     while p < end:
         if not read_tag(s, &p, end, &field, &wire):
@@ -434,7 +529,8 @@ cdef bint scan_level(Scan* s, const uint8_t* p, const uint8_t* end, int depth, P
             if not read_length(s, &p, end, &length):
                 return False
             if depth == 2:
-                ok = scan_span(s, p, p + length, me, count)
+                ok = s.leaf(s, p, p + length, me, count)
+                s.n_leaves += 1
             else:
                 ok = scan_level(s, p, p + length, depth + 1, count)
             if not ok:
@@ -452,11 +548,12 @@ cdef bint scan_level(Scan* s, const uint8_t* p, const uint8_t* end, int depth, P
         elif not skip_field(s, &p, end, field, wire, depth):
             return False
     if depth == 2:
-        s.scopes[me].n_spans = s.n_spans - s.scopes[me].first_span
+        s.scopes[me].n_spans = s.n_leaves - s.scopes[me].first_span
     return True
 
 
 cdef void scan_free(Scan* s) noexcept:
+    free(s.logs)
     free(s.spans)
     free(s.attrs)
     free(s.extras)
@@ -464,7 +561,7 @@ cdef void scan_free(Scan* s) noexcept:
     free(s.resources)
 
 
-cdef scan_request(Scan* s, bytes body):
+cdef scan_request(Scan* s, bytes body, LeafScan leaf=scan_span):
     """Scan ``body`` into ``s`` without the GIL; raises WireError when it is not a protobuf message.
     The caller frees ``s`` (scan_free) whatever happens."""
     cdef const uint8_t* data = <const uint8_t*>PyBytes_AS_STRING(body)
@@ -472,6 +569,7 @@ cdef scan_request(Scan* s, bytes body):
     cdef bint ok
     memset(s, 0, sizeof(Scan))
     s.base = data
+    s.leaf = leaf
     with nogil:
         ok = scan_level(s, data, data + size, 0, 0)
     if not ok:
@@ -1440,3 +1538,166 @@ cdef class SlotTable:
                     known_keys.add(name)
                     new_keys.append(name)
         return new_keys
+
+
+# -- log records -------------------------------------------------------------------------------
+
+cdef const char* EVENT_NAME_KEY = b"\x0a\x0aevent.name"  # KeyValue{key="event.name"} as it starts
+cdef enum:
+    EVENT_NAME_KEY_LEN = 12
+    KEYS_IN_C = 64  # distinct attribute keys a group dedupes in C before it uses a Python set
+
+
+cdef inline bint contains(Slice hay, const char* needle, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if hay.n < n:
+        return False
+    for i in range(hay.n - n + 1):
+        if hay.p[i] == <uint8_t>needle[0] and memcmp(hay.p + i, needle, n) == 0:
+            return True
+    return False
+
+
+cdef str log_problem_text(const LogRec* r):
+    if r.problem == LOG_TRACE_LENGTH:
+        return f"trace_id must be 16 bytes or empty, got {r.tid.n}"
+    if r.problem == LOG_SPAN_LENGTH:
+        return f"span_id must be 8 bytes or empty, got {r.sid.n}"
+    return f"severity_number must be 0..{MAX_SEVERITY}, got {r.severity}"
+
+
+cdef object string_body_text(Slice body):
+    """The text of an encoded AnyValue that is exactly one ``string_value`` (its bytes are then
+    verbatim in the record's bytes), else None: as ``otlp.anyvalue.string_body`` reads it."""
+    cdef Py_ssize_t at = 1, size = 0, shift = 0
+    cdef uint8_t b
+    if body.n == 0 or body.p[0] != 0x0A:
+        return None
+    while at < body.n and at < 6:
+        b = body.p[at]
+        size |= (<Py_ssize_t>(b & 0x7F)) << shift
+        at += 1
+        if b < 0x80:
+            if body.n != at + size:
+                return None
+            return PyUnicode_DecodeUTF8(<const char*>body.p + at, size, "replace")
+        shift += 7
+    return None
+
+
+cdef class LogShaper:
+    """Turns an ExportLogsServiceRequest's bytes into the log store's groups, with ingest's types.
+
+    As TraceShaper: ingest hands it ``resource_info`` / ``scope_info``, ``group(resource, scope,
+    records, times, severities, trace_ids, bodies)`` to build a LogGroup, ``body_text(body)`` for
+    a body that is not one string, ``attribute_key(kv)`` for a KeyValue whose key is not its first
+    short field, ``event(record, service, when)`` for a record that may carry a business event
+    (``event_name``, or an ``event.name`` attribute) and ``digest(data)`` for a group's content hash.
+    """
+
+    cdef object resource_info, scope_info, make_group, body_text, attribute_key, event, digest
+
+    def __init__(self, resource_info, scope_info, group, body_text, attribute_key, event, digest):
+        self.resource_info = resource_info
+        self.scope_info = scope_info
+        self.make_group = group
+        self.body_text = body_text
+        self.attribute_key = attribute_key
+        self.event = event
+        self.digest = digest
+
+    def shape(self, bytes body not None, uint64_t received):
+        """One request: ``(groups, accepted, rejected, problems, events)``.
+
+        ``groups``: one LogGroup per ScopeLogs with kept records (times: the record's time, else its
+        observed time, else ``received``; the digest is left empty when a record had neither);
+        ``problems``: ``(resource, scope, record, text)`` of the first five rejected records;
+        ``events``: what ``event`` returned for records that may carry one. Raises WireError when
+        the bytes are not a protobuf message. The scan runs without the GIL.
+        """
+        cdef Scan s
+        try:
+            scan_request(&s, body, scan_log)
+            return self._build(&s, received)
+        finally:
+            scan_free(&s)
+
+    cdef tuple _build(self, Scan* s, uint64_t received):
+        cdef Py_ssize_t sc, i, j, k, n_keys, joined_size
+        cdef LogRec* r
+        cdef Slice kv
+        cdef Slice seen_keys[KEYS_IN_C]
+        cdef bint untimed, plain, found
+        cdef uint64_t when
+        cdef char* w
+        resources_seen: dict = {}
+        scopes_seen: dict = {}
+        resources = [self.resource_info(slice_bytes(s.resources[i]), resources_seen) for i in range(s.n_resources)]
+        groups = []
+        events = []
+        problems = []
+        for sc in range(s.n_scopes):
+            resource = resources[s.scopes[sc].resource]
+            scope = self.scope_info(slice_bytes(s.scopes[sc].raw), scopes_seen)
+            records = []
+            times = []
+            severities = []
+            trace_ids = []
+            bodies = []
+            keys = set()
+            n_keys = 0
+            untimed = False
+            plain = True
+            joined_size = 0
+            for i in range(s.scopes[sc].first_span, s.scopes[sc].first_span + s.scopes[sc].n_spans):
+                r = &s.logs[i]
+                if r.problem:
+                    if len(problems) < 5:
+                        problems.append((s.scopes[sc].resource, s.scopes[sc].index, r.index, log_problem_text(r)))
+                    continue
+                when = r.time if r.time else r.observed
+                if not when:
+                    when = received
+                    untimed = True
+                raw = slice_bytes(r.raw)
+                records.append(raw)
+                joined_size += r.raw.n
+                times.append(when)
+                severities.append(r.severity)
+                trace_ids.append(slice_bytes(r.tid))
+                text = string_body_text(r.body) if r.body.n else ""
+                if text is None:  # a map, list or number: its text is not verbatim in the bytes
+                    plain = False
+                    text = self.body_text(slice_bytes(r.body))
+                bodies.append(text)
+                for j in range(r.attrs, r.attrs + r.n_attrs):
+                    kv = s.attrs[j]
+                    if not (kv.n > 1 and kv.p[0] == 0x0A and kv.p[1] < 0x80):
+                        keys.add(self.attribute_key(slice_bytes(kv)))
+                        continue
+                    kv = Slice(kv.p + 2, min(<Py_ssize_t>kv.p[1], kv.n - 2))
+                    found = False
+                    for k in range(n_keys):
+                        if seen_keys[k].n == kv.n and memcmp(seen_keys[k].p, kv.p, kv.n) == 0:
+                            found = True
+                            break
+                    if found:
+                        continue
+                    if n_keys < KEYS_IN_C:
+                        seen_keys[n_keys] = kv
+                        n_keys += 1
+                    keys.add(slice_bytes(kv))
+                # Most records are no events: the attribute check looks for the key's bytes first.
+                if r.event_name.n or (r.n_attrs and contains(r.raw, EVENT_NAME_KEY, EVENT_NAME_KEY_LEN)):
+                    event = self.event(raw, resource.service, when)
+                    if event is not None:
+                        events.append(event)
+            if not records:
+                continue
+            group = self.make_group(resource, scope, records, times, severities, trace_ids, bodies)
+            group.attribute_keys = keys
+            group.plain_bodies = plain
+            if not untimed:
+                group.digest = self.digest(b"".join([resource.ref, scope.ref, *records]))
+            groups.append(group)
+        return groups, s.n_logs - s.rejected, s.rejected, problems, events

@@ -1,10 +1,11 @@
-"""Log ingest: one pass over a decoded ExportLogsServiceRequest, shaping it for the log store.
+"""Log ingest: one pass over an ExportLogsServiceRequest's bytes, shaping it for the log store.
 
 Both receivers call :func:`prepare_logs` with protobuf bytes (OTLP-JSON is converted first). Records
 are kept as their original bytes (nothing a client sent is lost); what the store needs to build a
 block header - service, times, severities, trace ids, body text - is gathered here, in the
-receiving thread. Records that are business events (``event_name``, or the older ``event.name``
-attribute) are also handed out as :class:`LogEvent` for the events store.
+receiving thread, by the compiled core; this module holds what the core is given. Records that
+are business events (``event_name``, or the older ``event.name`` attribute) are also handed out as
+:class:`LogEvent` for the events store.
 """
 
 from __future__ import annotations
@@ -18,30 +19,16 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from sidecar.core._wire import LogShaper, WireError
 from sidecar.ingest.events import Event, Value
 from sidecar.ingest.traces import RequestDecodeError, content_ref, resource_info, scope_info
-from sidecar.otlp.anyvalue import encoded_body_text, python_value, string_body
-from sidecar.otlp.shadow import LogsRequest, RawLogsRequest
-from sidecar.storage.prepared import ResourceInfo, ScopeInfo
+from sidecar.otlp.anyvalue import encoded_body_text, python_value
+from sidecar.otlp.shadow import ShadowLogRecord
 from sidecar.storage.prepared_logs import LogEvent, LogGroup, PreparedLogs
 
-_MAX_ERROR_MESSAGES = 5
-_MAX_SEVERITY = 24  # SeverityNumber FATAL4
 _EVENT_NAME_KEY = b"\x0a\x0aevent.name"  # KeyValue{key="event.name"} as it starts on the wire
 _USER_KEYS = ("user.id", "enduser.id")
 _SESSION_KEY = "session.id"  # OTel semantic conventions' session id
-
-
-def _problem(record: Any) -> str | None:
-    """Why a record cannot be stored as it is; None when it can. Kept minimal: what a reader relies on."""
-    tid, sid = record.trace_id, record.span_id
-    if len(tid) not in (0, 16):
-        return f"trace_id must be 16 bytes or empty, got {len(tid)}"
-    if len(sid) not in (0, 8):
-        return f"span_id must be 8 bytes or empty, got {len(sid)}"
-    if not 0 <= record.severity_number <= _MAX_SEVERITY:
-        return f"severity_number must be 0..{_MAX_SEVERITY}, got {record.severity_number}"
-    return None
 
 
 def _attribute_key(kv: bytes) -> bytes:
@@ -71,70 +58,35 @@ def _event(record: Any, service: str, when: int) -> LogEvent | None:
     return LogEvent(name, user, properties, service, when, None if session is None else str(session))
 
 
+def _event_of(raw: bytes, service: str, when: int) -> LogEvent | None:
+    return _event(ShadowLogRecord.FromString(raw), service, when)
+
+
+_SHAPER = LogShaper(
+    resource_info, scope_info, LogGroup, encoded_body_text, _attribute_key, _event_of, content_ref
+)
+
+
 def prepare_logs(body: bytes, *, well_formed: bool = False) -> PreparedLogs:
     """Decode, validate and group one ExportLogsServiceRequest.
 
-    Invalid records are dropped and described (partial success). Unless the bytes are ours
-    (``well_formed``), the official schema checks them once: the shadow schemas leave nested
-    messages undecoded, and a stored record must always decode again.
+    The compiled core (``sidecar.core._wire.LogShaper``) reads every record in one pass over the
+    bytes: invalid records are dropped and described (partial success: a trace_id of 16 bytes or
+    none, a span_id of 8 or none, a severity_number 0..24), the rest are grouped per (resource,
+    scope) with what a block header needs. Unless the bytes are ours (``well_formed``), the
+    official schema checks them once: the core leaves nested messages undecoded, and a stored
+    record must always decode again.
     """
     try:
         if not well_formed:
             ExportLogsServiceRequest.FromString(body)
-        request = LogsRequest.FromString(body)
-        raw_request = RawLogsRequest.FromString(body)
-    except DecodeError as exc:
+        groups, accepted, rejected, problems, events = _SHAPER.shape(body, time.time_ns())
+    except (DecodeError, WireError) as exc:
         raise RequestDecodeError(f"cannot decode ExportLogsServiceRequest: {exc}") from exc
-
-    received = time.time_ns()
-    groups: list[LogGroup] = []
-    events: list[LogEvent] = []
-    messages: list[str] = []
-    accepted = rejected = 0
-    resources: dict[bytes, ResourceInfo] = {}
-    scopes: dict[bytes, ScopeInfo] = {}
-    for rl_index, (rl, raw_rl) in enumerate(
-        zip(request.resource_logs, raw_request.resource_logs, strict=True)
-    ):
-        resource = resource_info(rl.resource, resources)
-        for sl_index, (sl, raw_sl) in enumerate(zip(rl.scope_logs, raw_rl.scope_logs, strict=True)):
-            scope = scope_info(sl.scope, scopes)
-            group = LogGroup(resource, scope, [], [], [], [], [])
-            untimed = False  # a record stamped with the receive time: a resend cannot be told apart
-            for index, (record, raw) in enumerate(zip(sl.log_records, raw_sl.log_records, strict=True)):
-                problem = _problem(record)
-                if problem is not None:
-                    rejected += 1
-                    if len(messages) < _MAX_ERROR_MESSAGES:
-                        messages.append(
-                            f"resourceLogs[{rl_index}].scopeLogs[{sl_index}].logRecords[{index}]: {problem}"
-                        )
-                    continue
-                when = record.time_unix_nano or record.observed_time_unix_nano
-                if not when:
-                    when, untimed = received, True
-                group.records.append(raw)
-                group.times.append(when)
-                group.severities.append(record.severity_number)
-                group.trace_ids.append(record.trace_id)
-                body = record.body
-                text = string_body(body) if body else ""
-                if text is None:  # a map, list or number: its text is not verbatim in the bytes
-                    group.plain_bodies = False
-                    text = encoded_body_text(body)
-                group.bodies.append(text)
-                if record.attributes:
-                    group.attribute_keys.update(map(_attribute_key, record.attributes))
-                # The attribute check scans the record's bytes in C first: most records are no events.
-                if record.event_name or (record.attributes and _EVENT_NAME_KEY in raw):
-                    event = _event(record, resource.service, when)
-                    if event is not None:
-                        events.append(event)
-            if group.records:
-                if not untimed:
-                    group.digest = content_ref(b"".join((resource.ref, scope.ref, *group.records)))
-                accepted += len(group.records)
-                groups.append(group)
+    messages = [
+        f"resourceLogs[{rl_index}].scopeLogs[{sl_index}].logRecords[{index}]: {problem}"
+        for rl_index, sl_index, index, problem in problems
+    ]
     return PreparedLogs(groups, accepted, rejected, messages, events)
 
 
