@@ -16,7 +16,7 @@ whether bytes are a message at all, so the core never refuses a request those cl
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
@@ -1230,6 +1230,7 @@ cdef class TraceShaper:
 
     cdef tuple _build(self, Scan* s, Shape* g, bytes body):
         cdef Py_ssize_t i, k, sc, j, n_kept, col_index
+        cdef int64_t* spans_at
         cdef SpanRec* r
         cdef PartRec* part
         cdef bint ok
@@ -1267,7 +1268,9 @@ cdef class TraceShaper:
             col_sids = []
             col_parents = []
             col_peers = {}
-            offsets = []
+            # Each kept span's (start, end) in the body, as native int64 pairs: one object a scope.
+            offsets = PyBytes_FromStringAndSize(NULL, 2 * sizeof(int64_t) * s.scopes[sc].n_spans)
+            spans_at = <int64_t*>PyBytes_AS_STRING(offsets)
             any_edges = False
             for i in range(s.scopes[sc].first_span, s.scopes[sc].first_span + s.scopes[sc].n_spans):
                 r = &s.spans[i]
@@ -1288,8 +1291,8 @@ cdef class TraceShaper:
                 col_tids.append(tid)
                 col_sids.append(sid)
                 col_parents.append(slice_bytes(r.parent) if r.parent.n else empty)
-                offsets.append(r.raw.p - s.base)
-                offsets.append(r.raw.p - s.base + r.raw.n)
+                spans_at[2 * col_index] = r.raw.p - s.base
+                spans_at[2 * col_index + 1] = r.raw.p - s.base + r.raw.n
                 if 2 <= r.kind <= 5:
                     any_edges = True
                     if r.kind == 3 or r.kind == 4:
@@ -1302,7 +1305,7 @@ cdef class TraceShaper:
                             if peer is not None:
                                 col_peers[col_index] = peer
             columns.append(self.make_columns(
-                resource, body, offsets, col_names, col_kinds, col_statuses, col_starts, col_durations,
+                resource, body, offsets[:2 * sizeof(int64_t) * len(col_names)], col_names, col_kinds, col_statuses, col_starts, col_durations,
                 col_tids, col_sids, col_parents, col_peers,
             ))
             self._scope_parts(s, g, sc, resource, scope, tids, names, sids, any_edges, col_peers, parts)

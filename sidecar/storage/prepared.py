@@ -38,12 +38,13 @@ class ScopeColumns:
 
     References, not copies: handing them on costs one object per scope. Names and statuses are the
     raw bytes (UTF-8 text, encoded Status); times are ns. Span attributes are decoded only when a
-    tap asks (span metric dimensions): ``offsets`` hold each span's (start, end) in ``body``.
+    tap asks (span metric dimensions): ``offsets`` holds each span's (start, end) in ``body``, as
+    native int64 pairs.
     """
 
     resource: ResourceInfo
     body: bytes
-    offsets: list[int]
+    offsets: bytes
     names: list[bytes]
     kinds: list[int]
     statuses: list[bytes]
@@ -56,7 +57,7 @@ class ScopeColumns:
 
     def span_attributes(self) -> list[list[bytes]]:
         """Each span's encoded attributes (KeyValue bytes), in column order."""
-        offsets, body = self.offsets, self.body
+        offsets, body = memoryview(self.offsets).cast("q"), self.body
         pairs = zip(offsets[::2], offsets[1::2], strict=True)
         return [list(ShadowSpan.FromString(body[a:b]).attributes) for a, b in pairs]
 
