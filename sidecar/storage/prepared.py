@@ -72,6 +72,13 @@ class PreparedTraces:
     messages: list[str]
     columns: list[ScopeColumns] = field(default_factory=list)
 
+    def release_store_data(self) -> None:
+        """Drop what only the store reads (parts, terms), once merged into a write: the taps get
+        the batch after its acknowledgement and may be behind by many batches, and they read
+        only the columns (a part's chunks and terms are most of a request's memory)."""
+        self.parts = []
+        self.terms = {}
+
     def error_message(self) -> str:
         if not self.rejected:
             return ""

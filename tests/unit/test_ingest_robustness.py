@@ -54,9 +54,10 @@ def test_mutated_requests_are_rejected_or_read_back(tmp_path: Path) -> None:
                 prepared = prepare_traces(bytes(body))
             except RequestDecodeError:
                 continue
+            trace_ids = [part.trace_id for part in prepared.parts]  # released once merged
             store.writer.submit(prepared).result(10)
-            for part in prepared.parts:
-                trace = store.reader.get_trace(part.trace_id)
+            for trace_id in trace_ids:
+                trace = store.reader.get_trace(trace_id)
                 assert trace is not None
                 traces_to_jaeger(TracesData.FromString(trace.traces_data).resource_spans)
                 stored += 1

@@ -83,6 +83,13 @@ class TraceMerge:
     # -- the merge -------------------------------------------------------------------------
     def merge(self, prepared: list[PreparedTraces], batch: WriteBatch, ns: int) -> None:
         """Spans not stored before, with their summaries, indexes and edges, into ``batch``."""
+        try:
+            self._merge(prepared, batch, ns)
+        finally:
+            for prep in prepared:
+                prep.release_store_data()
+
+    def _merge(self, prepared: list[PreparedTraces], batch: WriteBatch, ns: int) -> None:
         day = ns // keys.DAY_NS
         part = self._store.partition_for_write(day)
         batch.set_default_column_family(part.handle)
