@@ -265,6 +265,15 @@ cdef inline uint64_t load_le64(const uint8_t* p) noexcept nogil:
     return value
 
 
+cdef inline bint read_fixed64(Scan* s, const uint8_t** p, const uint8_t* end, uint64_t* out) noexcept nogil:
+    """A fixed64 value (times); ``p`` moves past it only when it is whole."""
+    if end - p[0] < 8:
+        return fail(s, E_FIXED, p[0])
+    out[0] = load_le64(p[0])
+    p[0] += 8
+    return True
+
+
 cdef inline bint all_zero(const uint8_t* p, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
@@ -407,13 +416,8 @@ cdef bint scan_span(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t sc
                 r.status = Slice(p, length)
             p += length
         elif wire == 1 and (field == 7 or field == 8):
-            if end - p < 8:
-                return fail(s, E_FIXED, p)
-            if field == 7:
-                r.start = load_le64(p)
-            else:
-                r.end = load_le64(p)
-            p += 8
+            if not read_fixed64(s, &p, end, &r.start if field == 7 else &r.end):
+                return False
         elif wire == 0 and field == 6:
             if not read_varint(s, &p, end, &value):
                 return False
@@ -476,13 +480,8 @@ cdef bint scan_log(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t sco
                 r.event_name = Slice(p, length)
             p += length
         elif wire == 1 and (field == 1 or field == 11):
-            if end - p < 8:
-                return fail(s, E_FIXED, p)
-            if field == 1:
-                r.time = load_le64(p)
-            else:
-                r.observed = load_le64(p)
-            p += 8
+            if not read_fixed64(s, &p, end, &r.time if field == 1 else &r.observed):
+                return False
         elif wire == 0 and field == 2:
             if not read_varint(s, &p, end, &value):
                 return False

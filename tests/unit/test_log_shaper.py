@@ -21,6 +21,7 @@ from sidecar.ingest.traces import content_ref
 from sidecar.otlp.anyvalue import body_text
 from sidecar.otlp.shadow import ShadowLogRecord
 from tests.unit.test_storage import kv
+from tests.unit.test_trace_shaper import export
 from tests.unit.test_wire_core import FAST
 
 RECEIVED = -1  # stands for "the receive time" (the oracle cannot know it); sent times are < 2**41
@@ -147,17 +148,9 @@ def records(draw: Any) -> LogRecord:
 
 @st.composite
 def log_requests(draw: Any) -> bytes:
-    request = ExportLogsServiceRequest()
-    for _ in range(draw(st.integers(1, 3))):
-        rl = request.resource_logs.add()
-        service = draw(st.sampled_from(["cart", "", None]))
-        if service is not None:
-            rl.resource.attributes.append(kv("service.name", service))
-        for _ in range(draw(st.integers(1, 3))):
-            sl = rl.scope_logs.add()
-            sl.scope.name = draw(st.sampled_from(["a", "b"]))
-            sl.log_records.extend(draw(st.lists(records(), max_size=6)))
-    return request.SerializeToString()
+    return export(
+        draw, ExportLogsServiceRequest(), ("resource_logs", "scope_logs", "log_records"), records(), 6
+    )
 
 
 @FAST

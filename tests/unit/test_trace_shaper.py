@@ -204,19 +204,28 @@ def shaped_spans(draw: Any) -> Span:
     return span
 
 
-@st.composite
-def shaped_requests(draw: Any) -> bytes:
-    request = ExportTraceServiceRequest()
+def export(draw: Any, request: Any, levels: tuple[str, str, str], items: Any, max_items: int) -> bytes:
+    """A random export: 1-3 resources (a service name, none, or an empty one) of 1-3 scopes each,
+    holding up to ``max_items`` of ``items``; ``levels`` names the resource, scope and item fields
+    (resource_spans, scope_spans, spans for traces)."""
+    resources, scopes, leaves = levels
     for _ in range(draw(st.integers(1, 3))):
-        rs = request.resource_spans.add()
+        resource = getattr(request, resources).add()
         service = draw(st.sampled_from(["cart", "shop", None, ""]))
         if service is not None:
-            rs.resource.attributes.append(kv("service.name", service))
+            resource.resource.attributes.append(kv("service.name", service))
         for _ in range(draw(st.integers(1, 3))):
-            ss = rs.scope_spans.add()
-            ss.scope.name = draw(st.sampled_from(["a", "b"]))
-            ss.spans.extend(draw(st.lists(shaped_spans(), max_size=8)))
+            scope = getattr(resource, scopes).add()
+            scope.scope.name = draw(st.sampled_from(["a", "b"]))
+            getattr(scope, leaves).extend(draw(st.lists(items, max_size=max_items)))
     return request.SerializeToString()
+
+
+@st.composite
+def shaped_requests(draw: Any) -> bytes:
+    return export(
+        draw, ExportTraceServiceRequest(), ("resource_spans", "scope_spans", "spans"), shaped_spans(), 8
+    )
 
 
 @FAST
