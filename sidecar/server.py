@@ -27,6 +27,7 @@ from sidecar.api.logs import LOG_READER
 from sidecar.api.metrics import add_metrics_route, metrics_app
 from sidecar.api.timing import timing
 from sidecar.config.model import Config, split_endpoint
+from sidecar.core.heap import trim_heap_forever
 from sidecar.ingest.events import Limits
 from sidecar.ingest.traces import prepare_traces
 from sidecar.metrics.events import EventCounters
@@ -227,6 +228,7 @@ async def run(config: Config) -> int:
         add_metrics_route(api_app, metrics.registry)
     metrics_runner: web.AppRunner | None = None
     graph_tick: asyncio.Task[None] | None = None  # ends service-graph waits on an idle sidecar
+    heap_trim: asyncio.Task[None] | None = None  # returns free heap pages to the OS (core/heap.py)
     retention = Retention.from_config(store, config.storage)
     storage_metrics = StorageMetrics(store, queue, retention, metrics.overflows)
     queue.on_write = storage_metrics.on_write
@@ -263,6 +265,7 @@ async def run(config: Config) -> int:
             health.receivers["otlp_http"] = True
         retention.start()
         graph_tick = asyncio.create_task(writer.tick(), name="service graph tick")
+        heap_trim = asyncio.create_task(trim_heap_forever(), name="heap trim")
         log.info("sidecar ready (data dir %s)", config.data_dir)
         await stop.wait()
         log.info("shutting down")
@@ -270,6 +273,8 @@ async def run(config: Config) -> int:
         health.receivers = dict.fromkeys(health.receivers, False)
         if graph_tick is not None:  # it only queues (never awaits a write): cancelled at once
             graph_tick.cancel()
+        if heap_trim is not None:
+            heap_trim.cancel()
         # Listeners close together, each finishing in-flight requests within ``grace``; then the
         # writer drains what they acknowledged-to-be; the total stays within shutdown_timeout_s.
         await asyncio.gather(

@@ -5,6 +5,7 @@ from typing import Any
 
 Problems = list[tuple[int, int, int, str]]
 Terms = dict[str, dict[bytes, list[bytes]]]
+Series = tuple[list[tuple[str, bytes, int, int]], bytes, bytes]
 
 class WireError(ValueError): ...
 
@@ -20,7 +21,7 @@ class TraceShaper:
         peer_of: Callable[[tuple[bytes, ...], int], tuple[str, str] | None],
         database: str,
     ) -> None: ...
-    def shape(self, body: bytes) -> tuple[Problems, list[TracePart], Terms, list[Any], int]: ...
+    def shape(self, body: bytes) -> tuple[Problems, list[TracePart], Terms, list[Any], int, Series]: ...
 
 class SlotTable:
     def __init__(self, trace_ids: Iterable[bytes]) -> None: ...

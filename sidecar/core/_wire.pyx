@@ -20,6 +20,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
+import threading
+
 
 class WireError(ValueError):
     """The bytes are not a protobuf message (truncated, an invalid tag, a length past the end...)."""
@@ -68,7 +70,7 @@ cdef struct SpanRec:
     Slice name
     Slice status
     int32_t kind
-    int error  # Status.code == ERROR
+    int code  # Status.code: 0 unset, 1 ok, 2 error (any other value reads as 0, as span metrics do)
     uint64_t start
     uint64_t end
     Py_ssize_t attrs  # first of its span attributes in Scan.attrs
@@ -348,8 +350,9 @@ cdef bint scan_attributes_of(Scan* s, const uint8_t* p, const uint8_t* end, uint
     return True
 
 
-cdef int status_is_error(const uint8_t* p, const uint8_t* end) noexcept nogil:
-    """Status{code=3} == ERROR (2); the last code wins. The bytes were checked by the span's scan."""
+cdef int status_code(const uint8_t* p, const uint8_t* end) noexcept nogil:
+    """Status{code=3} as int32, the last one winning; 0 outside 0..2. The bytes were checked by the
+    official decode (a Status that cannot be read counts as unset)."""
     cdef Scan quiet  # a Status the official classes accepted cannot fail here; if it did, not an error
     cdef uint32_t field
     cdef int wire
@@ -366,7 +369,8 @@ cdef int status_is_error(const uint8_t* p, const uint8_t* end) noexcept nogil:
             code = value
         elif not skip_field(&quiet, &p, end, field, wire, 5):
             return 0
-    return <uint32_t>code == 2
+    value = <uint32_t>code
+    return <int>value if value <= 2 else 0
 
 
 cdef bint scan_span(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t scope, Py_ssize_t index) noexcept nogil:
@@ -431,7 +435,7 @@ cdef bint scan_span(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t sc
     if r.problem:
         s.rejected += 1
     elif r.status.n:
-        r.error = status_is_error(r.status.p, r.status.p + r.status.n)
+        r.code = status_code(r.status.p, r.status.p + r.status.n)
     return True
 
 
@@ -558,15 +562,21 @@ cdef void scan_free(Scan* s) noexcept:
     free(s.extras)
     free(s.scopes)
     free(s.resources)
+    memset(s, 0, sizeof(Scan))
+
+
 
 
 cdef scan_request(Scan* s, bytes body, LeafScan leaf=scan_span):
-    """Scan ``body`` into ``s`` without the GIL; raises WireError when it is not a protobuf message.
-    The caller frees ``s`` (scan_free) whatever happens."""
+    """Scan ``body`` into ``s`` (a Workspace's: its arrays are reused) without the GIL; raises
+    WireError when it is not a protobuf message."""
     cdef const uint8_t* data = <const uint8_t*>PyBytes_AS_STRING(body)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
     cdef bint ok
-    memset(s, 0, sizeof(Scan))
+    s.error = OK
+    s.error_at = 0
+    s.n_leaves = s.n_logs = s.n_spans = s.n_attrs = s.n_extras = s.n_scopes = s.n_resources = 0
+    s.rejected = 0
     s.base = data
     s.leaf = leaf
     with nogil:
@@ -946,6 +956,13 @@ cdef struct TermRec:
     Py_ssize_t count  # trace entries (consecutive repeats of one part merged)
     Py_ssize_t last_part
 
+cdef struct SeriesRec:
+    Py_ssize_t service
+    Slice name
+    int32_t kind
+    int code
+    uint64_t hash
+
 cdef struct Shape:
     PartRec* parts
     Py_ssize_t n_parts
@@ -954,17 +971,105 @@ cdef struct Shape:
     Py_ssize_t n_terms
     Py_ssize_t* term_hits  # pairs (term, part), in order
     Py_ssize_t n_hits
-    Py_ssize_t* slots  # hash table (trace grouping, then terms)
+    Py_ssize_t* slots  # hash table (trace grouping, then terms, then series)
     Py_ssize_t* service_of  # per resource: its service slot
+    SeriesRec* series  # distinct (service, name, kind, status code) of kept spans
+    Py_ssize_t n_series
+    int32_t* series_of  # per span: its series
+    Py_ssize_t cap_series
+    Py_ssize_t cap_series_of
+    Py_ssize_t cap_parts
+    Py_ssize_t cap_part_of
+    Py_ssize_t cap_terms
+    Py_ssize_t cap_hits
+    Py_ssize_t cap_slots
+    Py_ssize_t cap_service_of
 
 
 cdef void shape_free(Shape* g) noexcept:
+    free(g.series)
+    free(g.series_of)
     free(g.parts)
     free(g.part_of)
     free(g.terms)
     free(g.term_hits)
     free(g.slots)
     free(g.service_of)
+    memset(g, 0, sizeof(Shape))
+
+
+cdef inline bint reserve(void** items, Py_ssize_t* cap, Py_ssize_t need, size_t size) noexcept nogil:
+    """Room for ``need`` items in a reused array; its contents are not kept when it grows."""
+    cdef Py_ssize_t capacity
+    cdef void* grown
+    if need <= cap[0]:
+        return True
+    capacity = need if need > 2 * cap[0] else 2 * cap[0]
+    grown = realloc(items[0], capacity * size)
+    if grown == NULL:
+        return False
+    items[0] = grown
+    cap[0] = capacity
+    return True
+
+
+cdef enum:
+    KEPT_BYTES = 8 << 20  # a workspace grown past this by a huge request is freed after it
+
+
+cdef class Workspace:
+    """The arrays one thread's scans and groupings fill, kept from request to request.
+
+    Allocating them per request (hundreds of KB, grown by doubling) left glibc's heap fragmented
+    beside the writer's long-lived objects: RSS grew by tens of MB that were free but never
+    returned. Each thread reuses its own (the scan runs without the GIL, so threads never share
+    one); a re-entrant call gets a fresh one.
+    """
+
+    cdef Scan scan
+    cdef Shape shape
+    cdef bint busy
+
+    def __cinit__(self):
+        memset(&self.scan, 0, sizeof(Scan))
+        memset(&self.shape, 0, sizeof(Shape))
+
+    def __dealloc__(self):
+        scan_free(&self.scan)
+        shape_free(&self.shape)
+
+    cdef void start(self) noexcept:
+        self.busy = True
+        self.shape.n_parts = self.shape.n_terms = self.shape.n_hits = self.shape.n_series = 0
+
+    cdef void done(self) noexcept:
+        cdef Scan* s = &self.scan
+        cdef Shape* g = &self.shape
+        cdef Py_ssize_t kept = (
+            s.cap_spans * sizeof(SpanRec) + s.cap_logs * sizeof(LogRec)
+            + (s.cap_attrs + s.cap_extras + s.cap_resources) * sizeof(Slice) + s.cap_scopes * sizeof(ScopeRec)
+            + g.cap_parts * sizeof(PartRec) + g.cap_terms * sizeof(TermRec) + g.cap_series * sizeof(SeriesRec)
+            + g.cap_series_of * sizeof(int32_t)
+            + (g.cap_part_of + 2 * g.cap_hits + g.cap_slots + g.cap_service_of) * sizeof(Py_ssize_t)
+        )
+        if kept > KEPT_BYTES:
+            scan_free(s)
+            shape_free(g)
+        self.busy = False
+
+
+_workspaces = threading.local()
+
+
+cdef Workspace workspace():
+    """This thread's Workspace, marked busy (``done()`` when finished)."""
+    cdef Workspace ws = getattr(_workspaces, "ws", None)
+    if ws is None:
+        ws = _workspaces.ws = Workspace()
+    elif ws.busy:
+        ws = Workspace()
+    ws.start()
+    return ws
 
 
 cdef bint group_traces(Scan* s, Shape* g) noexcept nogil:
@@ -979,10 +1084,9 @@ cdef bint group_traces(Scan* s, Shape* g) noexcept nogil:
             largest = s.scopes[sc].n_spans
     size = table_size(largest)
     mask = size - 1
-    g.slots = <Py_ssize_t*>malloc(size * sizeof(Py_ssize_t))
-    g.parts = <PartRec*>malloc((s.n_spans + 1) * sizeof(PartRec))
-    g.part_of = <Py_ssize_t*>malloc((s.n_spans + 1) * sizeof(Py_ssize_t))
-    if g.slots == NULL or g.parts == NULL or g.part_of == NULL:
+    if not (reserve(<void**>&g.slots, &g.cap_slots, size, sizeof(Py_ssize_t))
+            and reserve(<void**>&g.parts, &g.cap_parts, s.n_spans + 1, sizeof(PartRec))
+            and reserve(<void**>&g.part_of, &g.cap_part_of, s.n_spans + 1, sizeof(Py_ssize_t))):
         return False
     for sc in range(s.n_scopes):
         memset(g.slots, 0xFF, size * sizeof(Py_ssize_t))  # all -1
@@ -1049,11 +1153,9 @@ cdef bint group_terms(Scan* s, Shape* g) noexcept nogil:
     """Every kept span's attributes, and its events' and links' (Jaeger's tag search matches those
     too), as distinct (service, term) entries with the parts (traces) that carry them."""
     cdef Py_ssize_t size = table_size(s.n_attrs + s.n_extras)
-    cdef Py_ssize_t mask = size - 1, cap_terms = 0, cap_hits = 0, i, j, service
+    cdef Py_ssize_t mask = size - 1, i, j, service
     cdef SpanRec* r
-    free(g.slots)
-    g.slots = <Py_ssize_t*>malloc(size * sizeof(Py_ssize_t))
-    if g.slots == NULL:
+    if not reserve(<void**>&g.slots, &g.cap_slots, size, sizeof(Py_ssize_t)):
         return False
     memset(g.slots, 0xFF, size * sizeof(Py_ssize_t))
     for i in range(s.n_spans):
@@ -1062,11 +1164,48 @@ cdef bint group_terms(Scan* s, Shape* g) noexcept nogil:
         r = &s.spans[i]
         service = g.service_of[s.scopes[r.scope].resource]
         for j in range(r.attrs, r.attrs + r.n_attrs):
-            if not add_hit(s, g, &cap_terms, &cap_hits, mask, service, s.attrs[j], g.part_of[i]):
+            if not add_hit(s, g, &g.cap_terms, &g.cap_hits, mask, service, s.attrs[j], g.part_of[i]):
                 return False
         for j in range(r.extras, r.extras + r.n_extras):
-            if not add_hit(s, g, &cap_terms, &cap_hits, mask, service, s.extras[j], g.part_of[i]):
+            if not add_hit(s, g, &g.cap_terms, &g.cap_hits, mask, service, s.extras[j], g.part_of[i]):
                 return False
+    return True
+
+
+cdef bint group_series(Scan* s, Shape* g) noexcept nogil:
+    """Every kept span's span-metrics series: (service, name, kind, status code), numbered in
+    order of first appearance, so the span metrics tap needs no Python object per span."""
+    cdef Py_ssize_t size = table_size(s.n_spans), mask, i, k, slot, service
+    cdef SpanRec* r
+    cdef SeriesRec* rec
+    cdef uint64_t h
+    mask = size - 1
+    if not (reserve(<void**>&g.slots, &g.cap_slots, size, sizeof(Py_ssize_t))
+            and reserve(<void**>&g.series_of, &g.cap_series_of, s.n_spans + 1, sizeof(int32_t))):
+        return False
+    memset(g.slots, 0xFF, size * sizeof(Py_ssize_t))
+    for i in range(s.n_spans):
+        if g.part_of[i] < 0:
+            continue
+        r = &s.spans[i]
+        service = g.service_of[s.scopes[r.scope].resource]
+        h = hash_bytes(r.name.p, r.name.n, (<uint64_t>service << 36) ^ (<uint64_t><uint32_t>r.kind << 4) ^ r.code)
+        slot = <Py_ssize_t>(h & <uint64_t>mask)
+        while True:
+            k = g.slots[slot]
+            if k < 0:
+                if not grow(s, <void**>&g.series, &g.cap_series, g.n_series, sizeof(SeriesRec), r.name.p):
+                    return False
+                k = g.slots[slot] = g.n_series
+                g.series[k] = SeriesRec(service, r.name, r.kind, r.code, h)
+                g.n_series += 1
+                break
+            rec = &g.series[k]
+            if (rec.hash == h and rec.service == service and rec.kind == r.kind and rec.code == r.code
+                    and rec.name.n == r.name.n and memcmp(rec.name.p, r.name.p, r.name.n) == 0):
+                break
+            slot = (slot + 1) & mask
+        g.series_of[i] = <int32_t>k
     return True
 
 
@@ -1167,12 +1306,12 @@ def span_problems(bytes body not None):
     zeros, a start time, an end time not before it). An empty list means every span is valid.
     Raises WireError when the bytes are not a protobuf message. The scan runs without the GIL.
     """
-    cdef Scan s
+    cdef Workspace ws = workspace()
     try:
-        scan_request(&s, body)
-        return problems_of(&s)
+        scan_request(&ws.scan, body)
+        return problems_of(&ws.scan)
     finally:
-        scan_free(&s)
+        ws.done()
 
 
 cdef bint has_prefix(Slice kv, tuple prefixes):
@@ -1208,28 +1347,29 @@ cdef class TraceShaper:
         self.database = database
 
     def shape(self, bytes body not None):
-        """One ExportTraceServiceRequest: ``(problems, parts, terms, columns, accepted)``.
+        """One ExportTraceServiceRequest: ``(problems, parts, terms, columns, accepted, series)``.
 
         ``problems`` is span_problems' list; ``parts`` one TracePart per (ScopeSpans, trace) with
         its chunk bytes and summary figures, in request order; ``terms`` maps a service name to
         {encoded attribute: trace ids carrying it}; ``columns`` one ScopeColumns per ScopeSpans
-        (kept spans only); ``accepted`` the number of kept spans. Raises WireError when the bytes
-        are not a protobuf message. Scanning and grouping run without the GIL.
+        (kept spans only); ``accepted`` the number of kept spans; ``series`` is (the distinct
+        (service, name, kind, status code) of kept spans, each kept span's index among them as
+        native int32, each kept span's duration in ns as native uint64), in column order. Raises
+        WireError when the bytes are not a protobuf message. Scanning and grouping run without
+        the GIL.
         """
-        cdef Scan s
-        cdef Shape g
-        cdef bint ok
-        memset(&g, 0, sizeof(Shape))
+        cdef Workspace ws = workspace()
         try:
-            scan_request(&s, body)
-            return self._build(&s, &g, body)
+            scan_request(&ws.scan, body)
+            return self._build(&ws.scan, &ws.shape, body)
         finally:
-            scan_free(&s)
-            shape_free(&g)
+            ws.done()
 
     cdef tuple _build(self, Scan* s, Shape* g, bytes body):
-        cdef Py_ssize_t i, k, sc, j, n_kept, col_index
+        cdef Py_ssize_t i, k, sc, j, n_kept, col_index, kept
         cdef int64_t* spans_at
+        cdef int32_t* series_at
+        cdef uint64_t* durations_at
         cdef SpanRec* r
         cdef PartRec* part
         cdef bint ok
@@ -1237,15 +1377,14 @@ cdef class TraceShaper:
         scopes_seen: dict = {}
         services: dict = {}
         resources = []
-        g.service_of = <Py_ssize_t*>malloc((s.n_resources + 1) * sizeof(Py_ssize_t))
-        if g.service_of == NULL:
+        if not reserve(<void**>&g.service_of, &g.cap_service_of, s.n_resources + 1, sizeof(Py_ssize_t)):
             raise MemoryError()
         for i in range(s.n_resources):
             info = self.resource_info(slice_bytes(s.resources[i]), resources_seen)
             resources.append(info)
             g.service_of[i] = services.setdefault(info.service, len(services))
         with nogil:
-            ok = group_traces(s, g) and group_terms(s, g)
+            ok = group_traces(s, g) and group_terms(s, g) and group_series(s, g)
         if not ok:
             raise MemoryError()
 
@@ -1310,7 +1449,23 @@ cdef class TraceShaper:
             self._scope_parts(s, g, sc, resource, scope, tids, names, sids, any_edges, col_peers, parts)
         terms = self._terms(s, g, services, tids)
         problems = problems_of(s) if s.rejected else []
-        return problems, parts, terms, columns, s.n_spans - s.rejected
+        kept = s.n_spans - s.rejected
+        service_names = list(services)  # by slot: the dict holds them in slot order
+        series = [
+            (service_names[g.series[k].service], slice_bytes(g.series[k].name), g.series[k].kind, g.series[k].code)
+            for k in range(g.n_series)
+        ]
+        series_of = PyBytes_FromStringAndSize(NULL, kept * sizeof(int32_t))
+        durations = PyBytes_FromStringAndSize(NULL, kept * sizeof(uint64_t))
+        series_at = <int32_t*>PyBytes_AS_STRING(series_of)
+        durations_at = <uint64_t*>PyBytes_AS_STRING(durations)
+        k = 0
+        for i in range(s.n_spans):
+            if g.part_of[i] >= 0:
+                series_at[k] = g.series_of[i]
+                durations_at[k] = s.spans[i].end - s.spans[i].start
+                k += 1
+        return problems, parts, terms, columns, kept, (series, series_of, durations)
 
     cdef void _scope_parts(self, Scan* s, Shape* g, Py_ssize_t sc, resource, scope, list tids,
                            list names, list sids, bint any_edges, dict col_peers, list out) except *:
@@ -1340,7 +1495,7 @@ cdef class TraceShaper:
             start = r.start
             end = r.end
             min_d = max_d = r.end - r.start
-            errors = r.error
+            errors = r.code == 2
             root = -1 if r.parent.n else j
             if part.count == 1:
                 operations = {(names[j], r.kind)}
@@ -1364,7 +1519,7 @@ cdef class TraceShaper:
                             min_d = d
                         if d > max_d:
                             max_d = d
-                        errors += r.error
+                        errors += r.code == 2
                         if not r.parent.n and (root < 0 or r.start < s.spans[root].start):
                             root = j
                     j = r.next
@@ -1617,12 +1772,12 @@ cdef class LogShaper:
         ``events``: what ``event`` returned for records that may carry one. Raises WireError when
         the bytes are not a protobuf message. The scan runs without the GIL.
         """
-        cdef Scan s
+        cdef Workspace ws = workspace()
         try:
-            scan_request(&s, body, scan_log)
-            return self._build(&s, received)
+            scan_request(&ws.scan, body, scan_log)
+            return self._build(&ws.scan, received)
         finally:
-            scan_free(&s)
+            ws.done()
 
     cdef tuple _build(self, Scan* s, uint64_t received):
         cdef Py_ssize_t sc, i, j, k, n_keys, joined_size

@@ -19,7 +19,7 @@ from sidecar.core._wire import TraceShaper, WireError
 from sidecar.ingest.peers import DATABASE, PEER_PREFIXES, peer_of_hits
 from sidecar.otlp.conventions import NO_SERVICE_NAME, UNKNOWN_SERVICE
 from sidecar.otlp.shadow import ShadowResource, ShadowScope
-from sidecar.storage.prepared import PreparedTraces, ResourceInfo, ScopeColumns, ScopeInfo
+from sidecar.storage.prepared import PreparedTraces, ResourceInfo, ScopeColumns, ScopeInfo, SpanSeries
 
 _MAX_ERROR_MESSAGES = 5
 _SERVICE_NAME_KEY = b"\x0a\x0cservice.name"
@@ -79,7 +79,7 @@ def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
     try:
         if not well_formed:
             ExportTraceServiceRequest.FromString(body)
-        problems, parts, terms, columns, accepted = _SHAPER.shape(body)
+        problems, parts, terms, columns, accepted, series = _SHAPER.shape(body)
     except (DecodeError, WireError) as exc:
         raise RequestDecodeError(f"cannot decode ExportTraceServiceRequest: {exc}") from exc
 
@@ -87,4 +87,4 @@ def prepare_traces(body: bytes, *, well_formed: bool = False) -> PreparedTraces:
         f"resourceSpans[{rs_index}].scopeSpans[{ss_index}].spans[{span_index}]: {problem}"
         for rs_index, ss_index, span_index, problem in problems[:_MAX_ERROR_MESSAGES]
     ]
-    return PreparedTraces(parts, terms, accepted, len(problems), messages, columns)
+    return PreparedTraces(parts, terms, accepted, len(problems), messages, columns, SpanSeries(*series))

@@ -31,7 +31,7 @@ from sidecar.config.model import SpanMetricsConfig, label_name
 from sidecar.metrics.families import CounterFamily, HistogramFamily, Labels, Overflows
 from sidecar.otlp.anyvalue import body_text
 from sidecar.otlp.shadow import ShadowStatus
-from sidecar.storage.prepared import PreparedTraces, ScopeColumns
+from sidecar.storage.prepared import PreparedTraces, ScopeColumns, SpanSeries
 
 KIND_NAMES = (
     "SPAN_KIND_UNSPECIFIED",
@@ -118,7 +118,7 @@ class SpanMetrics:
             )
 
     async def consume(self, batch: PreparedTraces) -> None:
-        self.add(batch.columns)
+        self.add(batch.columns, batch.series)
 
     def collect(self) -> Iterator[Metric]:
         yield from self.calls.collect()
@@ -127,48 +127,53 @@ class SpanMetrics:
             for family in self.tempo:
                 yield from family.collect()
 
-    def add(self, columns: Sequence[ScopeColumns]) -> None:
-        """One batch: group spans into series, then add each series' counts once."""
-        keys: list[tuple[Any, ...]] = []
-        durations: list[int] = []
+    def add(self, columns: Sequence[ScopeColumns], series: SpanSeries | None = None) -> None:
+        """One batch: group spans into series, then add each series' counts once. Without extra
+        dimensions the compiled core grouped them already (``series``); with them, spans are
+        grouped here, their attributes read."""
         starts: list[int] = []
         trace_ids: list[bytes] = []
         span_ids: list[bytes] = []
         for col in columns:
-            if not col.names:
-                continue
-            service = col.resource.service
-            codes = status_codes(col.statuses)
-            if self._dims:
-                keys.extend(
-                    zip(
-                        repeat(service),
-                        col.names,
-                        col.kinds,
-                        codes,
-                        self._dimension_values(col),
-                        strict=False,
-                    )
-                )
-            else:
-                keys.extend(zip(repeat(service), col.names, col.kinds, codes, strict=False))
-            durations.extend(col.durations)
             starts.extend(col.starts)
             trace_ids.extend(col.trace_ids)
             span_ids.extend(col.span_ids)
-        if not keys:
+        if not starts:
             return
-        index = dict(zip(dict.fromkeys(keys), count(), strict=False))
-        groups = np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
-        ns = np.array(durations, dtype=np.float64)
-        labels = [self._labels(key) for key in index]
-        calls = np.bincount(groups, minlength=len(index)).tolist()
+        if series is not None and not self._dims:
+            keys: Sequence[tuple[Any, ...]] = series.keys
+            groups = np.frombuffer(series.of, dtype=np.int32).astype(np.intp)
+            durations = np.frombuffer(series.durations, dtype=np.uint64)
+        else:
+            keys, groups, durations = self._group(columns)
+        ns = durations.astype(np.float64)
+        labels = [self._labels(key) for key in keys]
+        calls = np.bincount(groups, minlength=len(labels)).tolist()
         self.calls.add_many(zip(labels, calls, strict=True))
         exemplar_of = partial(_exemplar, trace_ids, span_ids, starts, durations)
         self._observe(self.duration, labels, groups, ns * self._scale, exemplar_of)
         if self.tempo is not None:
             self.tempo[0].add_many(zip(labels, calls, strict=True))
             self._observe(self.tempo[1], labels, groups, ns * 1e-9, exemplar_of)
+
+    def _group(self, columns: Sequence[ScopeColumns]) -> tuple[list[tuple[Any, ...]], np.ndarray, np.ndarray]:
+        """(distinct series keys, each span's series, each span's duration) with the dimensions."""
+        keys: list[tuple[Any, ...]] = []
+        durations: list[int] = []
+        for col in columns:
+            if not col.names:
+                continue
+            service = col.resource.service
+            codes = status_codes(col.statuses)
+            if self._dims:  # the dimension values ride as one tuple, the key's fifth item
+                dims = self._dimension_values(col)
+                keys.extend(zip(repeat(service), col.names, col.kinds, codes, dims, strict=False))
+            else:
+                keys.extend(zip(repeat(service), col.names, col.kinds, codes, strict=False))
+            durations.extend(col.durations)
+        index = dict(zip(dict.fromkeys(keys), count(), strict=False))
+        groups = np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
+        return list(index), groups, np.array(durations, dtype=np.uint64)
 
     @staticmethod
     def _observe(
@@ -229,9 +234,9 @@ def _exemplar(
     trace_ids: list[bytes],
     span_ids: list[bytes],
     starts: list[int],
-    durations: list[int],
+    durations: np.ndarray,
     at: int,
     value: float,
 ) -> Exemplar:
     labels = {"trace_id": trace_ids[at].hex(), "span_id": span_ids[at].hex()}
-    return Exemplar(labels, value, (starts[at] + durations[at]) / 1e9)
+    return Exemplar(labels, value, (starts[at] + int(durations[at])) / 1e9)

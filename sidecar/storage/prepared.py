@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from sidecar.core._wire import TracePart
 from sidecar.otlp.shadow import ShadowSpan
 
-__all__ = ["PreparedTraces", "ResourceInfo", "ScopeColumns", "ScopeInfo", "TracePart"]
+__all__ = ["PreparedTraces", "ResourceInfo", "ScopeColumns", "ScopeInfo", "SpanSeries", "TracePart"]
 
 
 @dataclass(slots=True)
@@ -63,6 +63,18 @@ class ScopeColumns:
 
 
 @dataclass(slots=True)
+class SpanSeries:
+    """A request's kept spans grouped for span metrics by the compiled core, in column order (the
+    ScopeColumns one after another): ``keys`` the distinct (service, span name as UTF-8 bytes,
+    kind, status code 0..2), ``of`` each span's index into ``keys`` (native int32), ``durations``
+    each span's duration in ns (native uint64)."""
+
+    keys: list[tuple[str, bytes, int, int]]
+    of: bytes
+    durations: bytes
+
+
+@dataclass(slots=True)
 class PreparedTraces:
     parts: list[TracePart]
     # service name -> encoded span attribute (KeyValue) -> trace ids carrying it (with repeats)
@@ -71,6 +83,7 @@ class PreparedTraces:
     rejected: int
     messages: list[str]
     columns: list[ScopeColumns] = field(default_factory=list)
+    series: SpanSeries | None = None
 
     def release_store_data(self) -> None:
         """Drop what only the store reads (parts, terms), once merged into a write: the taps get

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from sidecar.core._wire import SlotTable
 from sidecar.ingest.peers import DATABASE, peer_of
@@ -105,6 +105,7 @@ def expected(body: bytes) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     columns: list[dict[str, Any]] = []
     terms: dict[str, defaultdict[bytes, set[bytes]]] = {}
+    services: list[str] = []  # of each ScopeSpans
     for rs in request.resource_spans:
         named = [a.value.string_value for a in rs.resource.attributes if a.key == "service.name"]
         service = (named[0] or UNKNOWN_SERVICE) if named else UNKNOWN_SERVICE
@@ -119,12 +120,30 @@ def expected(body: bytes) -> dict[str, Any]:
             scope = expected_scope(resource_ref, content_ref(ss.scope.SerializeToString()), kept)
             parts.extend(scope["parts"])
             columns.append(scope["columns"])
+            services.append(service)
             for s in kept:
                 carried = [*s.attributes, *(a for e in s.events for a in e.attributes)]
                 carried += [a for link in s.links for a in link.attributes]
                 for a in carried:
                     terms.setdefault(service, defaultdict(set))[a.SerializeToString()].add(s.trace_id)
-    return {"parts": parts, "columns": columns, "terms": {k: dict(v) for k, v in terms.items()}}
+    # Span metrics' series: (service, name, kind, status code) in order of first appearance.
+    keys: dict[tuple[str, bytes, int, int], int] = {}
+    of, durations = [], []
+    for service, col in zip(services, columns, strict=True):
+        for name, kind, status, duration in zip(
+            col["names"], col["kinds"], col["statuses"], col["durations"], strict=True
+        ):
+            code = Status.FromString(status).code if status else 0
+            key = (service, name, kind, code if 0 <= code <= 2 else 0)
+            of.append(keys.setdefault(key, len(keys)))
+            durations.append(duration)
+    series = (list(keys), array("i", of).tobytes(), array("Q", durations).tobytes())
+    return {
+        "parts": parts,
+        "columns": columns,
+        "terms": {k: dict(v) for k, v in terms.items()},
+        "series": series,
+    }
 
 
 def shaped(body: bytes) -> dict[str, Any]:
@@ -171,7 +190,14 @@ def shaped(body: bytes) -> dict[str, Any]:
     terms = {
         service: {kv: set(tids) for kv, tids in lists.items()} for service, lists in prepared.terms.items()
     }
-    return {"parts": parts, "columns": columns, "terms": terms}
+    series = prepared.series
+    assert series is not None
+    return {
+        "parts": parts,
+        "columns": columns,
+        "terms": terms,
+        "series": (series.keys, series.of, series.durations),
+    }
 
 
 @st.composite
@@ -195,7 +221,7 @@ def shaped_spans(draw: Any) -> Span:
     for n in range(draw(st.integers(0, 2))):
         span.attributes.append(kv(f"k{n}", draw(st.sampled_from([1, "a", "b"]))))
     if draw(st.booleans()):
-        span.status.code = draw(st.integers(0, 2))
+        span.status.code = draw(st.sampled_from([0, 1, 2, 5, -1]))
     if draw(st.integers(0, 3)) == 0:
         span.events.add(name="e", time_unix_nano=start).attributes.append(kv("ev", draw(st.integers(0, 2))))
     if draw(st.integers(0, 3)) == 0:
