@@ -276,6 +276,15 @@ cdef inline bint read_fixed64(Scan* s, const uint8_t** p, const uint8_t* end, ui
     return True
 
 
+cdef inline bint read_int32(Scan* s, const uint8_t** p, const uint8_t* end, int32_t* out) noexcept nogil:
+    """An int32 field (a varint of up to 10 bytes, cut to its low 32 bits as upb reads it)."""
+    cdef uint64_t value
+    if not read_varint(s, p, end, &value):
+        return False
+    out[0] = <int32_t><uint32_t>value
+    return True
+
+
 cdef inline bint all_zero(const uint8_t* p, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
@@ -378,7 +387,6 @@ cdef bint scan_span(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t sc
     attributes (9), events (11) and links (13) are collected in order."""
     cdef SpanRec* r
     cdef Py_ssize_t length
-    cdef uint64_t value
     cdef uint32_t field
     cdef int wire
     if not grow(s, <void**>&s.spans, &s.cap_spans, s.n_spans, sizeof(SpanRec), p):
@@ -423,9 +431,8 @@ cdef bint scan_span(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t sc
             if not read_fixed64(s, &p, end, &r.start if field == 7 else &r.end):
                 return False
         elif wire == 0 and field == 6:
-            if not read_varint(s, &p, end, &value):
+            if not read_int32(s, &p, end, &r.kind):
                 return False
-            r.kind = <int32_t><uint32_t>value
         elif not skip_field(s, &p, end, field, wire, 3):
             return False
     # The attribute arrays may have moved (realloc) but r points into s.spans, which did not grow.
@@ -453,7 +460,6 @@ cdef bint scan_log(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t sco
     trace_id=9, span_id=10, observed_time_unix_nano=11, event_name=12; the last of a field wins."""
     cdef LogRec* r
     cdef Py_ssize_t length
-    cdef uint64_t value
     cdef uint32_t field
     cdef int wire
     if not grow(s, <void**>&s.logs, &s.cap_logs, s.n_logs, sizeof(LogRec), p):
@@ -487,9 +493,8 @@ cdef bint scan_log(Scan* s, const uint8_t* p, const uint8_t* end, Py_ssize_t sco
             if not read_fixed64(s, &p, end, &r.time if field == 1 else &r.observed):
                 return False
         elif wire == 0 and field == 2:
-            if not read_varint(s, &p, end, &value):
+            if not read_int32(s, &p, end, &r.severity):
                 return False
-            r.severity = <int32_t><uint32_t>value
         elif not skip_field(s, &p, end, field, wire, 3):
             return False
     r.n_attrs = s.n_attrs - r.attrs
