@@ -27,7 +27,7 @@ from sidecar.api.logs import LOG_READER
 from sidecar.api.metrics import add_metrics_route, metrics_app
 from sidecar.api.timing import timing
 from sidecar.config.model import Config, split_endpoint
-from sidecar.core.heap import trim_heap_forever
+from sidecar.core.heap import fix_mmap_threshold, trim_heap_forever
 from sidecar.ingest.events import Limits
 from sidecar.ingest.traces import prepare_traces
 from sidecar.metrics.events import EventCounters
@@ -307,6 +307,7 @@ def serve(config: Config) -> int:
     # Ingest allocates many short-lived containers; the default GC thresholds would run full
     # collections every few requests for nothing (there are no reference cycles on the hot path).
     gc.set_threshold(100_000, 50, 100)
+    fix_mmap_threshold()  # big blocks return to the OS when freed (core/heap.py)
     try:
         return asyncio.run(run(config))
     except (DataDirInUse, CannotListen) as exc:

@@ -27,6 +27,7 @@ H = TypeVar("H")
 
 DEFAULT_WAIT_S = 10.0
 DEFAULT_MAX_PENDING = 16_384
+_COMPACT_AT = 8_192  # wave keys before paired ones are dropped (when they are most of them)
 
 
 class Pairing(Generic[C, S]):
@@ -46,6 +47,7 @@ class Pairing(Generic[C, S]):
         self._servers: dict[bytes, S] = {}
         # (deadline, client keys, server keys) per batch that left halves waiting, oldest first.
         self._waves: deque[tuple[float, list[bytes], list[bytes]]] = deque()
+        self._wave_keys = 0  # keys the waves hold, paired ones included until compacted
         self.dropped_clients: list[C] = []  # refused because the side was full; the caller takes them
         self.dropped_servers: list[S] = []
 
@@ -66,7 +68,25 @@ class Pairing(Generic[C, S]):
         new_servers = _admit(waiting_servers, servers, self.dropped_servers, self.max_pending)
         if new_clients or new_servers:
             self._waves.append((self._clock() + self.wait_s, new_clients, new_servers))
+            self._wave_keys += len(new_clients) + len(new_servers)
+            waiting = len(waiting_clients) + len(waiting_servers)
+            if self._wave_keys > _COMPACT_AT and self._wave_keys > 4 * waiting:
+                self._compact()
         return pairs
+
+    def _compact(self) -> None:
+        """Drop the keys of halves paired since their wave: under load most pair within the wait,
+        and their keys would otherwise stay until the wave's deadline (tens of MB at 70k spans/s
+        and ``wait_s`` 10)."""
+        clients, servers = self._clients, self._servers
+        waves: deque[tuple[float, list[bytes], list[bytes]]] = deque()
+        for deadline, client_keys, server_keys in self._waves:
+            client_keys = [key for key in client_keys if key in clients]
+            server_keys = [key for key in server_keys if key in servers]
+            if client_keys or server_keys:
+                waves.append((deadline, client_keys, server_keys))
+        self._waves = waves
+        self._wave_keys = sum(len(c) + len(s) for _, c, s in waves)
 
     def expire(self, now: float | None = None) -> tuple[list[C], list[S]]:
         """Remove and return the halves whose wait is over (``now`` by the pairing's clock)."""
@@ -76,6 +96,7 @@ class Pairing(Generic[C, S]):
         waves = self._waves
         while waves and waves[0][0] <= now:
             _, client_keys, server_keys = waves.popleft()
+            self._wave_keys -= len(client_keys) + len(server_keys)
             # A key paired meanwhile is gone: pop(key, None) skips it, all in C.
             clients.extend(h for h in map(self._clients.pop, client_keys, repeat(None)) if h is not None)
             servers.extend(h for h in map(self._servers.pop, server_keys, repeat(None)) if h is not None)

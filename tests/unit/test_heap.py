@@ -36,3 +36,8 @@ def test_trim_task_calls_malloc_trim_until_cancelled() -> None:
 def test_trim_task_ends_at_once_without_malloc_trim() -> None:
     with mock.patch.object(heap, "malloc_trim", None):
         asyncio.run(asyncio.wait_for(heap.trim_heap_forever(0.01), 1))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_mmap_threshold_is_taken() -> None:
+    assert heap.fix_mmap_threshold()

@@ -43,3 +43,20 @@ def test_the_virtual_peer_rule() -> None:
     assert peer_of([_kv("db.system", "redis")], client) == ("redis", "database")
     assert peer_of([_kv("messaging.system", "kafka")], producer) == ("kafka", "messaging_system")
     assert peer_of([_kv("server.address", "broker")], producer) == ("broker", "messaging_system")
+
+
+def test_paired_keys_leave_the_waves_and_unpaired_halves_still_expire() -> None:
+    """Under load most halves pair within the wait: their keys are compacted out of the waves
+    (memory), and what still waits expires at its own deadline as before."""
+    now = [0.0]
+    pairing: Pairing[int, int] = Pairing(wait_s=10, max_pending=100_000, clock=lambda: now[0])
+    pairing.pair({b"lonely": -1}, {})  # never paired: must come back at 10
+    for batch in range(20):
+        keys = [b"%d-%d" % (batch, i) for i in range(1000)]
+        pairing.pair(dict.fromkeys(keys, batch), {})
+        assert len(pairing.pair({}, dict.fromkeys(keys, batch))) == 1000
+    held = sum(len(c) + len(s) for _, c, s in pairing._waves)
+    assert held < 8_192 + 1000  # without compaction: 20,001
+    now[0] = 10
+    assert pairing.expire() == ([-1], [])
+    assert pairing.waiting() == (0, 0)
