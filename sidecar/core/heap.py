@@ -1,11 +1,11 @@
-"""Handing the heap's free pages back to the OS (glibc's ``malloc_trim``) every few seconds.
+"""Keeping glibc's heap from holding freed memory: a fixed mmap threshold, and a periodic trim.
 
-Ingest frees as much as it allocates, but glibc keeps freed pages that sit between long-lived
-objects (the writer's caches of recent traces) rather than returning them: measured in process,
-about 24 MB of RSS after 1.2M spans was free heap (12 MB before the compiled core), and under load
-the server passed 200 MB on it. ``malloc_trim(0)`` returns those pages (about 5 ms for 27 MB, in a
-worker thread: ctypes releases the GIL). Where the C library has no ``malloc_trim`` (musl, macOS)
-nothing is done.
+glibc raises its mmap threshold each time a mapped block is freed, after which RocksDB's 1 MiB
+memtable blocks are carved from the writer thread's arena, which keeps their pages: under load
+that arena held 65-70 MiB. :func:`fix_mmap_threshold` (called once at start-up) keeps such blocks
+mapped on their own. ``malloc_trim(0)`` every few seconds returns the free pages that sit between
+long-lived objects (about 5 ms for 27 MB, in a worker thread: ctypes releases the GIL); it lowers
+RSS between bursts, not the peak. Where the C library has neither (musl, macOS) nothing is done.
 """
 
 from __future__ import annotations
