@@ -21,12 +21,10 @@ from typing import Any
 
 from sidecar.cli import argtypes
 from sidecar.cli.client import (
-    API_URL_ENV,
-    DEFAULT_API_URL,
     ApiError,
     CliError,
+    add_api_option,
     api_base,
-    api_url,
     call,
     fetch_json,
     print_json,
@@ -309,12 +307,7 @@ def _output_and_range(request_fields: bool) -> argparse.ArgumentParser:
     """``--api``, ``--json`` or ``--csv``, and the range; with ``request_fields`` also ``--timezone``
     and ``--request``. ``summary`` has neither: its route takes no zone and no body."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument(
-        "--api",
-        type=api_url,
-        metavar="URL",
-        help=f"query API base URL (default: ${API_URL_ENV}, else {DEFAULT_API_URL})",
-    )
+    add_api_option(p)
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     output.add_argument("--csv", action="store_true", help="print the API's CSV instead of a table")

@@ -162,15 +162,20 @@ def api_base(args: argparse.Namespace) -> str:
         raise CliError(f"{API_URL_ENV}: {exc}", code=2) from None
 
 
-def query_options() -> argparse.ArgumentParser:
-    """``--api`` and ``--json``, as an argparse parent so every query command spells them alike."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def add_api_option(parser: argparse.ArgumentParser) -> None:
+    """``--api``, spelled alike by every command that queries the API."""
+    parser.add_argument(
         "--api",
         type=api_url,
         metavar="URL",
         help=f"query API base URL (default: ${API_URL_ENV}, else {DEFAULT_API_URL})",
     )
+
+
+def query_options() -> argparse.ArgumentParser:
+    """``--api`` and ``--json``, as an argparse parent so every query command spells them alike."""
+    common = argparse.ArgumentParser(add_help=False)
+    add_api_option(common)
     common.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     return common
 
