@@ -155,3 +155,20 @@ def test_column_blocks_hold_exactly_the_stored_events(events: Events) -> None:
     assert block.rows == 1 and block.columns["p.amount"].values.tolist() == [1.0]
     assert list(scan_blocks(march, ["name"], from_ns=t + 6)) == []  # skipped by its time range
     assert len(list(scan_blocks(march, ["name"], from_ns=t + 5, to_ns=t + 6))) == 1
+
+
+def test_an_integer_past_float64_is_stored_exactly_not_a_failed_write(events: Events) -> None:
+    """JSON integers have no size limit; one no float64 holds once failed the whole write (its
+    column and numeric rollup converted it to float). Its column is now a dictionary, holding it
+    exactly, and a float64-sized neighbour of the same write still rolls up."""
+    t = ns("2024-05-02T10:00:00+00:00")
+    huge = 10**400
+    batch = events.put(
+        Event("buy", t, user_id="u1", properties={"qty": huge}),
+        Event("buy", t + 1, user_id="u2", properties={"qty": 2}),
+    )
+    assert len(batch.stored) == 2
+    (block,) = scan_blocks(events.store.partitions(EVENTS)[0], ["p.qty"])
+    column = block.columns["p.qty"]
+    assert column.kind == "d" and column.entries == [huge, 2]
+    assert [e.properties["qty"] for e in events.reader.list_events(order="asc").events] == [huge, 2]

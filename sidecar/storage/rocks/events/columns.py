@@ -25,7 +25,6 @@ millions of events a second.
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,32 +52,22 @@ _U32 = np.dtype("<u4")
 _F64 = np.dtype("<f8")
 
 
-@dataclass(slots=True)
-class BlockRows:
-    """One block's rows as the merge gathers them (codes from the events registry)."""
-
-    ts: list[int]
-    name: list[int]
-    user: list[int]
-    service: list[int]
-    session: list[str | None]
-    properties: list[dict[str, Any]]
-
-
-def new_rows() -> BlockRows:
-    return BlockRows([], [], [], [], [], [])
+# One stored event as the merge gathers it: (ts_ns, name, user, service codes, session, properties).
+BlockRow = tuple[int, int, int, int, str | None, dict[str, Any]]
+BlockRows = list[BlockRow]
 
 
 def block_suffix(rev: bytes, seq: int) -> bytes:
     return rev + _SEQ(seq)
 
 
-def _dict_column(values: Sequence[Any]) -> bytes:
-    """u32 codes (0 = absent) then the JSON list of distinct values; bools and numbers stay apart."""
+def _dict_column(values: Sequence[Any], rows: np.ndarray[Any, Any] | None = None, n: int = 0) -> bytes:
+    """u32 codes (0 = absent) then the JSON list of distinct values; bools and numbers stay apart.
+    ``rows``: the row of each value (a sparse column of ``n`` rows); None: ``values`` is every row."""
     index: dict[tuple[type, Any], int] = {}
     entries: list[Any] = []
-    codes = np.zeros(len(values), dtype=_U32)
-    for row, value in enumerate(values):
+    found = np.zeros(len(values), dtype=_U32)
+    for at, value in enumerate(values):
         if value is None:
             continue
         tag = (type(value), value)
@@ -86,41 +75,64 @@ def _dict_column(values: Sequence[Any]) -> bytes:
         if code is None:
             entries.append(value)
             code = index[tag] = len(entries)
-        codes[row] = code
+        found[at] = code
+    if rows is None:
+        codes = found
+    else:
+        codes = np.zeros(n, dtype=_U32)
+        codes[rows] = found
     return codes.tobytes() + _JSON(entries).encode()
 
 
-def _property_column(values: list[Any]) -> tuple[str, bytes]:
-    if all(v is None or (type(v) is not bool and isinstance(v, int | float)) for v in values):
-        numbers = np.array([math.nan if v is None else float(v) for v in values], dtype=_F64)
-        return NUMBER, numbers.tobytes()
-    return DICT, _dict_column(values)
+def _property_column(rows: list[int], values: list[Any], n: int) -> tuple[str, bytes]:
+    """A property present in ``rows`` (ascending) of a block of ``n``: float64 with NaN for the
+    absent when every value is a number that a float64 holds, else a dictionary column."""
+    at = np.array(rows, dtype=np.intp)
+    if all(type(v) is int or type(v) is float for v in values):
+        try:
+            numbers = np.array(values, dtype=_F64)
+        except OverflowError:  # an integer past float64's range: kept exactly as a dictionary entry
+            pass
+        else:
+            column = np.full(n, np.nan, dtype=_F64)
+            column[at] = numbers
+            return NUMBER, column.tobytes()
+    return DICT, _dict_column(values, at, n)
 
 
 def put_block(rows: BlockRows, suffix: bytes, batch: WriteBatch, cf: ColumnFamily) -> None:
-    """Write one block of ``rows`` (sorted here by event time) into ``batch``."""
-    order = sorted(range(len(rows.ts)), key=rows.ts.__getitem__)
-    n = len(order)
-    ts = np.array([rows.ts[i] for i in order], dtype=_I64)
+    """Write one block of ``rows`` (sorted here by event time, stably) into ``batch``."""
+    n = len(rows)
+    ts_in, name, user, service, session_in, props_in = zip(*rows, strict=True)
+    order = np.argsort(np.array(ts_in, dtype=_I64), kind="stable")
+    ts = np.array(ts_in, dtype=_I64)[order]
+    at = order.tolist()
     columns: list[tuple[str, str, bytes]] = [
         ("ts", NUMBER, ts.tobytes()),
-        ("name", DICT, np.array([rows.name[i] for i in order], dtype=_U32).tobytes()),
-        ("user", DICT, np.array([rows.user[i] for i in order], dtype=_U32).tobytes()),
-        ("service", DICT, np.array([rows.service[i] for i in order], dtype=_U32).tobytes()),
-        ("session", DICT, _dict_column([rows.session[i] for i in order])),
+        ("name", DICT, np.array(name, dtype=_U32)[order].tobytes()),
+        ("user", DICT, np.array(user, dtype=_U32)[order].tobytes()),
+        ("service", DICT, np.array(service, dtype=_U32)[order].tobytes()),
+        ("session", DICT, _dict_column([session_in[i] for i in at])),
     ]
-    props = [rows.properties[i] for i in order]
-    present: dict[str, None] = {}
-    for p in props:
-        if p:
-            present.update(dict.fromkeys(p))
-    for key in present:
-        kind, data = _property_column([p.get(key) for p in props])
+    # Each property's (rows, values) in one pass, keys in order of first appearance.
+    present: dict[str, tuple[list[int], list[Any]]] = {}
+    for row, i in enumerate(at):
+        props = props_in[i]
+        if props:
+            for key, value in props.items():
+                found = present.get(key)
+                if found is None:
+                    found = present[key] = ([], [])
+                if value is not None:  # absent, as a key that is missing
+                    found[0].append(row)
+                    found[1].append(value)
+    for key, (where, values) in present.items():
+        kind, data = _property_column(where, values, n)
         columns.append((PROPERTY + key, kind, data))
     layout = _JSON([[name, kind] for name, kind, _ in columns]).encode()
     batch.put(HEADER + suffix, HEADER_STRUCT.pack(int(ts[0]), int(ts[-1]), n) + layout, cf)
-    for name, _, data in columns:
-        batch.put(COLUMN + suffix + name.encode(), data, cf)
+    for column, _, data in columns:
+        batch.put(COLUMN + suffix + column.encode(), data, cf)
 
 
 # -- reading ------------------------------------------------------------------------------------

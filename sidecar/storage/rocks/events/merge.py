@@ -38,7 +38,7 @@ from rocksdict import WriteBatch
 from sidecar.ingest.events import Event
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
-from sidecar.storage.rocks.events.columns import BlockRows, block_suffix, new_rows, put_block
+from sidecar.storage.rocks.events.columns import BlockRows, block_suffix, put_block
 from sidecar.storage.rocks.events.registry import EventRegistry
 from sidecar.storage.rocks.events.rollups import RollupWriter, WriteRows
 from sidecar.storage.rocks.keys import DAY_NS
@@ -146,13 +146,18 @@ class EventMerge:
         return known
 
     def merge(self, items: list[EventBatch], batch: WriteBatch, ns: int) -> None:
-        registry, default_cf = self._registry, self._default_cf
+        """Everything of the write in one pass per event; the column blocks and rollups then take
+        the gathered rows whole (numpy), not per event."""
+        registry, default_cf, put = self._registry, self._default_cf, batch.put
+        code = registry.code  # made on first sight; the dicts below answer the rest
+        name_codes, user_codes, service_codes = (registry.codes[kind] for kind in ("n", "u", "s"))
         known = self._known_ids(items)
         index = 0
+        months: dict[int, int] = {}  # day -> month of this write's events
         parts: dict[int, Partition] = {}
-        blocks: dict[int, BlockRows] = {}  # month -> the column block of this write
-        rolled = WriteRows(dimensions=self._dimensions)
+        blocks: dict[int, BlockRows] = {}  # month -> the rows of this write's column block
         for item in items:
+            stored = item.stored
             for event in item.events:
                 id_key = None
                 if event.id is not None:
@@ -161,40 +166,40 @@ class EventMerge:
                         item.duplicates += 1
                         continue
                     known.add(id_key)  # a second copy in this write is a duplicate too
-                day = event.ts_ns // DAY_NS
-                month = self._months(day)[0]
+                ts = event.ts_ns
+                day = ts // DAY_NS
+                month = months.get(day)
+                if month is None:
+                    month = months[day] = self._months(day)[0]
                 part = parts.get(month)
                 if part is None:
                     part = parts[month] = self._store.partition_for_write(day, EVENTS)
+                    blocks[month] = []
                 cf = part.handle
-                name = registry.code("n", event.name, batch, default_cf)
+                name = name_codes.get(event.name) or code("n", event.name, batch, default_cf)
                 props = event.properties
                 if props:
                     registry.note_keys(name, props, batch, default_cf)
-                user = registry.code("u", event.user_id, batch, default_cf) if event.user_id else 0
-                service = registry.code("s", event.service, batch, default_cf) if event.service else 0
-                key = eid(event.ts_ns, ns, index)
+                user = service = 0  # none
+                if user_id := event.user_id:
+                    user = user_codes.get(user_id) or code("u", user_id, batch, default_cf)
+                if service_name := event.service:
+                    service = service_codes.get(service_name) or code("s", service_name, batch, default_cf)
+                key = _EID.pack(ts, ns, index)
                 index += 1
-                rows = blocks.get(month)
-                if rows is None:
-                    rows = blocks[month] = new_rows()
-                rows.ts.append(event.ts_ns)
-                rows.name.append(name)
-                rows.user.append(user)
-                rows.service.append(service)
-                rows.session.append(event.session_id)
-                rows.properties.append(props)
-                rolled.add(event.ts_ns, name, user, props)
-                batch.put(RECORD + key, encode_record(name, user, service, event), cf)
-                batch.put(name_key(name) + key, b"", cf)
+                blocks[month].append((ts, name, user, service, event.session_id, props))
+                put(RECORD + key, encode_record(name, user, service, event), cf)
+                put(BY_NAME + _U32.pack(name) + key, b"", cf)
                 if user:
-                    batch.put(user_key(user) + key, b"", cf)
+                    put(BY_USER + _U32.pack(user) + key, b"", cf)
                 if id_key is not None:
-                    batch.put(id_key, key, cf)
-                item.stored.append(key)
+                    put(id_key, key, cf)
+                stored.append(key)
         rev = keys.rev(ns)
+        rolled = WriteRows(dimensions=self._dimensions)
         for month, rows in blocks.items():
             put_block(rows, block_suffix(rev, 0), batch, parts[month].handle)
+            rolled.extend(rows)
         self._rollups.add(rolled, batch, ns)
 
     def after_write(self) -> None:

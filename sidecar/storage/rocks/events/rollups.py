@@ -108,15 +108,30 @@ class WriteRows:
     values: dict[str, list[bytes]] = field(default_factory=dict)  # per dimension, each row's value
 
     def add(self, ts: int, name: int, user: int, properties: dict[str, Any]) -> None:
+        self.extend([(ts, name, user, 0, None, properties)])
+
+    def extend(self, rows: Iterable[tuple[int, int, int, int, str | None, dict[str, Any]]]) -> None:
+        """Rows as the merge gathers them: (ts, name, user, service, session, properties)."""
+        dimensions, numbers, values = self.dimensions, self.numbers, self.values
         row = len(self.ts)
-        self.ts.append(ts)
-        self.name.append(name)
-        self.user.append(user)
-        for dim in self.dimensions:
-            self.values.setdefault(dim, []).append(dimension_value(properties.get(dim)))
-        for key, value in properties.items():
-            if type(value) in (int, float) and len(key) < 256:
-                self.numbers.setdefault((name, key), []).append((row, float(value)))
+        for ts, name, user, _, _, properties in rows:
+            self.ts.append(ts)
+            self.name.append(name)
+            self.user.append(user)
+            for dim in dimensions:
+                values.setdefault(dim, []).append(dimension_value(properties.get(dim)))
+            for key, value in properties.items():
+                kind = type(value)
+                if (kind is float or kind is int) and len(key) < 256:
+                    try:
+                        number = float(value)
+                    except OverflowError:  # an integer past float64's range: no numeric rollup
+                        continue
+                    found = numbers.get((name, key))
+                    if found is None:
+                        found = numbers[(name, key)] = []
+                    found.append((row, number))
+            row += 1
 
 
 class RollupWriter:
