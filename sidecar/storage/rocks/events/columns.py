@@ -33,6 +33,7 @@ from typing import Any, cast
 import numpy as np
 from rocksdict import ColumnFamily, ReadOptions, WriteBatch
 
+from sidecar.core._event_merge import dictionary_codes, gather_properties
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.events.registry import EventRegistry
@@ -61,27 +62,15 @@ def block_suffix(rev: bytes, seq: int) -> bytes:
     return rev + _SEQ(seq)
 
 
-def _dict_column(values: Sequence[Any], rows: np.ndarray[Any, Any] | None = None, n: int = 0) -> bytes:
+def _dict_column(values: list[Any], rows: np.ndarray[Any, Any] | None = None, n: int = 0) -> bytes:
     """u32 codes (0 = absent) then the JSON list of distinct values; bools and numbers stay apart.
     ``rows``: the row of each value (a sparse column of ``n`` rows); None: ``values`` is every row."""
-    index: dict[tuple[type, Any], int] = {}
-    entries: list[Any] = []
-    found = np.zeros(len(values), dtype=_U32)
-    for at, value in enumerate(values):
-        if value is None:
-            continue
-        tag = (type(value), value)
-        code = index.get(tag)
-        if code is None:
-            entries.append(value)
-            code = index[tag] = len(entries)
-        found[at] = code
-    if rows is None:
-        codes = found
-    else:
+    found, entries = dictionary_codes(values)
+    if rows is not None:
         codes = np.zeros(n, dtype=_U32)
-        codes[rows] = found
-    return codes.tobytes() + _JSON(entries).encode()
+        codes[rows] = np.frombuffer(found, dtype=_U32)
+        found = codes.tobytes()
+    return found + _JSON(entries).encode()
 
 
 def _property_column(rows: list[int], values: list[Any], n: int) -> tuple[str, bytes]:
@@ -114,18 +103,7 @@ def put_block(rows: BlockRows, suffix: bytes, batch: WriteBatch, cf: ColumnFamil
         ("service", DICT, np.array(service, dtype=_U32)[order].tobytes()),
         ("session", DICT, _dict_column([session_in[i] for i in at])),
     ]
-    # Each property's (rows, values) in one pass, keys in order of first appearance.
-    present: dict[str, tuple[list[int], list[Any]]] = {}
-    for row, i in enumerate(at):
-        props = props_in[i]
-        if props:
-            for key, value in props.items():
-                found = present.get(key)
-                if found is None:
-                    found = present[key] = ([], [])
-                if value is not None:  # absent, as a key that is missing
-                    found[0].append(row)
-                    found[1].append(value)
+    present = gather_properties(list(props_in), at)  # keys in order of first appearance
     for key, (where, values) in present.items():
         kind, data = _property_column(where, values, n)
         columns.append((PROPERTY + key, kind, data))

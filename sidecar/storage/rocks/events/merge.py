@@ -33,15 +33,15 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from rocksdict import WriteBatch
+from rocksdict import ColumnFamily, WriteBatch
 
+from sidecar.core._event_merge import EventRows, ids_by_month
 from sidecar.ingest.events import Event
 from sidecar.storage.rocks import keys
-from sidecar.storage.rocks.db import Partition, RocksStore
-from sidecar.storage.rocks.events.columns import BlockRows, block_suffix, put_block
+from sidecar.storage.rocks.db import RocksStore
+from sidecar.storage.rocks.events.columns import block_suffix, put_block
 from sidecar.storage.rocks.events.registry import EventRegistry
 from sidecar.storage.rocks.events.rollups import RollupWriter, WriteRows
-from sidecar.storage.rocks.keys import DAY_NS
 from sidecar.storage.rocks.partitions import EVENTS
 
 RECORD = b"V"
@@ -63,21 +63,8 @@ class EventBatch:
     stored: list[bytes] = field(default_factory=list)  # eids written, in order (for tests and taps)
 
 
-def eid(ts_ns: int, write_ns: int, index: int) -> bytes:
-    return _EID.pack(ts_ns, write_ns, index)
-
-
 def eid_ts(key_eid: bytes) -> int:
     return int(_EID.unpack_from(key_eid)[0])
-
-
-def encode_record(name: int, user: int, service: int, event: Event) -> bytes:
-    session = (event.session_id or "").encode()
-    ident = (event.id or "").encode()
-    props = _JSON(event.properties).encode()
-    return b"".join(
-        (_HEAD.pack(name, user, service, len(session)), session, bytes([len(ident)]), ident, props)
-    )
 
 
 def decode_record(data: bytes) -> tuple[int, int, int, str | None, str | None, dict[str, object]]:
@@ -110,6 +97,17 @@ class EventMerge:
         self._default_cf = store.db.get_column_family_handle("default")
         self._months_of: dict[int, tuple[int, ...]] = {}
         self._rollups = RollupWriter(store)
+        codes = registry.codes
+        self._rows = EventRows(
+            codes["n"],
+            codes["u"],
+            codes["s"],
+            registry.code,
+            registry.keys.keys,
+            registry.note_keys,
+            self._month_part,
+            lambda props: _JSON(props).encode(),
+        )
 
     def _months(self, day: int) -> tuple[int, ...]:
         """Start days of the months an id sent on ``day`` may be stored in: its own, and the
@@ -130,13 +128,7 @@ class EventMerge:
 
     def _known_ids(self, items: list[EventBatch]) -> set[bytes]:
         """Ids of these events already stored: one multi-get per month looked at."""
-        wanted: dict[int, list[bytes]] = {}
-        for item in items:
-            for event in item.events:
-                if event.id is not None:
-                    ident = ID + event.id.encode()
-                    for month in self._months(event.ts_ns // DAY_NS):
-                        wanted.setdefault(month, []).append(ident)
+        wanted = ids_by_month(items, self._months)
         known: set[bytes] = set()
         for month, idents in wanted.items():
             part = self._store.partition(month, EVENTS)
@@ -145,60 +137,19 @@ class EventMerge:
                 known.update(ident for ident, value in zip(idents, found, strict=True) if value is not None)
         return known
 
+    def _month_part(self, day: int) -> tuple[int, ColumnFamily]:
+        """The month partition an event of UTC ``day`` is stored in: its start day and handle."""
+        return self._months(day)[0], self._store.partition_for_write(day, EVENTS).handle
+
     def merge(self, items: list[EventBatch], batch: WriteBatch, ns: int) -> None:
-        """Everything of the write in one pass per event; the column blocks and rollups then take
-        the gathered rows whole (numpy), not per event."""
-        registry, default_cf, put = self._registry, self._default_cf, batch.put
-        code = registry.code  # made on first sight; the dicts below answer the rest
-        name_codes, user_codes, service_codes = (registry.codes[kind] for kind in ("n", "u", "s"))
+        """Records and index keys per event in the compiled loop; the column blocks and rollups
+        then take the gathered rows whole."""
         known = self._known_ids(items)
-        index = 0
-        months: dict[int, int] = {}  # day -> month of this write's events
-        parts: dict[int, Partition] = {}
-        blocks: dict[int, BlockRows] = {}  # month -> the rows of this write's column block
-        for item in items:
-            stored = item.stored
-            for event in item.events:
-                id_key = None
-                if event.id is not None:
-                    id_key = ID + event.id.encode()
-                    if id_key in known:
-                        item.duplicates += 1
-                        continue
-                    known.add(id_key)  # a second copy in this write is a duplicate too
-                ts = event.ts_ns
-                day = ts // DAY_NS
-                month = months.get(day)
-                if month is None:
-                    month = months[day] = self._months(day)[0]
-                part = parts.get(month)
-                if part is None:
-                    part = parts[month] = self._store.partition_for_write(day, EVENTS)
-                    blocks[month] = []
-                cf = part.handle
-                name = name_codes.get(event.name) or code("n", event.name, batch, default_cf)
-                props = event.properties
-                if props:
-                    registry.note_keys(name, props, batch, default_cf)
-                user = service = 0  # none
-                if user_id := event.user_id:
-                    user = user_codes.get(user_id) or code("u", user_id, batch, default_cf)
-                if service_name := event.service:
-                    service = service_codes.get(service_name) or code("s", service_name, batch, default_cf)
-                key = _EID.pack(ts, ns, index)
-                index += 1
-                blocks[month].append((ts, name, user, service, event.session_id, props))
-                put(RECORD + key, encode_record(name, user, service, event), cf)
-                put(BY_NAME + _U32.pack(name) + key, b"", cf)
-                if user:
-                    put(BY_USER + _U32.pack(user) + key, b"", cf)
-                if id_key is not None:
-                    put(id_key, key, cf)
-                stored.append(key)
+        blocks = self._rows.merge(items, known, batch, self._default_cf, ns)
         rev = keys.rev(ns)
         rolled = WriteRows(dimensions=self._dimensions)
-        for month, rows in blocks.items():
-            put_block(rows, block_suffix(rev, 0), batch, parts[month].handle)
+        for cf, rows in blocks.values():
+            put_block(rows, block_suffix(rev, 0), batch, cf)
             rolled.extend(rows)
         self._rollups.add(rolled, batch, ns)
 

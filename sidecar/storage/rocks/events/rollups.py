@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 from rocksdict import WriteBatch
 
+from sidecar.core._event_merge import numeric_properties
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.partitions import EVENTS
@@ -110,28 +111,18 @@ class WriteRows:
     def add(self, ts: int, name: int, user: int, properties: dict[str, Any]) -> None:
         self.extend([(ts, name, user, 0, None, properties)])
 
-    def extend(self, rows: Iterable[tuple[int, int, int, int, str | None, dict[str, Any]]]) -> None:
+    def extend(self, rows: list[tuple[int, int, int, int, str | None, dict[str, Any]]]) -> None:
         """Rows as the merge gathers them: (ts, name, user, service, session, properties)."""
-        dimensions, numbers, values = self.dimensions, self.numbers, self.values
-        row = len(self.ts)
-        for ts, name, user, _, _, properties in rows:
-            self.ts.append(ts)
-            self.name.append(name)
-            self.user.append(user)
-            for dim in dimensions:
-                values.setdefault(dim, []).append(dimension_value(properties.get(dim)))
-            for key, value in properties.items():
-                kind = type(value)
-                if (kind is float or kind is int) and len(key) < 256:
-                    try:
-                        number = float(value)
-                    except OverflowError:  # an integer past float64's range: no numeric rollup
-                        continue
-                    found = numbers.get((name, key))
-                    if found is None:
-                        found = numbers[(name, key)] = []
-                    found.append((row, number))
-            row += 1
+        if not rows:
+            return
+        ts, name, user, _, _, properties = zip(*rows, strict=True)
+        first = len(self.ts)
+        self.ts.extend(ts)
+        self.name.extend(name)
+        self.user.extend(user)
+        for dim in self.dimensions:
+            self.values.setdefault(dim, []).extend(dimension_value(p.get(dim)) for p in properties)
+        numeric_properties(rows, first, self.numbers)
 
 
 class RollupWriter:
