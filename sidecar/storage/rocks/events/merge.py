@@ -40,6 +40,7 @@ from sidecar.ingest.events import Event
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import RocksStore
 from sidecar.storage.rocks.events.columns import block_suffix, put_block
+from sidecar.storage.rocks.events.ids import IdFilter
 from sidecar.storage.rocks.events.registry import EventRegistry
 from sidecar.storage.rocks.events.rollups import RollupWriter, WriteRows
 from sidecar.storage.rocks.partitions import EVENTS
@@ -87,32 +88,17 @@ def name_key(name: int) -> bytes:
     return BY_NAME + _U32.pack(name)
 
 
-class EventMerge:
-    """The write queue's merger for events; its state belongs to the writer thread."""
+class _Months:
+    """The month partitions of a UTC day's events (cached: dates are slow)."""
 
-    def __init__(self, store: RocksStore, registry: EventRegistry, dimensions: tuple[str, ...] = ()) -> None:
+    def __init__(self, store: RocksStore) -> None:
         self._store = store
-        self._registry = registry
-        self._dimensions = dimensions
-        self._default_cf = store.db.get_column_family_handle("default")
-        self._months_of: dict[int, tuple[int, ...]] = {}
-        self._rollups = RollupWriter(store)
-        codes = registry.codes
-        self._rows = EventRows(
-            codes["n"],
-            codes["u"],
-            codes["s"],
-            registry.code,
-            registry.keys.keys,
-            registry.note_keys,
-            self._month_part,
-            lambda props: _JSON(props).encode(),
-        )
+        self._of: dict[int, tuple[int, ...]] = {}
 
-    def _months(self, day: int) -> tuple[int, ...]:
+    def of(self, day: int) -> tuple[int, ...]:
         """Start days of the months an id sent on ``day`` may be stored in: its own, and the
-        neighbouring one when ``day`` is the first or last of its month (cached: dates are slow)."""
-        months = self._months_of.get(day)
+        neighbouring one when ``day`` is the first or last of its month."""
+        months = self._of.get(day)
         if months is None:
             start = EVENTS.period(day)
             end = EVENTS.period_end(start)
@@ -121,25 +107,54 @@ class EventMerge:
                 months += (EVENTS.period(start - 1),)
             if day == end - 1:
                 months += (end,)
-            if len(self._months_of) > 4096:
-                self._months_of.clear()
-            self._months_of[day] = months
+            if len(self._of) > 4096:
+                self._of.clear()
+            self._of[day] = months
         return months
 
+    def part(self, day: int) -> tuple[int, ColumnFamily]:
+        """The month partition an event of UTC ``day`` is stored in: its start day and handle."""
+        return self.of(day)[0], self._store.partition_for_write(day, EVENTS).handle
+
+
+class EventMerge:
+    """The write queue's merger for events; its state belongs to the writer thread."""
+
+    def __init__(self, store: RocksStore, registry: EventRegistry, dimensions: tuple[str, ...] = ()) -> None:
+        self._store = store
+        self._registry = registry
+        self._dimensions = dimensions
+        self._default_cf = store.db.get_column_family_handle("default")
+        # Not a method of self: EventRows keeps it, and a cycle would keep the store's handles open.
+        self._months = _Months(store)
+        self._rollups = RollupWriter(store)
+        self._ids = IdFilter(store)
+        codes = registry.codes
+        self._rows = EventRows(
+            codes["n"],
+            codes["u"],
+            codes["s"],
+            registry.code,
+            registry.keys.keys,
+            registry.note_keys,
+            self._months.part,
+            lambda props: _JSON(props).encode(),
+        )
+
     def _known_ids(self, items: list[EventBatch]) -> set[bytes]:
-        """Ids of these events already stored: one multi-get per month looked at."""
-        wanted = ids_by_month(items, self._months)
+        """Ids of these events already stored: one multi-get per month looked at, of the ids its
+        filter (ids.py) cannot rule out."""
+        wanted = ids_by_month(items, self._months.of)
         known: set[bytes] = set()
         for month, idents in wanted.items():
             part = self._store.partition(month, EVENTS)
             if part is not None:
-                found = cast(list[bytes | None], part.data.get(cast(list[Any], idents)))
-                known.update(ident for ident, value in zip(idents, found, strict=True) if value is not None)
+                asked = self._ids.candidates(month, idents)
+                if asked:
+                    found = cast(list[bytes | None], part.data.get(cast(list[Any], asked)))
+                    known.update(key for key, value in zip(asked, found, strict=True) if value is not None)
+            self._ids.add(month, idents)
         return known
-
-    def _month_part(self, day: int) -> tuple[int, ColumnFamily]:
-        """The month partition an event of UTC ``day`` is stored in: its start day and handle."""
-        return self._months(day)[0], self._store.partition_for_write(day, EVENTS).handle
 
     def merge(self, items: list[EventBatch], batch: WriteBatch, ns: int) -> None:
         """Records and index keys per event in the compiled loop; the column blocks and rollups
