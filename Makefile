@@ -53,33 +53,41 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.metrics
 
 # Coverage-guided fuzzing of the compiled core with atheris (its wheel ships libFuzzer and the
-# AddressSanitizer runtime). With clang, a copy of the core is built with ASan and libFuzzer's
-# coverage counters (build/fuzz) and the fuzzer steers by the C code's branches; without clang
-# (Debian: apt-get install clang) it still runs, blind to the C code's coverage, and says so.
-# Leak detection is off: LeakSanitizer reports the interpreter's own allocations at exit.
+# AddressSanitizer runtime): fuzz.fuzz_wire (protobuf scans) then fuzz.fuzz_ndjson (NDJSON events),
+# FUZZ_SECONDS split between them (FUZZ_TARGETS=fuzz_ndjson for one). With clang, a copy of each
+# core module is built with ASan and libFuzzer's coverage counters (build/fuzz/core) and the fuzzer
+# steers by the C code's branches; without clang (Debian: apt-get install clang) it still runs,
+# blind to the C code's coverage, and says so. Leak detection is off: LeakSanitizer reports the
+# interpreter's own allocations at exit. Every target runs even if one fails; make fails if any did.
 FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= fuzz_wire fuzz_ndjson
 FUZZ_DIR := build/fuzz
+FUZZ_EACH = $$(( $(FUZZ_SECONDS) / $(words $(FUZZ_TARGETS)) ))
+PY_CONFIG = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.$(1))')
+# $(call asan_core,_wire): sidecar/core/_wire.pyx built with ASan and coverage counters into $(FUZZ_DIR)/core
+asan_core = $(BIN)/cython -3 sidecar/core/$(1).pyx -o $(FUZZ_DIR)/$(1).c && \
+	clang -O1 -g -fno-omit-frame-pointer -fsanitize=address,fuzzer-no-link -fPIC \
+	  -I"$(call PY_CONFIG,get_paths()["include"])" -c $(FUZZ_DIR)/$(1).c -o $(FUZZ_DIR)/$(1).o && \
+	clang -shared $(FUZZ_DIR)/$(1).o -o $(FUZZ_DIR)/core/$(1)$(call PY_CONFIG,get_config_var("EXT_SUFFIX"))
+# $(call fuzz_run,fuzz_wire,ENV=...): one target for its share of FUZZ_SECONDS; its corpus and crashes apart
+fuzz_run = $(2) $(BIN)/python -m fuzz.$(1) -max_total_time=$(FUZZ_EACH) -max_len=65536 -timeout=10 \
+	-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$(1)- $(FUZZ_DIR)/corpus/$(1) \
+	|| failed="$$failed $(1)";
+ASAN_RUN = SIDECAR_FUZZ_CORE=$(FUZZ_DIR)/core ASAN_OPTIONS=detect_leaks=0 \
+	LD_PRELOAD="$$($(BIN)/python -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so"
 fuzz: $(STAMP)
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[fuzz]'
-	mkdir -p $(FUZZ_DIR)/core $(FUZZ_DIR)/corpus $(FUZZ_DIR)/crashes
-	$(BIN)/python -m fuzz.fuzz_wire --seed $(FUZZ_DIR)/corpus
-	@if command -v clang >/dev/null 2>&1; then \
-	  $(BIN)/cython -3 sidecar/core/_wire.pyx -o $(FUZZ_DIR)/_wire.c && \
-	  clang -O1 -g -fno-omit-frame-pointer -fsanitize=address,fuzzer-no-link -fPIC \
-	    -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-	    -c $(FUZZ_DIR)/_wire.c -o $(FUZZ_DIR)/_wire.o && \
-	  clang -shared $(FUZZ_DIR)/_wire.o \
-	    -o $(FUZZ_DIR)/core/_wire$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))') && \
-	  SIDECAR_FUZZ_CORE=$(FUZZ_DIR)/core ASAN_OPTIONS=detect_leaks=0 \
-	  LD_PRELOAD="$$($(BIN)/python -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so" \
-	  $(BIN)/python -m fuzz.fuzz_wire -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
-	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/ $(FUZZ_DIR)/corpus; \
+	mkdir -p $(FUZZ_DIR)/core $(FUZZ_DIR)/crashes $(addprefix $(FUZZ_DIR)/corpus/,$(FUZZ_TARGETS))
+	$(foreach t,$(FUZZ_TARGETS),$(BIN)/python -m fuzz.$(t) --seed $(FUZZ_DIR)/corpus/$(t) &&) true
+	@failed=; if command -v clang >/dev/null 2>&1; then \
+	  $(call asan_core,_wire) && $(call asan_core,_ndjson) || exit 1; \
+	  $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(ASAN_RUN))) \
 	else \
 	  echo "note: clang is missing (Debian: apt-get install clang), so the core cannot be built with" \
 	       "AddressSanitizer and coverage counters: fuzzing it blind to its C code's branches"; \
-	  $(BIN)/python -m fuzz.fuzz_wire -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
-	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/ $(FUZZ_DIR)/corpus; \
-	fi
+	  $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t))) \
+	fi; \
+	if [ -n "$$failed" ]; then echo "fuzzing found a problem in:$$failed (see $(FUZZ_DIR)/crashes)"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) data build

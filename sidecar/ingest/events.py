@@ -15,12 +15,13 @@ import json
 import math
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sidecar.config.model import EventsIngestConfig
+from sidecar.core._ndjson import read_ndjson
 from sidecar.query.params import parse_rfc3339_nano
 
 Value = str | int | float | bool
@@ -173,11 +174,30 @@ def _json_objects(body: bytes) -> list[Any]:
 
 
 def _ndjson(body: bytes, limits: Limits, now_ns: int) -> Parsed:
-    text = _text(body)
+    """One event per line. The compiled reader builds the Event of every line that is certainly
+    valid and hands back the others as ``(line number, text)``, which are read here as they always
+    were (json.loads, validate_event), so errors and their texts stay this module's alone."""
+    entries: Sequence[Event | tuple[int, str]] | None = read_ndjson(
+        body,
+        limits.max_name_length,
+        limits.max_properties,
+        limits.max_value_bytes,
+        now_ns - limits.max_past_ns,
+        now_ns + limits.max_future_ns,
+        now_ns,
+        Event,
+    )
+    if entries is None:  # it decided nothing: the body is not UTF-8 (_text says where), or no clock
+        entries = list(enumerate(_text(body).split("\n"), 1))
     items: list[Any] = []
     lines: list[int] = []
     bad: dict[int, str] = {}
-    for number, line in enumerate(text.split("\n"), 1):
+    for entry in entries:
+        if type(entry) is not tuple:  # an Event, validated by the reader
+            items.append(entry)
+            lines.append(0)  # never looked up: only lines read here can have errors
+            continue
+        number, line = entry
         if not line.strip():
             continue
         try:
@@ -253,6 +273,9 @@ def _validate_all(
     for index, item in enumerate(items):
         if bad and index in bad:
             parsed.errors.append(EventError(index, None, bad[index]))
+            continue
+        if type(item) is Event:  # validated already (the compiled NDJSON reader made it)
+            parsed.events.append(item)
             continue
         try:
             parsed.events.append(validate_event(item, limits, now_ns))
