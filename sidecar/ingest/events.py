@@ -45,6 +45,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 _ALIAS = {alias: canonical for canonical, aliases in FIELDS.items() for alias in aliases}
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_DEPTH = 64  # nested objects in an event: deeper is refused, not flattened into a long key
 _JSON_TEXT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
@@ -166,11 +168,31 @@ def _json_objects(body: bytes) -> list[Any]:
         data = json.loads(_text(body))
     except json.JSONDecodeError as exc:
         raise Invalid(None, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise Invalid(None, _unreadable(exc)) from None
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
         return [data]
     raise Invalid(None, "expected a JSON object or an array of objects")
+
+
+def _unreadable(exc: ValueError | RecursionError) -> str:
+    """What json.loads raised besides a syntax error: an integer of over 4300 digits (Python's
+    limit), or nesting deeper than the interpreter's recursion limit."""
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
+    return f"invalid JSON: {exc}"
+
+
+def _text_of(key: str, text: str) -> str:
+    """``text``, unless it holds a lone UTF-16 surrogate (JSON can escape one, ``"\\ud800"``): that
+    is no Unicode text, and could be neither stored nor answered as UTF-8."""
+    if not text.isascii():
+        found = _SURROGATE.search(text)
+        if found is not None:
+            raise Invalid(key, f"not Unicode text: a lone surrogate \\u{ord(found.group()):04x}")
+    return text
 
 
 def _ndjson(body: bytes, limits: Limits, now_ns: int) -> Parsed:
@@ -204,6 +226,9 @@ def _ndjson(body: bytes, limits: Limits, now_ns: int) -> Parsed:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             bad[len(items)] = f"invalid JSON: {exc.msg} at column {exc.colno}"
+            item = None
+        except (ValueError, RecursionError) as exc:
+            bad[len(items)] = _unreadable(exc)
             item = None
         items.append(item)
         lines.append(number)
@@ -305,7 +330,7 @@ def validate_event(item: Any, limits: Limits, now_ns: int) -> Event:
         raise Invalid(name_key, f"must be a string, got {_type(name)}")
     if len(name) > limits.max_name_length:
         raise Invalid(name_key, f"longer than {limits.max_name_length} characters")
-    event = Event(name, now_ns)
+    event = Event(_text_of(name_key, name), now_ns)
     if "timestamp" in own:
         key, value = own["timestamp"]
         event.ts_ns = _timestamp(key, value)
@@ -331,13 +356,15 @@ def validate_event(item: Any, limits: Limits, now_ns: int) -> Event:
 
 
 def _flatten(
-    prefix: str, data: dict[str, Any], out: dict[str, Value], limits: Limits, strip: int = 0
+    prefix: str, data: dict[str, Any], out: dict[str, Value], limits: Limits, strip: int = 0, depth: int = 1
 ) -> None:
     """Nested objects joined with ``.``; nulls left out; ``strip`` drops ``properties.`` from keys."""
     for key, value in data.items():
-        path = prefix + key
+        path = _text_of(prefix + key, prefix + key)
         if isinstance(value, dict):
-            _flatten(path + ".", value, out, limits, strip)
+            if depth >= MAX_DEPTH:
+                raise Invalid(path, f"objects nested deeper than {MAX_DEPTH}")
+            _flatten(path + ".", value, out, limits, strip, depth + 1)
             continue
         name = path[strip:]
         if len(name) > limits.max_name_length:
@@ -352,7 +379,7 @@ def _flatten(
             except ValueError:
                 raise Invalid(path, "a list must hold finite numbers only") from None
         if isinstance(value, str):
-            if len(value.encode()) > limits.max_value_bytes:
+            if len(_text_of(path, value).encode()) > limits.max_value_bytes:
                 raise Invalid(path, f"value longer than {limits.max_value_bytes} bytes")
         elif not isinstance(value, bool | int | float):
             raise Invalid(path, f"must be a string, number, bool or list, got {_type(value)}")
@@ -364,12 +391,14 @@ def _flatten(
 def _identifier(key: str, value: Any, limits: Limits, is_id: bool) -> str | None:
     if value is None or value == "":
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value) if math.isfinite(value) else value  # a number is taken as its text
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a number is taken as its text
+    elif isinstance(value, float):
+        value = str(value) if math.isfinite(value) else value
     if not isinstance(value, str):
         raise Invalid(key, f"must be a string, got {_type(value)}")
     cap = MAX_ID_BYTES if is_id else limits.max_value_bytes
-    if len(value.encode()) > cap:
+    if len(_text_of(key, value).encode()) > cap:
         raise Invalid(key, f"longer than {cap} bytes")
     return value
 
@@ -390,7 +419,11 @@ def _timestamp(key: str, value: Any) -> int:
             raise Invalid(key, f"not RFC 3339 nor Unix seconds or milliseconds: {value[:64]!r}") from None
         raise Invalid(key, "RFC 3339 needs a date, a time and a zone (Z or +hh:mm)")
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _unix(key, float(value), value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past float64: no time
+            number = math.inf
+        return _unix(key, number, value)
     raise Invalid(key, f"must be RFC 3339 text or a Unix time number, got {_type(value)}")
 
 

@@ -373,6 +373,40 @@ def test_sigkill_during_ingest_keeps_every_acknowledged_event_once(sidecar_facto
     assert set(acked) <= set(ids)
 
 
+def test_what_json_allows_but_no_store_can_hold_is_named_not_500(events_sidecar: Sidecar) -> None:
+    """A lone surrogate escape, an integer past float64 or of 5000 digits, nesting past the limit
+    or past Python's recursion: each was a 500 (or failed the whole write, other requests' events
+    with it) and is now that event's error, its neighbour stored."""
+    lines = [
+        '{"event":"ok-neighbour","user_id":"n1"}',
+        '{"event":"bad-\\ud800"}',
+        '{"event":"v","plan":"x\\udc00"}',
+        '{"event":"k","\\ud83d":1}',
+        '{"event":"u","user_id":"\\ud800"}',
+        '{"event":"big","user_id":' + "9" * 400 + "}",
+        '{"event":"t","ts":' + "9" * 400 + "}",
+        '{"event":"digits","n":' + "1" * 5000 + "}",
+        '{"event":"deep","properties":' + '{"a":' * 70 + "1" + "}" * 70 + "}",
+        '{"event":"deeper","p":' + "[" * 5000 + "]" * 5000 + "}",
+    ]
+    status, _, body = post(events_sidecar, "\n".join(lines), NDJSON)
+    assert (status, body["accepted"], body["rejected"]) == (200, 1, 9), body["errors"]
+    errors = {e["line"]: (e["field"], e["reason"]) for e in body["errors"]}
+    assert errors[2] == ("event", "not Unicode text: a lone surrogate \\ud800")
+    assert errors[3] == ("plan", "not Unicode text: a lone surrogate \\udc00")
+    assert errors[4] == ("\ud83d", "not Unicode text: a lone surrogate \\ud83d")
+    assert errors[5] == ("user_id", "not Unicode text: a lone surrogate \\ud800")
+    assert errors[6] == ("user_id", "longer than 64 bytes")  # its text (this sidecar's limit)
+    assert errors[7] == ("ts", "Unix time out of range (seconds or milliseconds since 1970)")
+    assert errors[8][0] is None and "4300" in errors[8][1]
+    assert errors[9] == ("properties" + ".a" * 64, "objects nested deeper than 64")
+    assert errors[10] == (None, "invalid JSON: nested too deeply")
+    status, _, body = post(events_sidecar, "[" * 5000 + "]" * 5000)
+    assert (status, body["errors"][0]["reason"]) == (400, "invalid JSON: nested too deeply")
+    with stored(events_sidecar) as reader:
+        assert [e.user_id for e in reader.list_events(name="ok-neighbour").events] == ["n1"]
+
+
 def test_stored_after_all(events_sidecar: Sidecar) -> None:
     """Last in this module: the receive time was used where no timestamp was given."""
     with stored(events_sidecar) as reader:
