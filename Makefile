@@ -53,14 +53,15 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.metrics
 
 # Coverage-guided fuzzing of the compiled core with atheris (its wheel ships libFuzzer and the
-# AddressSanitizer runtime): fuzz.fuzz_wire (protobuf scans) then fuzz.fuzz_ndjson (NDJSON events),
-# FUZZ_SECONDS split between them (FUZZ_TARGETS=fuzz_ndjson for one). With clang, a copy of each
-# core module is built with ASan and libFuzzer's coverage counters (build/fuzz/core) and the fuzzer
-# steers by the C code's branches; without clang (Debian: apt-get install clang) it still runs,
-# blind to the C code's coverage, and says so. Leak detection is off: LeakSanitizer reports the
+# AddressSanitizer runtime): fuzz.fuzz_wire (protobuf scans), fuzz.fuzz_ndjson (NDJSON events) and
+# fuzz.fuzz_trigrams (log blocks' token filters), FUZZ_SECONDS split between them
+# (FUZZ_TARGETS=fuzz_ndjson for one). With clang, a copy of each core module is built with ASan
+# and libFuzzer's coverage counters (build/fuzz/core) and the fuzzer steers by the C code's
+# branches; without clang (Debian: apt-get install clang) it still runs, blind to the C code's
+# coverage, and says so. Leak detection is off: LeakSanitizer reports the
 # interpreter's own allocations at exit. Every target runs even if one fails; make fails if any did.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= fuzz_wire fuzz_ndjson
+FUZZ_TARGETS ?= fuzz_wire fuzz_ndjson fuzz_trigrams
 FUZZ_DIR := build/fuzz
 FUZZ_EACH = $$(( $(FUZZ_SECONDS) / $(words $(FUZZ_TARGETS)) ))
 PY_CONFIG = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.$(1))')
@@ -80,7 +81,7 @@ fuzz: $(STAMP)
 	mkdir -p $(FUZZ_DIR)/core $(FUZZ_DIR)/crashes $(addprefix $(FUZZ_DIR)/corpus/,$(FUZZ_TARGETS))
 	$(foreach t,$(FUZZ_TARGETS),$(BIN)/python -m fuzz.$(t) --seed $(FUZZ_DIR)/corpus/$(t) &&) true
 	@failed=; if command -v clang >/dev/null 2>&1; then \
-	  $(call asan_core,_wire) && $(call asan_core,_ndjson) || exit 1; \
+	  $(call asan_core,_wire) && $(call asan_core,_ndjson) && $(call asan_core,_trigrams) || exit 1; \
 	  $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(ASAN_RUN))) \
 	else \
 	  echo "note: clang is missing (Debian: apt-get install clang), so the core cannot be built with" \

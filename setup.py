@@ -6,9 +6,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=cythonize(
         [
-            Extension("sidecar.core._wire", ["sidecar/core/_wire.pyx"], extra_compile_args=["-O2"]),
-            Extension("sidecar.core._ndjson", ["sidecar/core/_ndjson.pyx"], extra_compile_args=["-O2"]),
-            Extension("sidecar.core._event_merge", ["sidecar/core/_event_merge.pyx"], extra_compile_args=["-O2"]),
+            Extension(f"sidecar.core.{name}", [f"sidecar/core/{name}.pyx"], extra_compile_args=["-O2"])
+            for name in ("_wire", "_ndjson", "_event_merge", "_trigrams")
         ],
         compiler_directives={"language_level": 3},
     )

@@ -56,9 +56,9 @@ from collections.abc import Iterable, Iterator
 from itertools import repeat
 from operator import and_, mul, rshift
 
-import numpy as np
 from rocksdict import Rdict, WriteBatch
 
+from sidecar.core._trigrams import trigram_filter
 from sidecar.otlp.shadow import LogBlock
 from sidecar.storage.prepared import ResourceInfo, ScopeInfo
 from sidecar.storage.prepared_logs import LogGroup, PreparedLogs
@@ -87,17 +87,14 @@ _ZERO_TRACE = bytes(16)
 _SEQ = struct.Struct(">H").pack
 
 # Token filter: BITS_PER_TRIGRAM bits per distinct trigram (a power of two in total), one probe per
-# multiplier. Building it is numpy over the block's bytes; a Python step per trigram would cost
-# 30 ms per 1000 log lines, several times the whole ingest budget.
+# multiplier. Building it is the compiled core's (a Python step per trigram would cost 30 ms per
+# 1000 log lines, several times the whole ingest budget); whitespace is what str.split() splits at.
 BITS_PER_TRIGRAM = 8
 _MULTIPLIERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)  # odd 64-bit constants
 _M64 = (1 << 64) - 1
 _MIN_BITS = 1 << 9
 _MAX_BITS = 1 << 20
 _LITTLE_ENDIAN = sys.byteorder == "little"
-_MULTIPLIERS_U64 = [np.uint64(m) for m in _MULTIPLIERS]
-_WHITESPACE = np.zeros(256, dtype=bool)
-_WHITESPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True  # ASCII bytes str.split() splits at
 
 
 def trigrams(text: str) -> set[int]:
@@ -145,25 +142,12 @@ def build_filter(texts: Iterable[str]) -> bytes:
     """A bloom filter of the lowercased byte trigrams that hold no ASCII whitespace, in ``texts``.
 
     A search looks up the trigrams of its needle's whitespace-free pieces, all of which a body
-    holding the needle has. numpy takes every trigram of the block's text at once (a 1000-line
-    block of logfmt lines with request IDs has ~5k distinct trigrams among 160k), and its uint64
-    product wraps as the hash's mod 2**64 does, so the bits are those :func:`may_contain` probes.
+    holding the needle has. The compiled core (sidecar/core/_trigrams.pyx) collects the block's
+    distinct trigrams in a hash set (a 1000-line block of logfmt lines with request IDs has ~5k
+    among 160k) and sets the bits :func:`may_contain` probes, without the GIL.
     """
-    data = np.frombuffer(" ".join(texts).lower().encode("utf-8", "replace"), dtype=np.uint8)
-    if data.size < 3:
-        return bytes(_MIN_BITS >> 3)
-    space = _WHITESPACE[data]
-    inside = ~(space[:-2] | space[1:-1] | space[2:])
-    wide = data.astype(np.uint32)
-    grams = np.unique((wide[:-2] | (wide[1:-1] << 8) | (wide[2:] << 16))[inside]).astype(np.uint64)
-    bits = _MIN_BITS
-    while bits < len(grams) * BITS_PER_TRIGRAM and bits < _MAX_BITS:
-        bits <<= 1
-    shift = np.uint64(64 - bits.bit_length() + 1)
-    flags = np.zeros(bits, dtype=bool)
-    for multiplier in _MULTIPLIERS_U64:
-        flags[(grams * multiplier) >> shift] = True
-    return np.packbits(flags, bitorder="little").tobytes()
+    data = " ".join(texts).lower().encode("utf-8", "replace")
+    return trigram_filter(data, _MIN_BITS, _MAX_BITS, BITS_PER_TRIGRAM, _MULTIPLIERS)
 
 
 def may_contain(bloom: bytes | memoryview, grams: Iterable[int]) -> bool:
