@@ -12,18 +12,15 @@ fuzzer sees the C code's branches; otherwise it sees the Python side only, and s
 
 from __future__ import annotations
 
-import os
 import random
-import sys
 
 import atheris
 
 import sidecar.core
+from fuzz.harness import FUZZ_CORE, main
 
-# make fuzz points this at a copy of the core built with clang, AddressSanitizer and libFuzzer's
-# coverage counters; it is searched before the package's own build.
-if os.environ.get("SIDECAR_FUZZ_CORE"):
-    sidecar.core.__path__.insert(0, os.environ["SIDECAR_FUZZ_CORE"])
+if FUZZ_CORE:  # make fuzz's instrumented build of the core, searched first
+    sidecar.core.__path__.insert(0, FUZZ_CORE)
 
 import sidecar.core._ndjson
 from sidecar.ingest.events import Limits
@@ -49,29 +46,18 @@ def test_one_input(data: bytes) -> None:
     differential.check(body, limits)
 
 
-def write_seeds(directory: str) -> None:
+def seeds() -> dict[str, bytes]:
     """Seed inputs: the bench's lines, the tests' tricky lines, and drawn bodies (as recipes)."""
     from bench.events import EventStream, build_batches
 
     bench = EventStream(build_batches(1), seed=1).body(0).split(b"\n")
-    seeds = {f"bench-{i}": b"\x00" + b"\n".join(bench[i * 100 : i * 100 + 100]) for i in range(3)}
+    found = {f"bench-{i}": b"\x00" + b"\n".join(bench[i * 100 : i * 100 + 100]) for i in range(3)}
     for i, line in enumerate(differential.TRICKY):
-        seeds[f"tricky-{i}"] = bytes([i % 2]) + line.encode("utf-8", "surrogatepass")
+        found[f"tricky-{i}"] = bytes([i % 2]) + line.encode("utf-8", "surrogatepass")
     for i in range(40):
-        seeds[f"drawn-{i}"] = bytes([2 + i % 2]) + i.to_bytes(8, "little")
-    for name, body in seeds.items():
-        with open(os.path.join(directory, name), "wb") as out:
-            out.write(body)
-
-
-def main() -> None:
-    if sys.argv[1:2] == ["--seed"]:
-        write_seeds(sys.argv[2])
-        return
-    print(f"fuzzing {sidecar.core._ndjson.__file__}", file=sys.stderr)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+        found[f"drawn-{i}"] = bytes([2 + i % 2]) + i.to_bytes(8, "little")
+    return found
 
 
 if __name__ == "__main__":
-    main()
+    main(sidecar.core._ndjson, seeds, test_one_input)

@@ -13,18 +13,15 @@ and says so.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 
 import atheris
 from google.protobuf.message import DecodeError
 
 import sidecar.core
+from fuzz.harness import FUZZ_CORE, main
 
-# make fuzz points this at a copy of the core built with clang, AddressSanitizer and libFuzzer's
-# coverage counters; it is searched before the package's own build.
-if os.environ.get("SIDECAR_FUZZ_CORE"):
-    sidecar.core.__path__.insert(0, os.environ["SIDECAR_FUZZ_CORE"])
+if FUZZ_CORE:  # make fuzz's instrumented build of the core, searched first
+    sidecar.core.__path__.insert(0, FUZZ_CORE)
 
 from sidecar.core._wire import WireError, span_problems
 from sidecar.ingest.logs import _SHAPER as LOG_SHAPER
@@ -56,26 +53,15 @@ def test_one_input(data: bytes) -> None:
         raise AssertionError("the trace shaper kept other spans than the official classes")
 
 
-def write_seeds(directory: str) -> None:
+def seeds() -> dict[str, bytes]:
     """Seed inputs: two bench requests (512 spans each) and the tests' wire-format corner cases."""
     from bench.workload import build_workload
 
-    for name, body in [
-        *((f"bench-{i}", r) for i, r in enumerate(build_workload(2, seed=1).requests)),
-        *((f"corner-{i}", b) for i, b in enumerate(CORNERS.values())),
-    ]:
-        with open(os.path.join(directory, name), "wb") as out:
-            out.write(body)
-
-
-def main() -> None:
-    if sys.argv[1:2] == ["--seed"]:
-        write_seeds(sys.argv[2])
-        return
-    print(f"fuzzing {sidecar.core._wire.__file__}", file=sys.stderr)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    return {
+        **{f"bench-{i}": r for i, r in enumerate(build_workload(2, seed=1).requests)},
+        **{f"corner-{i}": b for i, b in enumerate(CORNERS.values())},
+    }
 
 
 if __name__ == "__main__":
-    main()
+    main(sidecar.core._wire, seeds, test_one_input)

@@ -195,11 +195,10 @@ def _text_of(key: str, text: str) -> str:
     return text
 
 
-def _ndjson(body: bytes, limits: Limits, now_ns: int) -> Parsed:
-    """One event per line. The compiled reader builds the Event of every line that is certainly
-    valid and hands back the others as ``(line number, text)``, which are read here as they always
-    were (json.loads, validate_event), so errors and their texts stay this module's alone."""
-    entries: Sequence[Event | tuple[int, str]] | None = read_ndjson(
+def fast_lane(body: bytes, limits: Limits, now_ns: int) -> Sequence[Event | tuple[int, str]] | None:
+    """The compiled reader's entries for ``body``: an Event per line it proved valid, ``(line
+    number, text)`` per line left to Python; None when it decided nothing (see _ndjson.pyx)."""
+    return read_ndjson(
         body,
         limits.max_name_length,
         limits.max_properties,
@@ -209,6 +208,13 @@ def _ndjson(body: bytes, limits: Limits, now_ns: int) -> Parsed:
         now_ns,
         Event,
     )
+
+
+def _ndjson(body: bytes, limits: Limits, now_ns: int) -> Parsed:
+    """One event per line. The compiled reader builds the Event of every line that is certainly
+    valid and hands back the others as ``(line number, text)``, which are read here as they always
+    were (json.loads, validate_event), so errors and their texts stay this module's alone."""
+    entries = fast_lane(body, limits, now_ns)
     if entries is None:  # it decided nothing: the body is not UTF-8 (_text says where), or no clock
         entries = list(enumerate(_text(body).split("\n"), 1))
     items: list[Any] = []

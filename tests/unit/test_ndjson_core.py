@@ -14,14 +14,13 @@ import datetime as dt
 import json
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.core._ndjson import read_ndjson
 from sidecar.ingest.events import (
     FIELDS,
     Event,
@@ -29,6 +28,7 @@ from sidecar.ingest.events import (
     Invalid,
     Limits,
     Parsed,
+    fast_lane,
     parse_request,
     validate_event,
 )
@@ -121,17 +121,11 @@ def check(body: bytes, limits: Limits = DEFAULT, now_ns: int = NOW) -> Counter[s
     return lanes(body, limits, now_ns)
 
 
-def read(body: bytes, limits: Limits = DEFAULT, now_ns: int = NOW) -> list[Event | tuple[int, str]] | None:
-    return read_ndjson(
-        body,
-        limits.max_name_length,
-        limits.max_properties,
-        limits.max_value_bytes,
-        now_ns - limits.max_past_ns,
-        now_ns + limits.max_future_ns,
-        now_ns,
-        Event,
-    )
+Entries = Sequence[Event | tuple[int, str]] | None
+
+
+def read(body: bytes, limits: Limits = DEFAULT, now_ns: int = NOW) -> Entries:
+    return fast_lane(body, limits, now_ns)
 
 
 def lanes(body: bytes, limits: Limits = DEFAULT, now_ns: int = NOW) -> Counter[str]:
