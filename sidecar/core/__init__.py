@@ -1,7 +1,17 @@
-"""The compiled core of ingest: one pass over an export's protobuf bytes, in C, without the GIL.
+"""The compiled core of ingest: the per-span, per-record and per-event loops, in C.
 
-``_wire`` is a Cython extension built by the package's normal install (``pip install .`` or
-``pip install -e .``); ``_wire.pyi`` types it for mypy. It only reads bytes from the network, so
-every read is bounds-checked and malformed input is a :class:`WireError`, never a crash.
-``heap`` hands the C heap's free pages back to the OS, which glibc would otherwise keep.
+Cython extensions built by the package's normal install (``pip install .`` or ``pip install -e .``),
+each typed for mypy by its ``.pyi``:
+
+- ``_wire``: one pass over an OTLP export's protobuf bytes without the GIL (spans and log records
+  grouped, validated, shaped into what the stores write);
+- ``_ndjson``: the NDJSON event reader's fast lane (lines it can prove valid become Events; the
+  rest go to the Python reader);
+- ``_event_merge``: the events writer's per-event loop (records, index keys, column gathering)
+  and its dedupe Bloom filter;
+- ``_trigrams``: the log blocks' token filters, without the GIL.
+
+The ones that read bytes from the network bounds-check every read; malformed input is an error
+or a line left to Python, never a crash. ``heap`` hands the C heap's free pages back to the OS,
+which glibc would otherwise keep.
 """
