@@ -439,3 +439,23 @@ def test_distinct_users_in_a_zone_whose_days_are_not_utc_days(
     reads = RollupReads(columns.rollups, lambda name: columns.code("n", name))
     assert reads.values(measure, None, None, req.buckets) is not None  # the rollups answered
     assert ask(columns, body, True) == ask(columns, body, False)
+
+
+def test_merging_the_newest_deltas_keeps_them_few_without_rewriting_the_day() -> None:
+    """The merge policy over 5000 writes of one (day, name), as RollupWriter._append applies it:
+    never more than MAX_DELTAS deltas, every row kept, and bytes rewritten growing like n log n
+    (merging all deltas at once rewrote n²/(2·MAX_DELTAS) rows' worth: ~780k writes' worth here)."""
+    deltas: list[tuple[bytes, bytes]] = []  # newest first, as the keys sort
+    rewritten = 0
+    for write in range(5000):
+        data = write.to_bytes(4, "big") * 25  # 100 bytes a write
+        if len(deltas) + 1 > rollups.MAX_DELTAS:
+            taken = rollups.newest_to_merge(iter(deltas), len(data))
+            assert len(taken) >= 2 and taken == deltas[: len(taken)]
+            data = b"".join(value for _, value in taken) + data
+            rewritten += len(data)
+            deltas = deltas[len(taken) :]
+        deltas.insert(0, (b"k%d" % write, data))
+        assert len(deltas) <= rollups.MAX_DELTAS
+    assert sum(len(v) for _, v in deltas) == 5000 * 100
+    assert rewritten < 5000 * 100 * 12, rewritten  # each row rewritten about log(n) times, not n/32

@@ -32,8 +32,9 @@ them with their events; big-endian; ``name`` is the events registry's code, 0 fo
 Counts are read-modify-written through a cache of recent days; one key holds a day's 24 hours,
 so 180 days of a name are 180 keys to read. Everything else is append-only,
 one small key per write and day; when a (day, name) holds more than MAX_DELTAS deltas of a kind,
-the write that adds one merges them into one key (deleting the rest in the same WriteBatch), so a
-day read stays a handful of keys whatever the write rate. The writer remembers which users each
+the write that adds one merges its newest ones into one key (deleting them in the same WriteBatch;
+older, bigger ones stay, as an LSM's tiers do), so a day read stays a handful of keys whatever the
+write rate, and a write never rewrites the whole day. The writer remembers which users each
 recent day has (a bitmap over user codes) to put only new ones in ``Ru``; for a day it has not
 seen since start-up it reads the day's deltas once.
 
@@ -306,16 +307,17 @@ class RollupWriter:
     def _append(
         self, part: Partition, prefix: bytes, rev: bytes, data: bytes, batch: WriteBatch, merge: Any
     ) -> None:
-        """One delta under ``prefix``; past MAX_DELTAS, all of them merged into one."""
+        """One delta under ``prefix``; past MAX_DELTAS, the newest ones merged into one (see
+        :func:`newest_to_merge`), so a day's deltas stay few without rewriting the whole day."""
         count = self._deltas.get(prefix)
         if count is None:
             count = sum(1 for _ in part.items(prefix))
         if count + 1 > MAX_DELTAS:
-            olds = list(part.items(prefix))
-            for key, _ in olds:
+            taken = newest_to_merge(part.items(prefix), len(data))
+            for key, _ in taken:
                 batch.delete(key, part.handle)
-            data = merge([value for _, value in olds] + [data])
-            count = 0
+            data = merge([value for _, value in taken] + [data])
+            count -= len(taken)
         batch.put(prefix + rev, data, part.handle)
         self._pending.append(("deltas", prefix, count + 1))
 
@@ -420,6 +422,24 @@ def rows_cache(store: RocksStore) -> RowsCache:
         if cache is None:
             cache = _ROWS_CACHES[store] = RowsCache()
         return cache
+
+
+def newest_to_merge(deltas: Iterable[tuple[bytes, bytes]], size: int) -> list[tuple[bytes, bytes]]:
+    """The deltas (key, value) to merge with a new one of ``size`` bytes: the newest (keys sort
+    newest first), at least two, and no older one larger than twice what is taken so far.
+
+    Merging every delta of a day at once rewrote the whole day every MAX_DELTAS writes: a sort
+    and a put of all its rows, growing with the day (seconds of CPU per merge at a few million
+    events a day). Taken this way, sizes grow about geometrically with age, like an LSM's tiers, so
+    a write rewrites a delta about as often as its size doubles: logarithmic, not quadratic."""
+    taken: list[tuple[bytes, bytes]] = []
+    total = size
+    for key, value in deltas:
+        if len(taken) >= 2 and len(value) > 2 * total:
+            break
+        taken.append((key, value))
+        total += len(value)
+    return taken
 
 
 def _concat(values: list[bytes]) -> bytes:
