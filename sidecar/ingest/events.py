@@ -14,6 +14,7 @@ import email.policy
 import json
 import math
 import re
+import sys
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 _ALIAS = {alias: canonical for canonical, aliases in FIELDS.items() for alias in aliases}
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_FLOAT_MAX = int(sys.float_info.max)  # larger integers have no float64: analytics could not sum them
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_DEPTH = 64  # nested objects in an event: deeper is refused, not flattened into a long key
 _JSON_TEXT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -165,7 +167,7 @@ def _text(body: bytes) -> str:
 
 def _json_objects(body: bytes) -> list[Any]:
     try:
-        data = json.loads(_text(body))
+        data = _loads(_text(body))
     except json.JSONDecodeError as exc:
         raise Invalid(None, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:
@@ -177,11 +179,37 @@ def _json_objects(body: bytes) -> list[Any]:
     raise Invalid(None, "expected a JSON object or an array of objects")
 
 
+class _Repeated(dict[str, Any]):
+    """A JSON object in which ``key`` was given twice: json.loads would keep the last value
+    silently, and a field given twice is an error here, as in a form."""
+
+    key: str = ""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                repeated = _Repeated(out)
+                repeated.key = key
+                return repeated
+            seen.add(key)
+    return out
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_unique_pairs)
+
+
 def _unreadable(exc: ValueError | RecursionError) -> str:
     """What json.loads raised besides a syntax error: an integer of over 4300 digits (Python's
     limit), or nesting deeper than the interpreter's recursion limit."""
     if isinstance(exc, RecursionError):
         return "invalid JSON: nested too deeply"
+    if "digits" in str(exc):
+        return "invalid JSON: an integer of more than 4300 digits"
     return f"invalid JSON: {exc}"
 
 
@@ -229,7 +257,7 @@ def _ndjson(body: bytes, limits: Limits, now_ns: int) -> Parsed:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = _loads(line)
         except json.JSONDecodeError as exc:
             bad[len(items)] = f"invalid JSON: {exc.msg} at column {exc.colno}"
             item = None
@@ -319,6 +347,8 @@ def validate_event(item: Any, limits: Limits, now_ns: int) -> Event:
     """One event from a decoded object, or Invalid naming the first field at fault."""
     if not isinstance(item, dict):
         raise Invalid(None, f"expected an object, got {_type(item)}")
+    if isinstance(item, _Repeated):
+        raise Invalid(item.key, "given twice")
     own: dict[str, tuple[str, Any]] = {}
     extra: dict[str, Any] = {}
     for key, value in item.items():
@@ -365,6 +395,8 @@ def _flatten(
     prefix: str, data: dict[str, Any], out: dict[str, Value], limits: Limits, strip: int = 0, depth: int = 1
 ) -> None:
     """Nested objects joined with ``.``; nulls left out; ``strip`` drops ``properties.`` from keys."""
+    if isinstance(data, _Repeated):
+        raise Invalid(prefix + data.key, "given twice")
     for key, value in data.items():
         path = _text_of(prefix + key, prefix + key)
         if isinstance(value, dict):
@@ -379,6 +411,8 @@ def _flatten(
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise Invalid(path, "must be a finite number")
+        if type(value) is int and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+            raise Invalid(path, "must be a finite number")  # as float64 holds it, and as forms say
         if isinstance(value, list):
             try:
                 value = _JSON_TEXT(value)  # as an OTLP array attribute is kept: its JSON text

@@ -54,3 +54,18 @@ def test_ndjson_lines_end_only_at_newlines_not_at_unicode_line_separators() -> N
     parsed = parse_request("application/x-ndjson", body, [], LIMITS, NOW)
     assert parsed.errors == []
     assert [(e.name, e.properties) for e in parsed.events] == [("e", {"note": text}), ("f", {})]
+
+
+def test_an_integer_no_float64_holds_is_refused_as_forms_refuse_it() -> None:
+    """Stored, such a property broke every sum and filter over it (OverflowError in analytics)."""
+    huge = 10**400
+    with pytest.raises(Invalid, match="must be a finite number") as caught:
+        validate_event({"event": "e", "properties": {"n": huge}}, LIMITS, NOW)
+    assert caught.value.field == "properties.n"
+    form = parse_request("application/x-www-form-urlencoded", f"event=e&n={huge}".encode(), (), LIMITS, NOW)
+    assert [(e.field, e.reason) for e in form.errors] == [("n", "must be a finite number")]
+    biggest = int(1.7976931348623157e308)
+    assert validate_event({"event": "e", "n": biggest}, LIMITS, NOW).properties == {"n": biggest}
+    body = json.dumps({"event": "e", "n": 1}).replace("1}", "1" * 5000 + "}").encode()
+    (error,) = parse_request("application/x-ndjson", body, (), LIMITS, NOW).errors
+    assert error.reason == "invalid JSON: an integer of more than 4300 digits"
