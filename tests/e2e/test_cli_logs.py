@@ -206,3 +206,18 @@ def test_severity_warning_is_warn(capsys: pytest.CaptureFixture[str], api: str) 
     assert warn == ["slow query 250ms", "payment DECLINED order 17"]
     assert bodies(capsys, api, "--service", SVC, "--severity", "warning") == warn
     assert bodies(capsys, api, "--service", SVC, "--severity", "WARNING") == warn
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(api: str) -> None:
+    """``sidecar logs search | head -1``: the pipe closes under the CLI, which stops quietly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "logs", "search", "--api", api, "--service", SVC],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env({}),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as head does once it has its line: every write now fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(30) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
