@@ -297,11 +297,13 @@ def _multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
 
 def _from_strings(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """Form and query fields as one event: property values that read as numbers become numbers.
-    A field given twice is refused: which of ``name=a&name=b`` was meant cannot be known."""
+    A field given twice is that event's error: which of ``name=a&name=b`` was meant cannot be known."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise Invalid(key, "given twice")
+            repeated = _Repeated(out)
+            repeated.key = key
+            return repeated
         if _ALIAS.get(key) in FIELDS and _ALIAS[key] != "properties":
             out[key] = value
         elif _NUMBER.fullmatch(value):
@@ -380,7 +382,7 @@ def validate_event(item: Any, limits: Limits, now_ns: int) -> Event:
             setattr(event, canonical, _identifier(key, value, limits, canonical == "id"))
     flat: dict[str, Value] = {}
     _flatten("", extra, flat, limits)
-    if "properties" in own:
+    if "properties" in own and own["properties"][1] is not None:  # null: none, as nulls are left out
         key, value = own["properties"]
         if not isinstance(value, dict):
             raise Invalid(key, f"must be an object, got {_type(value)}")

@@ -144,7 +144,7 @@ class EventsReceiver:
         if cors:
             response.headers.update(cors)
         if response.status >= 400:  # a fixed text per status: never the payload
-            self._rejections.event(f"POST {PATH} refused, {response.status} {response.reason}")
+            self._rejections.event(f"{request.method} {PATH} refused, {response.status} {response.reason}")
         return response
 
     async def _post(self, request: web.Request, tally: _Tally) -> web.Response:

@@ -213,7 +213,8 @@ def test_lists_numbers_beacons_and_ambiguous_requests(events_sidecar: Sidecar) -
     status, _, body = post(
         events_sidecar, "name=a&name=b", {"Content-Type": "application/x-www-form-urlencoded"}
     )
-    assert status == 400 and body["errors"] == [{"index": None, "field": "name", "reason": "given twice"}]
+    assert (status, body["rejected"]) == (400, 1)  # the form's one event, at index 0 as in JSON
+    assert body["errors"] == [{"index": 0, "field": "name", "reason": "given twice"}]
     url = f"{events_sidecar.http_url}/v1/events?event=click&user=3"
     status, _, raw = http_request("POST", url, json.dumps({"name": "other"}).encode(), JSON)
     reason = "an event goes in the body or in the query string, not both"

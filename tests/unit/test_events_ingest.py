@@ -69,3 +69,11 @@ def test_an_integer_no_float64_holds_is_refused_as_forms_refuse_it() -> None:
     body = json.dumps({"event": "e", "n": 1}).replace("1}", "1" * 5000 + "}").encode()
     (error,) = parse_request("application/x-ndjson", body, (), LIMITS, NOW).errors
     assert error.reason == "invalid JSON: an integer of more than 4300 digits"
+
+
+def test_null_properties_are_none_and_a_field_twice_in_a_form_is_that_events_error() -> None:
+    assert validate_event({"event": "e", "properties": None, "a": 1}, LIMITS, NOW).properties == {"a": 1}
+    form = parse_request("application/x-www-form-urlencoded", b"event=e&x=1&x=2", (), LIMITS, NOW)
+    assert (form.total, [(e.index, e.field, e.reason) for e in form.errors]) == (1, [(0, "x", "given twice")])
+    query = parse_request("application/json", b"", [("event", "e"), ("event", "f")], LIMITS, NOW)
+    assert [(e.index, e.field, e.reason) for e in query.errors] == [(0, "event", "given twice")]
