@@ -185,6 +185,12 @@ class _Repeated(dict[str, Any]):
 
     key: str = ""
 
+    @classmethod
+    def of(cls, fields: dict[str, Any], key: str) -> _Repeated:
+        repeated = cls(fields)
+        repeated.key = key
+        return repeated
+
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
@@ -192,9 +198,7 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                repeated = _Repeated(out)
-                repeated.key = key
-                return repeated
+                return _Repeated.of(out, key)
             seen.add(key)
     return out
 
@@ -301,9 +305,7 @@ def _from_strings(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            repeated = _Repeated(out)
-            repeated.key = key
-            return repeated
+            return _Repeated.of(out, key)
         if _ALIAS.get(key) in FIELDS and _ALIAS[key] != "properties":
             out[key] = value
         elif _NUMBER.fullmatch(value):
