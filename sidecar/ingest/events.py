@@ -47,6 +47,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
 _ALIAS = {alias: canonical for canonical, aliases in FIELDS.items() for alias in aliases}
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _FLOAT_MAX = int(sys.float_info.max)  # larger integers have no float64: analytics could not sum them
+_BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_DEPTH = 64  # nested objects in an event: deeper is refused, not flattened into a long key
 _JSON_TEXT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -131,6 +132,7 @@ def parse_request(
     A body that cannot be read at all gives one error with index None.
     """
     pairs = list(query)
+    body = body.removeprefix(_BOM)  # Windows tools (PowerShell's UTF-8) start text with one
     if not body.strip():
         if pairs:
             try:

@@ -77,3 +77,10 @@ def test_null_properties_are_none_and_a_field_twice_in_a_form_is_that_events_err
     assert (form.total, [(e.index, e.field, e.reason) for e in form.errors]) == (1, [(0, "x", "given twice")])
     query = parse_request("application/json", b"", [("event", "e"), ("event", "f")], LIMITS, NOW)
     assert [(e.index, e.field, e.reason) for e in query.errors] == [(0, "event", "given twice")]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+def test_a_byte_order_mark_before_the_body_is_not_part_of_it(content_type: str) -> None:
+    body = b"\xef\xbb\xbf" + json.dumps({"event": "e", "user": "1"}).encode()
+    parsed = parse_request(content_type, body, (), LIMITS, NOW)
+    assert (parsed.errors, [e.name for e in parsed.events]) == ([], ["e"])
