@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck bench clean promtool fuzz
 
-# The install compiles the core (sidecar/core/*.pyx) with Cython and gcc: rebuild when it changes.
-$(STAMP): pyproject.toml requirements.lock setup.py $(wildcard sidecar/core/*.pyx)
+# The install compiles the core (sidecar/core/*.pyx, with the *.pxd they cimport) with Cython and gcc:
+# rebuild when it changes.
+$(STAMP): pyproject.toml requirements.lock setup.py $(wildcard sidecar/core/*.pyx sidecar/core/*.pxd)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,bench]'
 	touch $(STAMP)

@@ -9,7 +9,7 @@ the caller's callbacks; everything else is done here without a Python call per f
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_Append
 from cpython.ref cimport PyObject
 from cpython.set cimport PySet_Add, PySet_Contains
@@ -22,6 +22,8 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, strlen
+
+from sidecar.core._hashing cimport hash_bytes, mix64
 
 cdef extern from "Python.h":
     char* PyOS_double_to_string(double val, char format_code, int precision, int flags, int* type) except NULL
@@ -175,7 +177,7 @@ cdef class EventRows:
         Returns {month start day: (partition handle, rows)}, a row being (ts_ns, name, user,
         service, session_id, properties), in arrival order, for the column block and rollups."""
         cdef dict blocks = {}
-        cdef dict days = {}  # day -> (month, handle, rows)
+        cdef dict days = {}  # day -> (partition handle, rows) of its month
         cdef object put = batch.put
         cdef object event, item, stored, id_text, session, props, day_entry, cf, rows, key
         cdef object id_key, record, encoded
@@ -185,7 +187,7 @@ cdef class EventRows:
         cdef const char* p_session
         cdef const char* p_id = NULL
         cdef char eid[20]
-        cdef char head[21]
+        cdef char head[14]  # the record's head: name, user, service (u32), session length (u16)
         cdef char* out
         put_be(eid + 8, ns, 8)
         for item in items:
@@ -380,27 +382,6 @@ def ids_by_month(list items, object months_of):
 
 # -- the dedupe filter ------------------------------------------------------------------------
 
-cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
-    x ^= x >> 30
-    x *= 0xBF58476D1CE4E5B9ULL
-    x ^= x >> 27
-    x *= 0x94D049BB133111EBULL
-    return x ^ (x >> 31)
-
-
-cdef inline uint64_t hash_key(const uint8_t* p, Py_ssize_t n) noexcept nogil:
-    cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n
-    cdef uint64_t w
-    while n >= 8:
-        memcpy(&w, p, 8)
-        h = mix64(h ^ w)
-        p += 8
-        n -= 8
-    w = 0
-    memcpy(&w, p, n)
-    return mix64(h ^ w ^ (<uint64_t>n << 56))
-
-
 cdef enum:
     BITS_PER_KEY = 12  # with 7 probes in one 512-bit block: about 1 % false positives
 
@@ -431,7 +412,7 @@ cdef class BloomFilter:
         return self.blocks * 64
 
     cdef inline bint _probe(self, bytes key, bint set_bits) noexcept:
-        cdef uint64_t h = hash_key(<const uint8_t*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        cdef uint64_t h = hash_bytes(<const uint8_t*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), 0)
         cdef uint64_t* block = self.bits + 8 * (mix64(h) % self.blocks)
         cdef uint64_t bit
         cdef int i

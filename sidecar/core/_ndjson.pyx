@@ -33,6 +33,8 @@ from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcmp, memcpy, memset
 
+from sidecar.core._arrays cimport reserve
+
 
 cdef extern from "Python.h":
     # float()'s own conversion (correctly rounded, locale-free): exactly what json.loads gives a float.
@@ -127,23 +129,6 @@ cdef struct Reader:
     Py_ssize_t cap_lines
     Py_ssize_t line_first  # the current line's first leaf
     bint nomem
-
-
-cdef inline bint reserve(void** items, Py_ssize_t* cap, Py_ssize_t need, size_t size) noexcept nogil:
-    """Room for ``need`` items, the contents kept; False when memory runs out."""
-    cdef Py_ssize_t capacity
-    cdef void* grown
-    if need <= cap[0]:
-        return True
-    capacity = need if need > 2 * cap[0] else 2 * cap[0]
-    if capacity < 16:
-        capacity = 16
-    grown = realloc(items[0], capacity * size)
-    if grown == NULL:
-        return False
-    items[0] = grown
-    cap[0] = capacity
-    return True
 
 
 cdef inline bint room(Reader* r, void** items, Py_ssize_t* cap, Py_ssize_t need, size_t size) noexcept nogil:

@@ -20,6 +20,9 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
+from sidecar.core._arrays cimport reserve
+from sidecar.core._hashing cimport hash_bytes, mix64
+
 import threading
 
 
@@ -317,18 +320,8 @@ cdef int span_problem(Py_ssize_t tid_len, const uint8_t* tid, Py_ssize_t sid_len
 
 cdef bint grow(Scan* s, void** items, Py_ssize_t* cap, Py_ssize_t count, size_t size,
                const uint8_t* at) noexcept nogil:
-    """Room for one more item in a growable array (doubling)."""
-    cdef Py_ssize_t capacity
-    cdef void* grown
-    if count < cap[0]:
-        return True
-    capacity = cap[0] * 2 if cap[0] else 64
-    grown = realloc(items[0], capacity * size)
-    if grown == NULL:
-        return fail(s, E_MEMORY, at)
-    items[0] = grown
-    cap[0] = capacity
-    return True
+    """Room for one more item in a growable array; a scan error when memory runs out."""
+    return reserve(items, cap, count + 1, size) or fail(s, E_MEMORY, at)
 
 
 cdef inline bint add_slice(Scan* s, Slice** items, Py_ssize_t* count, Py_ssize_t* cap,
@@ -922,25 +915,6 @@ cdef class WriteFold:
 
 # -- grouping spans by trace and attributes by term, in C --------------------------------------
 
-cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
-    """A 64-bit finaliser (murmur3's): good spread of the table slots from any input bits."""
-    x ^= x >> 33
-    x *= <uint64_t>0xff51afd7ed558ccd
-    x ^= x >> 33
-    x *= <uint64_t>0xc4ceb9fe1a85ec53
-    x ^= x >> 33
-    return x
-
-
-cdef inline uint64_t hash_bytes(const uint8_t* p, Py_ssize_t n, uint64_t seed) noexcept nogil:
-    """FNV-1a over the bytes, then mixed: terms are short (tens of bytes)."""
-    cdef uint64_t h = <uint64_t>0xcbf29ce484222325 ^ mix64(seed + 1)
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ p[i]) * <uint64_t>0x100000001b3
-    return mix64(h)
-
-
 cdef inline Py_ssize_t table_size(Py_ssize_t items) noexcept nogil:
     """A power of two at least twice ``items``: open addressing stays short."""
     cdef Py_ssize_t size = 16
@@ -1001,21 +975,6 @@ cdef void shape_free(Shape* g) noexcept:
     free(g.slots)
     free(g.service_of)
     memset(g, 0, sizeof(Shape))
-
-
-cdef inline bint reserve(void** items, Py_ssize_t* cap, Py_ssize_t need, size_t size) noexcept nogil:
-    """Room for ``need`` items in a reused array; its contents are not kept when it grows."""
-    cdef Py_ssize_t capacity
-    cdef void* grown
-    if need <= cap[0]:
-        return True
-    capacity = need if need > 2 * cap[0] else 2 * cap[0]
-    grown = realloc(items[0], capacity * size)
-    if grown == NULL:
-        return False
-    items[0] = grown
-    cap[0] = capacity
-    return True
 
 
 cdef enum:
@@ -1154,15 +1113,22 @@ cdef bint add_hit(Scan* s, Shape* g, Py_ssize_t* cap_terms, Py_ssize_t* cap_hits
     return True
 
 
+cdef inline bint empty_slots(Shape* g, Py_ssize_t size) noexcept nogil:
+    """The open-addressing table, ``size`` slots, all empty (-1); False when memory runs out."""
+    if not reserve(<void**>&g.slots, &g.cap_slots, size, sizeof(Py_ssize_t)):
+        return False
+    memset(g.slots, 0xFF, size * sizeof(Py_ssize_t))
+    return True
+
+
 cdef bint group_terms(Scan* s, Shape* g) noexcept nogil:
     """Every kept span's attributes, and its events' and links' (Jaeger's tag search matches those
     too), as distinct (service, term) entries with the parts (traces) that carry them."""
     cdef Py_ssize_t size = table_size(s.n_attrs + s.n_extras)
     cdef Py_ssize_t mask = size - 1, i, j, service
     cdef SpanRec* r
-    if not reserve(<void**>&g.slots, &g.cap_slots, size, sizeof(Py_ssize_t)):
+    if not empty_slots(g, size):
         return False
-    memset(g.slots, 0xFF, size * sizeof(Py_ssize_t))
     for i in range(s.n_spans):
         if g.part_of[i] < 0:
             continue
@@ -1185,10 +1151,9 @@ cdef bint group_series(Scan* s, Shape* g) noexcept nogil:
     cdef SeriesRec* rec
     cdef uint64_t h
     mask = size - 1
-    if not (reserve(<void**>&g.slots, &g.cap_slots, size, sizeof(Py_ssize_t))
+    if not (empty_slots(g, size)
             and reserve(<void**>&g.series_of, &g.cap_series_of, s.n_spans + 1, sizeof(int32_t))):
         return False
-    memset(g.slots, 0xFF, size * sizeof(Py_ssize_t))
     for i in range(s.n_spans):
         if g.part_of[i] < 0:
             continue
