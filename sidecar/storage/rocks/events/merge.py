@@ -48,7 +48,6 @@ from sidecar.storage.rocks.partitions import EVENTS
 RECORD = b"V"
 BY_USER = b"U"
 BY_NAME = b"N"
-ID = b"I"
 _EID = struct.Struct(">QQI")
 _HEAD = struct.Struct(">IIIH")
 _U32 = struct.Struct(">I")

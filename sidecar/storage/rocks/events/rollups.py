@@ -52,7 +52,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rocksdict import WriteBatch
@@ -61,6 +61,9 @@ from sidecar.core._event_merge import numeric_properties
 from sidecar.storage.rocks import keys
 from sidecar.storage.rocks.db import Partition, RocksStore
 from sidecar.storage.rocks.partitions import EVENTS
+
+if TYPE_CHECKING:  # columns.py imports this module
+    from sidecar.storage.rocks.events.columns import BlockRows
 
 COUNT = b"Rc"
 USERS = b"Ru"
@@ -112,7 +115,7 @@ class WriteRows:
     def add(self, ts: int, name: int, user: int, properties: dict[str, Any]) -> None:
         self.extend([(ts, name, user, 0, None, properties)])
 
-    def extend(self, rows: list[tuple[int, int, int, int, str | None, dict[str, Any]]]) -> None:
+    def extend(self, rows: BlockRows) -> None:
         """Rows as the merge gathers them: (ts, name, user, service, session, properties)."""
         if not rows:
             return
